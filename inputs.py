@@ -1,0 +1,120 @@
+"""Turning `--input` arguments into the list of things to process.
+
+Arguments may mix image files, video files, folders (walked recursively in sorted order),
+glob patterns, `@list.txt` files (one argument per line, relative to the list's folder) and
+`webcam:N`. Other files inside folders are skipped silently; an explicit path that is missing
+or of an unknown kind is reported, not fatal.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Iterator, Sequence
+
+from images import is_image_path
+from video import is_video_path, parse_webcam
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One thing to process. `path` is what the outputs' `file` column shows."""
+
+    path: str
+    kind: str  # "image" | "video" | "webcam"
+    rel: PurePath = PurePath()  # where its annotated outputs go, relative to the output folder
+
+
+@dataclass
+class InputPlan:
+    items: list[InputItem]
+    problems: list[tuple[str, str]]  # (argument, reason) for arguments that gave nothing usable
+
+
+def _kind(path: str) -> str | None:
+    return "image" if is_image_path(path) else "video" if is_video_path(path) else None
+
+
+def _walk(folder: str) -> Iterator[str]:
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            yield os.path.join(root, name)
+
+
+def _expand(spec: str, problems: list[tuple[str, str]], seen_lists: set[str]) -> Iterator[tuple[str, str]]:
+    if parse_webcam(spec) is not None:
+        yield spec, "webcam"
+    elif spec.startswith("@"):
+        list_path = spec[1:]
+        key = os.path.realpath(list_path)
+        if key in seen_lists:
+            problems.append((spec, "list file includes itself"))
+            return
+        seen_lists.add(key)
+        try:
+            lines = Path(list_path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append((spec, f"cannot read list file ({exc.strerror or exc})"))
+            return
+        base = os.path.dirname(list_path)
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                entry = line if os.path.isabs(line) or line.startswith("webcam:") else os.path.join(base, line)
+                yield from _expand(entry, problems, seen_lists)
+    elif os.path.isdir(spec):
+        found = False
+        for path in _walk(spec):
+            kind = _kind(path)
+            if kind:
+                found = True
+                yield path, kind
+        if not found:
+            problems.append((spec, "folder holds no images or videos"))
+    elif os.path.exists(spec):
+        kind = _kind(spec)
+        if kind:
+            yield spec, kind
+        else:
+            problems.append((spec, "not an image or video file (unknown extension)"))
+    elif _GLOB_CHARS & set(spec):
+        matches = sorted(glob.glob(spec, recursive=True))
+        if not matches:
+            problems.append((spec, "pattern matches nothing"))
+        for match in matches:
+            if os.path.isdir(match):
+                yield from _expand(match, problems, seen_lists)
+            elif _kind(match):
+                yield match, _kind(match)
+    else:
+        problems.append((spec, "no such file or folder"))
+
+
+def _mirror_paths(paths: list[str]) -> list[PurePath]:
+    """Paths relative to the inputs' common folder, so equal names in different folders differ."""
+    if not paths:
+        return []
+    parents = [os.path.dirname(os.path.abspath(p)) for p in paths]
+    common = os.path.commonpath(parents)
+    return [PurePath(os.path.relpath(os.path.abspath(p), common)) for p in paths]
+
+
+def collect_inputs(specs: Sequence[str]) -> InputPlan:
+    """Expand the arguments, dropping repeats of the same file (the first one wins)."""
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    found: list[tuple[str, str]] = []
+    for spec in specs:
+        for path, kind in _expand(spec, problems, set()):
+            key = path if kind == "webcam" else os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                found.append((path, kind))
+    files = [p for p, k in found if k != "webcam"]
+    rel = dict(zip(files, _mirror_paths(files)))
+    items = [InputItem(p, k, rel.get(p, PurePath(p.replace(":", "")))) for p, k in found]
+    return InputPlan(items, problems)
