@@ -38,11 +38,10 @@ def _kind(path: str) -> str | None:
     return "image" if is_image_path(path) else "video" if is_video_path(path) else None
 
 
-def _walk(folder: str) -> Iterator[str]:
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            yield os.path.join(root, name)
+def _walk(folder: str) -> list[str]:
+    """Every file below `folder`, sorted by path components (a/deep/x before a/y before b/z)."""
+    found = [os.path.join(root, name) for root, _, files in os.walk(folder) for name in files]
+    return sorted(found, key=lambda p: Path(p).parts)
 
 
 def _expand(spec: str, problems: list[tuple[str, str]], seen_lists: set[str]) -> Iterator[tuple[str, str]]:
