@@ -8,6 +8,7 @@ folders, globs, @lists, videos and webcam:N. See README.md and `python demo.py -
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -20,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from conf import ARCHS, AU_IDS, AU_NAMES, CHECKPOINT_DIR
-from draw import FaceAnnotation, annotate_image
+from draw import FaceAnnotation, annotate_frame, annotate_image
 from images import ImageError, load_image
 from inputs import InputItem, collect_inputs
 from model import CheckpointError
@@ -28,6 +29,7 @@ from outputs import FORMATS, ResultWriter, Row
 from predictor import AUPredictor
 from registry import find_checkpoint
 from utils import UserError
+from video import VideoError, VideoSource, VideoWriter
 
 UNTRAINED_BANNER = "UNTRAINED: random weights, the numbers mean nothing (smoke test only)"
 TABLE_LIMIT = 10  # print per-image tables for runs of at most this many images
@@ -72,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: checkpoints/ beside demo.py)")
     run.add_argument("--untrained", action="store_true",
                      help="random weights, for smoke tests without a checkpoint")
+    vid = p.add_argument_group("video and webcam")
+    vid.add_argument("--every", type=int, default=1, metavar="N", help="keep every Nth frame")
+    vid.add_argument("--start", type=float, metavar="SEC", help="skip frames before this time")
+    vid.add_argument("--end", type=float, metavar="SEC", help="stop after this time")
+    vid.add_argument("--max-frames", type=int, metavar="N",
+                     help="stop each video or webcam after N processed frames")
+    vid.add_argument("--smooth", type=int, default=0, metavar="K",
+                     help="temporal smoothing over K frames per face track (default off)")
+    vid.add_argument("--smooth-mode", choices=("median", "ema"), default="median")
+    vid.add_argument("--show", action="store_true",
+                     help="live preview window (q quits) when a display exists")
     faces = p.add_argument_group("faces")
     faces.add_argument("--no-detect", action="store_true",
                        help="use the whole image as the face crop (the reference's behaviour)")
@@ -89,11 +102,17 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold {args.threshold}: must be between 0 and 1")
     for flag, value in (("--batch-size", args.batch_size), ("--max-faces", args.max_faces),
-                        ("--min-face-size", args.min_face_size)):
+                        ("--min-face-size", args.min_face_size), ("--every", args.every),
+                        ("--max-frames", args.max_frames)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers {args.workers}: must be 0 or more")
+    if args.smooth < 0:
+        raise UserError(f"--smooth {args.smooth}: must be 0 (off) or more")
+    if (args.start is not None and args.start < 0) or (
+            args.end is not None and args.end < (args.start or 0.0)):
+        raise UserError("--start/--end: need 0 <= start <= end (seconds)")
     if args.untrained and args.resume:
         raise UserError("--untrained and --resume exclude each other")
     return formats
@@ -107,6 +126,7 @@ class Stats:
     faces: int = 0
     frames: int = 0
     skipped: int = 0
+    videos: int = 0
     detect_s: float = 0.0
     model_s: float = 0.0
 
@@ -146,6 +166,43 @@ def format_table(title: str, probs: np.ndarray, threshold: float) -> str:
         mark = "  *" if p >= threshold else ""
         lines.append(f"  {'AU' + au:<6} {name:<26} {p:6.3f}{mark}")
     return "\n".join(lines)
+
+
+def _chunks(iterator: Iterator, size: int) -> Iterator[list]:
+    """Consecutive lists of up to `size` items, without reading ahead further."""
+    while True:
+        chunk = list(itertools.islice(iterator, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+class _Preview:
+    """Live window when a display exists; otherwise says so once and does nothing."""
+
+    def __init__(self) -> None:
+        import cv2
+        self.cv2 = cv2
+        self.enabled = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                            or sys.platform in ("win32", "darwin"))
+        if not self.enabled:
+            print("note: --show ignored, no display; running headless", file=sys.stderr)
+
+    def show(self, frame_rgb: np.ndarray) -> bool:
+        """Draw a frame; True when the user pressed q."""
+        if not self.enabled:
+            return False
+        try:
+            self.cv2.imshow("OpenGraphAU (q quits)", frame_rgb[..., ::-1])
+            return (self.cv2.waitKey(1) & 0xFF) == ord("q")
+        except self.cv2.error:
+            print("note: --show failed to open a window; running headless", file=sys.stderr)
+            self.enabled = False
+            return False
+
+    def close(self) -> None:
+        if self.enabled:
+            self.cv2.destroyAllWindows()
 
 
 class Runner:
@@ -242,6 +299,106 @@ class Runner:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 crop.save(target, quality=95)
 
+    # -- videos and webcams -----------------------------------------------------------------
+    def _frame_faces(self, frames: list) -> list[list[tuple]]:
+        """Per frame: [(crop, box, confidence)], detected or the whole frame."""
+        from PIL import Image
+        pils = [Image.fromarray(f.image) for f in frames]
+        if self.predictor.detector is None:
+            return [[(p, (0.0, 0.0, float(p.width), float(p.height)), 1.0)] for p in pils]
+        start = time.perf_counter()
+        found = self.predictor.detector.detect(pils)
+        self.stats.detect_s += time.perf_counter() - start
+        return [[(f.crop, f.box, f.confidence) for f in faces] for faces in found]
+
+    def process_video(self, item: InputItem) -> None:
+        """Frames are decoded ahead in a thread, batched for the model, written as they finish."""
+        from tracking import FaceTracker, Smoother
+        args = self.args
+        try:
+            source = VideoSource(item.path, every=args.every, start=args.start, end=args.end,
+                                 max_frames=args.max_frames)
+        except VideoError as exc:
+            self._fail(item.path, str(exc).removeprefix(f"{item.path}: "))
+            return
+        tracker = FaceTracker()
+        smoother = Smoother(args.smooth, args.smooth_mode) if args.smooth > 1 else None
+        target = self.out_dir / item.rel.parent / item.rel.stem
+        target.parent.mkdir(parents=True, exist_ok=True)
+        video_out = VideoWriter(f"{target}_pred.mp4", source.fps / args.every) if args.draw_text else None
+        times: list[float] = []
+        tracks: dict[int, dict[int, np.ndarray]] = {}
+        preview = _Preview() if args.show else None
+        try:
+            with source:
+                for frames in _chunks(iter(source), args.batch_size):
+                    if self._video_batch(item, frames, tracker, smoother, video_out, times, tracks,
+                                         preview):
+                        break
+        finally:
+            if video_out is not None:
+                video_out.close()
+            if preview is not None:
+                preview.close()
+            if times:
+                self._timeline(item, target, times, tracks)
+        self.stats.videos += 1
+        if source.error:
+            self._fail(item.path, source.error)
+        self.writer.mark_completed([item.path])
+
+    def _video_batch(self, item: InputItem, frames: list, tracker, smoother, video_out, times,
+                     tracks, preview) -> bool:
+        """One batch of frames through detection and the model; True when the user quit."""
+        per_frame = self._frame_faces(frames)
+        crops = [self.predictor.preprocess(c[0]) for faces in per_frame for c in faces]
+        start = time.perf_counter()
+        probs = self.predictor.predict_tensors(torch.stack(crops)) if crops else None
+        self.stats.model_s += time.perf_counter() - start
+        rows, k = [], 0
+        for frame, faces in zip(frames, per_frame):
+            ids = tracker.update([c[1] for c in faces]) if self.predictor.detector is not None \
+                else [0] * len(faces)
+            if smoother is not None:
+                for gone in tracker.dropped:
+                    smoother.forget(gone)
+            times.append(frame.timestamp)
+            annotations = []
+            for track_id, (_, box, conf) in zip(ids, faces):
+                p = probs[k] if smoother is None else smoother(track_id, probs[k])
+                k += 1
+                rows.append(Row(item.path, frame.index, frame.timestamp, track_id, True, conf, box, p))
+                tracks.setdefault(track_id, {})[len(times) - 1] = p
+                annotations.append(FaceAnnotation(track_id, box, p, conf))
+            if not faces:
+                rows.append(Row(item.path, frame.index, frame.timestamp, 0, False, None, None, None))
+            self.stats.frames += 1
+            self.stats.faces += len(faces)
+            if video_out is not None or preview is not None:
+                drawn = annotate_frame(frame.image, annotations, threshold=self.args.threshold,
+                                       title=self.title)
+                if video_out is not None:
+                    video_out.write(drawn)
+                if preview is not None and preview.show(drawn):
+                    self.writer.write(rows)
+                    return True
+        self.writer.write(rows)
+        return False
+
+    def _timeline(self, item: InputItem, target: Path, times: list[float],
+                  tracks: dict[int, dict[int, np.ndarray]]) -> None:
+        """Plot the face seen in the most frames (gaps where it is absent)."""
+        from plots import plot_timeline
+        if not tracks:
+            return
+        track_id, seen = max(tracks.items(), key=lambda kv: len(kv[1]))
+        probs = np.full((len(times), len(AU_IDS)), np.nan)
+        for i, p in seen.items():
+            probs[i] = p
+        title = f"{item.path} (face {track_id})" + (f" - {self.title}" if self.title else "")
+        plot_timeline(np.asarray(times), probs, f"{target}_aus.png", threshold=self.args.threshold,
+                      title=title)
+
     def _fail(self, path: str, reason: str) -> None:
         print(f"error: {path}: {reason}", file=sys.stderr)
         self.writer.error(path, reason)
@@ -249,16 +406,18 @@ class Runner:
 
     def summary(self, elapsed: float, interrupted: bool) -> str:
         s = self.stats
-        rate = s.done / elapsed if elapsed > 0 else 0.0
-        parts = [f"{'interrupted' if interrupted else 'done'}: {s.done} images",
-                 f"{s.failed} failed"]
+        rate = (s.done + s.frames) / elapsed if elapsed > 0 else 0.0
+        parts = [f"{'interrupted' if interrupted else 'done'}: {s.done} images"]
+        if s.videos:
+            parts.append(f"{s.videos} videos ({s.frames} frames)")
+        parts.append(f"{s.failed} failed")
         if self.predictor.detector is not None:
             parts.append(f"{s.faces} faces, {s.no_face} without a face")
         if s.skipped:
             parts.append(f"{s.skipped} skipped (already done)")
         timing = f"model {s.model_s:.1f} s" + (f", detection {s.detect_s:.1f} s"
                                                 if self.predictor.detector is not None else "")
-        text = (f"{', '.join(parts)}; {elapsed:.1f} s, {rate:.2f} images/s ({timing}); "
+        text = (f"{', '.join(parts)}; {elapsed:.1f} s, {rate:.2f} {'images' if not s.frames else 'images+frames'}/s ({timing}); "
                 f"outputs in {self.out_dir}/")
         return (UNTRAINED_BANNER + "\n" + text) if self.predictor.untrained else text
 
@@ -307,6 +466,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             if todo:
                 runner.process_images(todo, progress)
+            for item in items:
+                if item.kind != "image" and item.path not in writer.completed:
+                    runner.process_video(item)
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -1,0 +1,278 @@
+"""VideoSource and VideoWriter on real small videos written with OpenCV into tmp_path."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from video import Frame, VideoError, VideoSource, VideoWriter, is_video_path, parse_webcam
+
+FPS = 10.0
+WIDTH, HEIGHT = 64, 48
+BITS = 8  # the frame index is drawn as 8 black/white vertical stripes, robust to compression
+STRIPE = WIDTH // BITS
+
+
+def encode(index: int) -> np.ndarray:
+    """A BGR frame whose stripes spell `index` in binary."""
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    for bit in range(BITS):
+        if index >> bit & 1:
+            image[:, bit * STRIPE:(bit + 1) * STRIPE] = 255
+    return image
+
+
+def decode(image: np.ndarray) -> int:
+    """The index drawn by encode(), read from the stripes' centres."""
+    centres = image[HEIGHT // 4:-HEIGHT // 4, STRIPE // 2::STRIPE].mean(axis=(0, 2))
+    return sum(1 << bit for bit, value in enumerate(centres[:BITS]) if value > 127)
+
+
+def write_video(path: Path, frames: int, fourcc: str = "mp4v") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (WIDTH, HEIGHT))
+    assert writer.isOpened()
+    for index in range(frames):
+        writer.write(encode(index))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", 30)
+
+
+def indices(frames: list[Frame]) -> list[int]:
+    return [frame.index for frame in frames]
+
+
+def video_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("VideoSource:") and t.is_alive()]
+
+
+class FakeCamera:
+    """A camera that always has a frame, counting reads and recording release()."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.released = False
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        self.reads += 1
+        return True, encode(self.reads % 256)
+
+    def get(self, prop: int) -> float:
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_paths_and_webcam_specs() -> None:
+    assert is_video_path("a/b/Clip.MP4") and is_video_path("x.webm")
+    assert not is_video_path("face.jpg") and not is_video_path("webcam:0")
+    assert parse_webcam("webcam:0") == 0 and parse_webcam("webcam:12") == 12
+    assert parse_webcam("clip.mp4") is None
+    for bad in ("webcam:x", "webcam:", "webcam:-1"):
+        with pytest.raises(VideoError, match="webcam:N"):
+            parse_webcam(bad)
+
+
+def test_all_frames_with_index_and_timestamp(clip: Path) -> None:
+    with VideoSource(str(clip)) as source:
+        assert (source.fps, source.frame_count, source.size) == (FPS, 30, (WIDTH, HEIGHT))
+        assert not source.is_camera
+        frames = list(source)
+    assert indices(frames) == list(range(30))
+    assert [decode(f.image) for f in frames] == list(range(30))
+    np.testing.assert_allclose([f.timestamp for f in frames], np.arange(30) / FPS, atol=1e-3)
+    assert all(f.image.shape == (HEIGHT, WIDTH, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert source.error is None
+
+
+def test_image_is_rgb(tmp_path: Path) -> None:
+    path = tmp_path / "red.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    for _ in range(3):
+        writer.write(np.full((HEIGHT, WIDTH, 3), (0, 0, 255), np.uint8))  # BGR red
+    writer.release()
+    with VideoSource(str(path)) as source:
+        red, green, blue = next(iter(source)).image.reshape(-1, 3).mean(axis=0)
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_every_start_end_max_frames(clip: Path) -> None:
+    with VideoSource(str(clip), every=4) as source:
+        assert indices(list(source)) == [0, 4, 8, 12, 16, 20, 24, 28]
+    with VideoSource(str(clip), start=1.0, end=2.0) as source:
+        frames = list(source)
+    assert indices(frames) == list(range(10, 21))
+    assert [decode(f.image) for f in frames] == list(range(10, 21))
+    with VideoSource(str(clip), every=3, start=0.5, end=1.5) as source:
+        assert indices(list(source)) == [6, 9, 12, 15]
+    with VideoSource(str(clip), start=0.4, max_frames=5) as source:
+        assert indices(list(source)) == [4, 5, 6, 7, 8]
+
+
+def test_start_after_the_end_is_an_error(clip: Path) -> None:
+    with VideoSource(str(clip), start=50.0) as source, pytest.raises(VideoError, match="no frames"):
+        list(source)
+
+
+def test_bad_options_are_errors(clip: Path) -> None:
+    for options in ({"every": 0}, {"start": -1.0}, {"start": 2.0, "end": 1.0}, {"max_frames": 0}):
+        with pytest.raises(VideoError, match=str(clip)):
+            VideoSource(str(clip), **options)
+
+
+def test_truncated_file_keeps_early_frames_and_sets_error(tmp_path: Path) -> None:
+    # MKV keeps its index up front, so a cut file still opens, like a partial download.
+    path = write_video(tmp_path / "full.mkv", 60)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[:len(data) // 2])
+    with VideoSource(str(cut)) as source:
+        assert source.frame_count == 60
+        frames = list(source)
+    assert 0 < len(frames) < 50
+    assert indices(frames) == list(range(len(frames)))
+    assert [decode(f.image) for f in frames] == list(range(len(frames)))
+    assert source.error == (f"{cut}: decoding stopped at frame {len(frames)} of 60 "
+                            "(file damaged or truncated)")
+
+
+def test_truncated_mp4_is_an_error(tmp_path: Path) -> None:
+    # MP4 from OpenCV has its index at the end: cut in half, nothing is decodable.
+    data = write_video(tmp_path / "full.mp4", 60).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(VideoError, match="cannot open as a video"):
+        VideoSource(str(cut))
+
+
+def test_unreadable_sources_are_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT)).release()
+    with pytest.raises(VideoError, match="has no frames"):
+        VideoSource(str(empty))
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(VideoError, match=f"{garbage}: cannot open as a video"):
+        VideoSource(str(garbage))
+    with pytest.raises(VideoError, match="no such file"):
+        VideoSource(str(tmp_path / "missing.mp4"))
+    with pytest.raises(VideoError, match="folder"):
+        VideoSource(str(tmp_path))
+
+
+def test_webcam_with_fake_capture_stops_at_max_frames() -> None:
+    cameras: list[FakeCamera] = []
+    opened_with: list[str | int] = []
+
+    def factory(spec: str | int) -> FakeCamera:
+        opened_with.append(spec)
+        cameras.append(FakeCamera())
+        return cameras[-1]
+
+    with VideoSource("webcam:0", max_frames=5, capture_factory=factory) as source:
+        assert source.is_camera and source.frame_count is None and source.fps == 30.0
+        assert source.size == (WIDTH, HEIGHT)
+        frames = list(source)
+    assert opened_with == [0]
+    assert indices(frames) == [0, 1, 2, 3, 4]
+    # the probe read in the constructor is dropped: the stream starts at the camera's 2nd frame
+    assert [decode(f.image) for f in frames] == [2, 3, 4, 5, 6]
+    timestamps = [f.timestamp for f in frames]
+    assert timestamps[0] == 0.0 and timestamps == sorted(timestamps)
+    assert cameras[0].released
+    assert not video_threads()
+
+
+def test_camera_that_cannot_open_is_an_error() -> None:
+    class Closed(FakeCamera):
+        def isOpened(self) -> bool:
+            return False
+
+    camera = Closed()
+    with pytest.raises(VideoError, match="cannot open camera 3"):
+        VideoSource("webcam:3", capture_factory=lambda spec: camera)
+    assert camera.released
+
+
+def test_prefetch_bounds_what_is_decoded_ahead() -> None:
+    camera = FakeCamera()
+    with VideoSource("webcam:0", prefetch=2, capture_factory=lambda spec: camera) as source:
+        frames = iter(source)
+        next(frames)
+        time.sleep(0.3)
+        # probe + frame in hand + 2 queued + 1 waiting to be queued
+        assert camera.reads <= 5
+    assert camera.released
+
+
+def test_breaking_out_early_stops_the_thread(clip: Path) -> None:
+    camera = FakeCamera()
+    source = VideoSource("webcam:0", prefetch=1, capture_factory=lambda spec: camera)
+    for frame in source:
+        if frame.index == 3:
+            break
+    source.close()
+    assert not video_threads() and camera.released
+
+    with VideoSource(str(clip), prefetch=1) as source:
+        for frame in source:
+            if frame.index == 2:
+                break
+    assert not video_threads()
+
+
+def test_keyboard_interrupt_stops_the_thread() -> None:
+    camera = FakeCamera()
+    with pytest.raises(KeyboardInterrupt):
+        with VideoSource("webcam:0", capture_factory=lambda spec: camera) as source:
+            for _ in source:
+                raise KeyboardInterrupt
+    assert not video_threads() and camera.released
+
+
+def test_writer_output_is_readable(tmp_path: Path) -> None:
+    path = tmp_path / "out.mp4"
+    with VideoWriter(path, FPS) as writer:
+        assert not path.exists()  # opened lazily on the first frame
+        for index in range(12):
+            writer.write(encode(index))
+    writer.close()  # idempotent
+    with VideoSource(str(path)) as source:
+        assert (source.frame_count, source.size, source.fps) == (12, (WIDTH, HEIGHT), FPS)
+        assert [decode(f.image) for f in source] == list(range(12))
+
+
+def test_writer_pads_odd_sizes(tmp_path: Path) -> None:
+    path = tmp_path / "odd.mp4"
+    with VideoWriter(path, FPS) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((49, 65, 3), np.uint8))
+        with pytest.raises(ValueError, match="differs from the first frame"):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    assert capture.read()[1].shape == (50, 66, 3)
+    capture.release()
+
+
+def test_writer_errors(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="does not exist"):
+        VideoWriter(tmp_path / "no" / "such" / "out.mp4", FPS)
+    with pytest.raises(VideoError, match="frame rate"):
+        VideoWriter(tmp_path / "out.mp4", 0.0)
+    (tmp_path / "taken.mp4").mkdir()  # a folder where the file should go
+    writer = VideoWriter(tmp_path / "taken.mp4", FPS)
+    with pytest.raises(VideoError, match="cannot write video"):
+        writer.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8))
