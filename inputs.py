@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 from typing import Iterator, Sequence
 
 from images import is_image_path
-from video import is_video_path, parse_webcam
+from video import VideoError, is_video_path, parse_webcam
 
 _GLOB_CHARS = set("*?[")
 
@@ -45,7 +45,12 @@ def _walk(folder: str) -> list[str]:
 
 
 def _expand(spec: str, problems: list[tuple[str, str]], seen_lists: set[str]) -> Iterator[tuple[str, str]]:
-    if parse_webcam(spec) is not None:
+    try:
+        camera = parse_webcam(spec)
+    except VideoError as exc:
+        problems.append((spec, str(exc)))
+        return
+    if camera is not None:
         yield spec, "webcam"
     elif spec.startswith("@"):
         list_path = spec[1:]
