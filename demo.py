@@ -335,6 +335,8 @@ class Runner:
                     if self._video_batch(item, frames, tracker, smoother, video_out, times, tracks,
                                          preview):
                         break
+        except VideoError as exc:  # e.g. the annotated video cannot be written
+            self._fail(item.path, str(exc))
         finally:
             if video_out is not None:
                 video_out.close()
@@ -443,17 +445,16 @@ def run(args: argparse.Namespace) -> int:
     predictor = AUPredictor(checkpoint, arch=args.arc, stage=args.stage, device=args.device,
                             detect_faces=not args.no_detect, min_face_size=args.min_face_size,
                             max_faces=args.max_faces, batch_size=args.batch_size)
-    model = predictor.model
-    if predictor.untrained:
-        print(f"*** {UNTRAINED_BANNER} ***", file=sys.stderr)
-    if not args.quiet:
-        source = "random weights" if checkpoint is None else str(checkpoint)
-        print(f"model: {model.arch} stage {model.stage} ({source}) on {predictor.device}",
-              file=sys.stderr)
     images = [i for i in items if i.kind == "image"]
     from tqdm import tqdm
     with ResultWriter(out_dir, formats=formats, threshold=args.threshold,
                       untrained=predictor.untrained, resume=args.skip_existing) as writer:
+        if predictor.untrained:
+            print(f"*** {UNTRAINED_BANNER} ***", file=sys.stderr)
+        if not args.quiet:
+            source = "random weights" if checkpoint is None else str(checkpoint)
+            print(f"model: {predictor.model.arch} stage {predictor.model.stage} ({source}) on "
+                  f"{predictor.device}", file=sys.stderr)
         runner = Runner(args, predictor, writer, out_dir, len(images))
         for spec, why in plan.problems:
             runner._fail(spec, why)

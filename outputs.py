@@ -88,7 +88,11 @@ class ResultWriter:
                  untrained: bool = False, resume: bool = False) -> None:
         self.out_dir = out_dir
         self.threshold, self.untrained = threshold, untrained
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--output-dir {out_dir}: cannot create it ({exc.strerror or exc}); "
+                            "choose another folder") from None
         self.csv_path = out_dir / "predictions.csv"
         self.jsonl_path = out_dir / "predictions.jsonl"
         self.errors_path = out_dir / "errors.csv"

@@ -141,3 +141,21 @@ def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
     result = cli("--untrained", "--input", str(FACE), "--no-detect", "--device", "cuda",
                  "--output-dir", str(tmp_path / "o"))
     assert result.returncode == 2 and "CUDA is not available" in result.stderr
+
+
+def test_a_failed_start_keeps_earlier_results(resnet18_s1: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert cli("--resume", str(resnet18_s1), "--input", str(FACE), "--no-detect", "--quiet",
+               "--output-dir", str(out)).returncode == 0
+    before = (out / "predictions.csv").read_text()
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    result = cli("--resume", str(tmp_path / "bad.pth"), "--input", str(FACE), "--no-detect",
+                 "--output-dir", str(out))
+    assert result.returncode == 2 and (out / "predictions.csv").read_text() == before
+    (tmp_path / "file").write_text("x")
+    result = cli("--untrained", "--input", str(FACE), "--no-detect", "--output-dir",
+                 str(tmp_path / "file" / "sub"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"demo.py: error: --output-dir {tmp_path / 'file' / 'sub'}: cannot create it "
+        "(Not a directory); choose another folder"]
