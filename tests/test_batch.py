@@ -175,3 +175,14 @@ def test_jsonl_output(resnet18_s1: Path, tmp_path: Path) -> None:
         assert au["probability"] == pytest.approx(float(row[au["id"]]), abs=1e-6)
         assert au["active"] == (au["probability"] >= 0.4)
     assert rec["aus"][9]["name"] == "Lip corner puller"
+
+
+def test_api_takes_paths_pil_and_numpy(resnet18_s1: Path, tmp_path: Path) -> None:
+    path = _image(tmp_path / "a.png", 1)
+    pil = Image.open(path).convert("RGB")
+    results = AUPredictor(resnet18_s1, device="cpu", batch_size=2).predict(
+        [path, pil, np.asarray(pil), str(path)])
+    probs = np.stack([r.faces[0].probs for r in results])
+    assert probs.shape == (4, 41) and results[0].size == (96, 112)
+    np.testing.assert_allclose(probs, np.repeat(probs[:1], 4, axis=0), atol=1e-6)
+    assert results[0].faces[0].aus["AU12"] == pytest.approx(float(probs[0, 9]))
