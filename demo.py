@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="1 = ANFL, 2 = MEFL; default: what the checkpoint holds")
     ref.add_argument("--resume", metavar="FILE", default="",
                      help="checkpoint file; default: the one in --checkpoint-dir")
-    ref.add_argument("--input", nargs="+", metavar="PATH", required=True,
+    ref.add_argument("--input", nargs="+", metavar="PATH", default=[],
                      help="images, folders, globs, @list.txt files, videos or webcam:N")
     ref.add_argument("--draw_text", action="store_true",
                      help="write annotated pictures (and videos) to the output folder")
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--quiet", action="store_true", help="no progress bar and no AU tables")
     run = p.add_argument_group("model and speed")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                     help="fp32 (default); bf16 on CUDA or CPUs with native bf16; fp16 on CUDA")
+    run.add_argument("--export-onnx", metavar="FILE", type=Path,
+                     help="write the loaded model as ONNX (dynamic batch), checked with onnxruntime")
     run.add_argument("--batch-size", type=int, default=16, metavar="N", help="faces per model call")
     run.add_argument("--workers", type=int, default=None, metavar="N",
                      help="image decoding processes (default: half the CPU cores, at least 1)")
@@ -432,6 +436,10 @@ def _exclude_outputs(items: list[InputItem], out_dir: Path) -> list[InputItem]:
 
 def run(args: argparse.Namespace) -> int:
     formats = _check_args(args)
+    if args.export_onnx:
+        return export(args)
+    if not args.input:
+        raise UserError("--input is required (images, folders, globs, @lists, videos or webcam:N)")
     out_dir = Path(args.output_dir or Path("results") / args.exp_name)
     plan = collect_inputs(args.input)
     items = _exclude_outputs(plan.items, out_dir)
@@ -442,9 +450,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.untrained:
         checkpoint = Path(args.resume) if args.resume else find_checkpoint(
             args.checkpoint_dir, args.arc, args.stage)
-    predictor = AUPredictor(checkpoint, arch=args.arc, stage=args.stage, device=args.device,
-                            detect_faces=not args.no_detect, min_face_size=args.min_face_size,
-                            max_faces=args.max_faces, batch_size=args.batch_size)
+    try:
+        predictor = AUPredictor(checkpoint, arch=args.arc, stage=args.stage, device=args.device,
+                                detect_faces=not args.no_detect, min_face_size=args.min_face_size,
+                                max_faces=args.max_faces, batch_size=args.batch_size,
+                                precision=args.precision)
+    except ValueError as exc:  # a precision this device cannot run
+        raise UserError(f"--precision {args.precision}: {exc}") from None
     images = [i for i in items if i.kind == "image"]
     from tqdm import tqdm
     with ResultWriter(out_dir, formats=formats, threshold=args.threshold,
@@ -478,6 +490,31 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         return 130
     return 1 if runner.stats.failed else 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """--export-onnx: the plain fp32 model to ONNX, verified with onnxruntime before success."""
+    from export import ExportError, export_onnx
+    from model import load_model
+    from predictor import untrained_model
+    if args.untrained:
+        model = untrained_model(args.arc, args.stage)
+    else:
+        checkpoint = Path(args.resume) if args.resume else find_checkpoint(
+            args.checkpoint_dir, args.arc, args.stage)
+        model = load_model(checkpoint, arch=args.arc, stage=args.stage, optimize=False)
+    if not args.export_onnx.parent.is_dir():
+        raise UserError(f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} "
+                        "does not exist")
+    try:
+        diff = export_onnx(model, args.export_onnx)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    note = f" ({UNTRAINED_BANNER})" if args.untrained else ""
+    print(f"wrote {args.export_onnx}: {model.arch} stage {model.stage}, input 'images' "
+          f"(B, 3, 224, 224), output 'probs' (B, 41); onnxruntime matches PyTorch to "
+          f"{diff:.1e}{note}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from PIL import Image
 from conf import AU_COLUMNS
 from images import as_pil, load_image
 from model import OpenGraphAU, build_model, load_model
+from model.optimize import optimize_for_inference
 from utils import resolve_device
 
 if TYPE_CHECKING:
@@ -61,14 +62,20 @@ class AUPredictor:
     def __init__(self, checkpoint: str | Path | None = None, *, arch: str | None = None,
                  stage: int | None = None, device: str = "auto", detect_faces: bool = False,
                  min_face_size: int = 20, max_faces: int | None = None,
-                 batch_size: int = 16) -> None:
-        """`checkpoint` None means random weights (`untrained` is then True)."""
+                 batch_size: int = 16, precision: str = "fp32") -> None:
+        """`checkpoint` None means random weights (`untrained` is then True).
+
+        `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
+        that cannot run on the device raises ValueError.
+        """
         self.device = resolve_device(device)
         self.untrained = checkpoint is None
         if checkpoint is None:
-            self.model = untrained_model(arch, stage).to(self.device)
+            self.model = optimize_for_inference(untrained_model(arch, stage), precision=precision,
+                                                device=self.device)
         else:
-            self.model = load_model(checkpoint, arch=arch, stage=stage, device=self.device)
+            self.model = load_model(checkpoint, arch=arch, stage=stage, device=self.device,
+                                    precision=precision)
         self.preprocess = self.model.preprocess
         self.batch_size = batch_size
         self.detector: FaceDetector | None = None

@@ -159,3 +159,27 @@ def test_a_failed_start_keeps_earlier_results(resnet18_s1: Path, tmp_path: Path)
     assert result.stderr.strip().splitlines() == [
         f"demo.py: error: --output-dir {tmp_path / 'file' / 'sub'}: cannot create it "
         "(Not a directory); choose another folder"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU message")
+def test_fp16_on_cpu_is_a_usage_error(tmp_path: Path) -> None:
+    result = cli("--untrained", "--arc", "resnet18", "--input", str(FACE), "--no-detect",
+                 "--precision", "fp16", "--output-dir", str(tmp_path / "o"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--precision fp16" in lines[0] and "CUDA" in lines[0]
+
+
+def test_export_onnx_checks_the_file(resnet18_s2: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+    target = tmp_path / "model.onnx"
+    result = cli("--resume", str(resnet18_s2), "--export-onnx", str(target))
+    assert result.returncode == 0, result.stderr
+    assert "resnet18 stage 2" in result.stdout and "onnxruntime matches" in result.stdout
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    batch = load_model(resnet18_s2, optimize=False).preprocess(load_image(FACE)).unsqueeze(0)
+    (probs,) = session.run(None, {"images": np.repeat(batch.numpy(), 3, axis=0)})
+    assert probs.shape == (3, 41)
+    np.testing.assert_allclose(probs[0], expected_probs(resnet18_s2, FACE), atol=1e-4)
+    result = cli("--resume", str(resnet18_s2), "--export-onnx", str(tmp_path / "no" / "m.onnx"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
