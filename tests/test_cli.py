@@ -34,6 +34,12 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def au_lines(stdout: str) -> list[str]:
+    """The table's AU rows (not its header)."""
+    return [ln for ln in stdout.splitlines() if ln.split() and ln.split()[0].startswith("AU")
+            and ln.split()[0] != "AU"]
+
+
 def expected_probs(checkpoint: Path, image: Path) -> np.ndarray:
     """Independent of the CLI: the plain eager model on the decoded, preprocessed image."""
     from oracle import oracle_forward
@@ -63,7 +69,7 @@ def test_reference_command(fixture: str, request: pytest.FixtureRequest, tmp_pat
     assert all(len(row[c].split(".")[1]) == 6 for c in AU_COLUMNS)
     np.testing.assert_allclose(probs, expected_probs(checkpoint, FACE), atol=2e-6)
     # The table on stdout: one line per AU, marked when at or above the threshold.
-    lines = [ln for ln in result.stdout.splitlines() if ln.strip().startswith("AU")]
+    lines = au_lines(result.stdout)
     assert [ln.split()[0] for ln in lines] == [f"AU{i}" for i in AU_IDS]
     marked = sum(ln.rstrip().endswith("*") for ln in lines)
     assert marked == int((probs >= 0.5).sum())
@@ -76,7 +82,7 @@ def test_threshold_marks_and_picture(resnet18_s1: Path, tmp_path: Path) -> None:
         result = cli("--resume", str(resnet18_s1), "--input", str(FACE), "--no-detect",
                      "--draw_text", "--threshold", threshold, "--output-dir", str(out))
         assert result.returncode == 0, result.stderr
-        lines = [ln for ln in result.stdout.splitlines() if ln.strip().startswith("AU")]
+        lines = au_lines(result.stdout)
         assert sum(ln.rstrip().endswith("*") for ln in lines) == (41 if name == "all" else 0)
         picture = np.asarray(Image.open(out / "astronaut_face_pred.jpg").convert("RGB")).astype(int)
         height = PAD + ROWS * LINE_PX + PAD
