@@ -43,5 +43,5 @@ class ANFLHead(AUHead):
         self.gnn = DynamicGraphGNN(channels, neighbors=neighbors)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = self.au_linears(x).mean(dim=-2)
+        nodes = self.au_linears(x).mean(dim=1)
         return self.readout(self.gnn(nodes))

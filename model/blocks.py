@@ -10,6 +10,14 @@ from conf import NUM_MAIN_AUS, NUM_SUB_AUS, SUB_AU_PARENTS
 BN_EPS = 1e-5
 
 
+def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as y = scale * x + shift per channel: (scale, shift), each (C,)."""
+    if bn.training:
+        raise RuntimeError("folding a BatchNorm needs eval mode (its running statistics)")
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 class LinearBlock(nn.Module):
     """Linear layer, BatchNorm over features, ReLU: applied to every token of a (B, D, C) batch."""
 
@@ -23,7 +31,7 @@ class LinearBlock(nn.Module):
 
 
 class AUBlocks(nn.Module):
-    """The 27 per-AU LinearBlocks stored as stacked tensors, so they run as one batched matmul.
+    """The 27 per-AU LinearBlocks stored as stacked tensors, so they run as one matmul.
 
     The official files hold 27 separate `main_class_linears.{i}` blocks; `checkpoint_filter_fn`
     in `model.checkpoint` stacks them into this layout. Inference only (BatchNorm uses its
@@ -41,17 +49,35 @@ class AUBlocks(nn.Module):
         nn.init.normal_(self.weight, 0.0, (2.0 / channels) ** 0.5)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight (N, Cin, Cout) and bias (N, Cout) with the BatchNorm folded in."""
+        """All blocks as one linear layer, BatchNorm folded in: weight (N*C, Cin), bias (N*C,).
+
+        Row n*C + k is output channel k of AU n, so the product needs no transpose.
+        """
         scale = self.bn_weight * torch.rsqrt(self.bn_var + BN_EPS)
-        weight = (self.weight * scale.unsqueeze(-1)).transpose(1, 2)
-        bias = (self.bias - self.bn_mean) * scale + self.bn_bias
+        weight = (self.weight * scale.unsqueeze(-1)).flatten(0, 1)
+        bias = ((self.bias - self.bn_mean) * scale + self.bn_bias).flatten()
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D, C) tokens -> (B, N, D, C) per-AU token features."""
+        """(B, D, C) tokens -> (B, D, N, C): token-major, the layout the one matmul produces."""
         weight, bias = self.folded()
-        y = torch.matmul(x.unsqueeze(1), weight.unsqueeze(0)) + bias[None, :, None, :]
-        return F.relu(y)
+        out = F.relu(F.linear(x, weight, bias), inplace=True)
+        return out.unflatten(-1, (self.weight.shape[0], -1))
+
+
+class FoldedAUBlocks(nn.Module):
+    """`AUBlocks` with the folding done once, for inference copies that never change weights."""
+
+    def __init__(self, blocks: AUBlocks) -> None:
+        super().__init__()
+        weight, bias = blocks.folded()
+        self.num_aus = blocks.weight.shape[0]
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device)
+        self.linear.weight.data.copy_(weight.detach())
+        self.linear.bias.data.copy_(bias.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.linear(x), inplace=True).unflatten(-1, (self.num_aus, -1))
 
 
 class AUHead(nn.Module):

@@ -20,6 +20,7 @@ from conf import NUM_MAIN_AUS
 
 from . import mae, resnet, swin
 from .opengraphau import OpenGraphAU, build_model
+from .optimize import InferenceModel, check_precision, optimize_for_inference
 
 _BACKBONE_FILTERS = {
     "resnet": resnet.checkpoint_filter_fn,
@@ -138,12 +139,20 @@ def _strict_problems(state: dict[str, torch.Tensor], model: OpenGraphAU) -> str:
 
 
 def load_model(path: str | Path, arch: str | None = None, stage: int | None = None,
-               device: str | torch.device = "cpu") -> OpenGraphAU:
+               device: str | torch.device = "cpu", *, optimize: bool = True,
+               precision: str = "fp32") -> InferenceModel | OpenGraphAU:
     """Build the model a checkpoint holds and load it strictly; eval mode, on `device`.
 
     `arch`/`stage` default to what the file holds; when given and the file says otherwise a
-    CheckpointError says what the file holds.
+    CheckpointError says what the file holds. By default the result is the fast inference
+    module of `model.optimize` (fp32 unless `precision` says bf16/fp16; ValueError if that
+    cannot run on `device`); `optimize=False` gives the plain eager `OpenGraphAU` (for
+    training, export or inspection), which is fp32 only.
     """
+    if optimize:
+        check_precision(precision, device)
+    elif precision != "fp32":
+        raise ValueError(f"precision {precision!r} needs optimize=True; the plain model is fp32")
     state = read_state_dict(path)
     found = detect_arch_stage(state)
     if found is None:
@@ -160,4 +169,5 @@ def load_model(path: str | Path, arch: str | None = None, stage: int | None = No
         raise CheckpointError(f"{path}: does not match the {found[0]} stage-{found[1]} model: "
                               f"{problems}")
     model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return optimize_for_inference(model, precision=precision) if optimize else model

@@ -1,11 +1,23 @@
 """Stage-2 head (MEFL): cross-attention edge features for every AU pair + two gated GNN layers.
 
 The reference builds the pairwise features by repeating every AU's (D, C) feature map N times
-(a B x N*N x D x C tensor). Here the same function is computed from the pairwise products alone:
-attention scores are formed for each (i, j) pair directly, and because the edge projection and
-its BatchNorm are affine, the mean over tokens is taken before them instead of after.
+(B x N*N x D x C tensors) and runs a cross-attention over each copy. The same function costs
+far less because an attention output is a mix of value rows with weights summing to one, and
+such a mix commutes with affine maps:
+
+* FAM's output for AU n is attn_n @ V, V the projected global tokens, so the ARM's queries,
+  keys and values for AU n are attn_n times projections of V: three (D, C) projections per
+  image instead of three per AU, and the ARM scores of pair (i, j) are
+  attn_j @ (Q K^T) @ attn_i^T, a product with inner size D rather than C/2.
+* The edge projection and the edges' BatchNorm are affine, so the mean over tokens is taken
+  before them: edge (i, j) = BN(w_ij @ basis), w_ij the ARM attention averaged over its
+  queries and mapped through attn_i, basis the projected values (D rows per image).
+* The first GNN layer's E is linear as well, so E(edge) comes from E(basis) (D rows), not
+  from an (N*N, C) x (C, C) product.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +25,16 @@ from torch import nn
 
 from conf import NUM_MAIN_AUS
 
-from .blocks import AUHead
+from .blocks import AUHead, bn_affine
+
+LOG2_E = math.log2(math.e)
+
+
+def _exp2_(x: torch.Tensor) -> torch.Tensor:
+    """2**x in place: exp2 is several times faster than exp on CPU, but has no ONNX op."""
+    if torch.onnx.is_in_onnx_export():
+        return x.mul_(math.log(2.0)).exp_()
+    return x.exp2_()
 
 
 class CrossAttention(nn.Module):
@@ -33,6 +54,10 @@ class CrossAttention(nn.Module):
 class EdgeFeatures(nn.Module):
     """GEM: edge (i, j) = mean over tokens of BN(P(attention of AU j's map over AU i's map))."""
 
+    #: Pair scores per image computed at once: chunks of query AUs keep them in cache. The
+    #: chunking depends on N and D only, never on the batch, so traced exports stay dynamic.
+    scores_per_chunk = 1 << 18
+
     def __init__(self, channels: int, num_nodes: int = NUM_MAIN_AUS) -> None:
         super().__init__()
         self.num_nodes = num_nodes
@@ -42,25 +67,53 @@ class EdgeFeatures(nn.Module):
         self.bn = nn.BatchNorm2d(num_nodes * num_nodes)
         nn.init.normal_(self.edge_proj.weight, 0.0, (2.0 / channels) ** 0.5)
 
-    def forward(self, au_maps: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N, D, C) per-AU maps and (B, D, C) tokens -> (B, N*N, C), edge e = i*N + j."""
+    def forward(self, au_maps: torch.Tensor, tokens: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D, N, C) per-AU maps, (B, D, C) tokens -> weights (B, N*N, D), basis (B, D, C).
+
+        Edge e = i*N + j before the BatchNorm is weights[e] @ basis: returned factored, so a
+        linear map of the edges can be applied to the D basis rows instead of the N*N edges.
+        """
         if self.training:
             raise RuntimeError("EdgeFeatures is inference-only: it pools before its BatchNorm")
-        b, n, _, c = au_maps.shape
+        _, d, n, c = au_maps.shape  # the batch stays -1 in reshapes, for dynamic exports
         fam, arm = self.FAM, self.ARM
-        # FAM: each AU map attends over the shared global tokens (keys/values computed once).
-        key, value = fam.linear_k(tokens), fam.linear_v(tokens)
-        attn = torch.softmax(torch.matmul(fam.linear_q(au_maps), key.unsqueeze(1).transpose(-1, -2))
-                             * fam.scale, dim=-1)
-        feat = torch.matmul(attn, value.unsqueeze(1))                       # (B, N, D, C)
-        # ARM: queries from AU j, keys/values from AU i, for every pair (i, j).
-        q, k, v = arm.linear_q(feat), arm.linear_k(feat), arm.linear_v(feat)
-        scores = torch.matmul(q.unsqueeze(1), k.unsqueeze(2).transpose(-1, -2)) * arm.scale
-        mean_attn = torch.softmax(scores, dim=-1).mean(dim=-2)              # (B, N_i, N_j, D)
-        pooled = torch.matmul(mean_attn, v)                                 # (B, N_i, N_j, C)
-        # The BatchNorm2d's channels are the N*N edges: a per-edge affine map, so it commutes
-        # with the mean over tokens taken above.
-        return self.bn(self.edge_proj(pooled.reshape(b, n * n, c)).unsqueeze(-1)).squeeze(-1)
+        # FAM: q_n k^T = au_n (k W_q)^T + k b_q, so the queries are never projected.
+        key = fam.linear_k(tokens)                                          # (B, D, C/2)
+        key_in = torch.matmul(key, fam.linear_q.weight) * fam.scale         # (B, D, C)
+        key_bias = torch.matmul(key, fam.linear_q.bias) * fam.scale         # (B, D)
+        scores = torch.baddbmm(key_bias.unsqueeze(1), au_maps.reshape(-1, d * n, c),
+                               key_in.transpose(1, 2))
+        attn = torch.softmax(scores, dim=-1).view(-1, d, n, d)              # [dq, n, dk]
+        attn = attn.transpose(1, 2).contiguous()                            # (B, N, D, D)
+        # ARM on FAM's output attn_n @ values: project the D value rows once per image.
+        values = fam.linear_v(tokens)
+        # In log2 units: the pair softmax below uses exp2, several times faster than exp here.
+        gram = torch.bmm(arm.linear_q(values), arm.linear_k(values).transpose(1, 2))
+        gram *= arm.scale * LOG2_E
+        left = torch.matmul(attn, gram.unsqueeze(1))                        # attn_j @ gram
+        chunk = max(1, self.scores_per_chunk // (n * d * d))
+        mean_attn = torch.cat([self._mean_attention(left[:, j:j + chunk], attn)
+                               for j in range(0, n, chunk)], dim=1).transpose(1, 2)  # [i, j, dk]
+        weights = torch.matmul(mean_attn, attn).view(-1, n * n, d)
+        return weights, self.edge_proj(arm.linear_v(values))
+
+    @staticmethod
+    def _mean_attention(left: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """attn_j @ gram (B, Nq, D, D) for some AUs j, attn_i (B, N, D, D) for all i
+        -> (B, Nq, N, D): the ARM attention rows of pair (i, j) averaged over its D queries.
+
+        The scores (in log2 units) are one matmul per image laid out [(j, dq), (i, dk)], so
+        each softmax runs over a contiguous row of D scores.
+        """
+        _, nq, d, _ = left.shape
+        n = attn.shape[1]
+        scores = torch.bmm(left.reshape(-1, nq * d, d), attn.view(-1, n * d, d).transpose(1, 2))
+        scores = scores.view(-1, nq, d, n, d)                               # [j, dq, i, dk]
+        scores -= scores.amax(dim=-1, keepdim=True)
+        probs = _exp2_(scores)
+        probs /= probs.sum(dim=-1, keepdim=True)
+        return probs.mean(dim=2)
 
 
 class GatedGNNLayer(nn.Module):
@@ -76,13 +129,26 @@ class GatedGNNLayer(nn.Module):
         self.bnv = nn.BatchNorm1d(num_nodes)
         self.bne = nn.BatchNorm1d(num_nodes * num_nodes)
 
-    def forward(self, x: torch.Tensor, edge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, N, C), edge (B, N*N, C) with e = i*N + j -> updated (x, edge)."""
-        b, n, c = x.shape
-        pair = self.A(x).unsqueeze(2) + self.B(x).unsqueeze(1)             # A x_i + B x_j
-        edge = edge + F.relu(self.bne(pair.reshape(b, n * n, c) + self.E(edge)))
-        gate = torch.softmax(torch.sigmoid(edge).view(b, n, n, c), dim=2)  # over j, per i
-        message = (gate * self.V(x).unsqueeze(1)).sum(dim=2) / n
+    def forward(self, x: torch.Tensor, edge: torch.Tensor, edge_e: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, N, C), edge (B, N*N, C) with e = i*N + j -> updated (x, edge).
+
+        `edge_e` is E(edge) when the caller has it for less than the (N*N, C) x (C, C) product.
+        Inference only: the (B, N*N, C) temporaries are updated in place to spare memory traffic.
+        """
+        _, n, c = x.shape  # the batch stays -1 in reshapes, for dynamic exports
+        update = (self.A(x).unsqueeze(2) + self.B(x).unsqueeze(1)).view(-1, c)  # Ax_i + Bx_j
+        if edge_e is None:  # the product accumulates straight onto the pair terms
+            update.addmm_(edge.reshape(-1, c), self.E.weight.t())
+        else:
+            update += edge_e.reshape(-1, c)
+        scale, shift = bn_affine(self.bne)
+        update = update.view(-1, n * n, c).mul_(scale.unsqueeze(-1)).add_(shift.unsqueeze(-1))
+        edge = update.relu_().add_(edge)
+        # Softmax over j of sigmoid(edge): its inputs lie in (0, 1), so exp needs no shift.
+        gate = _exp2_(torch.sigmoid(edge).mul_(LOG2_E)).view(-1, n, n, c)
+        total = gate.sum(dim=2)
+        message = gate.mul_(self.V(x).unsqueeze(1)).sum(dim=2).div_(total * n)
         x = x + F.relu(self.bnv(self.U(x) + message))
         return x, edge
 
@@ -92,9 +158,12 @@ class GatedGNN(nn.Module):
         super().__init__()
         self.graph_layers = nn.ModuleList(GatedGNNLayer(channels, num_nodes) for _ in range(layers))
 
-    def forward(self, x: torch.Tensor, edge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, edge: torch.Tensor, edge_e: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`edge_e`: the first layer's E(edge), if already known."""
         for layer in self.graph_layers:
-            x, edge = layer(x, edge)
+            x, edge = layer(x, edge, edge_e)
+            edge_e = None
         return x, edge
 
 
@@ -108,5 +177,13 @@ class MEFLHead(AUHead):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         au_maps = self.au_linears(x)
-        nodes, _ = self.gnn(au_maps.mean(dim=-2), self.edge_extractor(au_maps, x))
+        weights, basis = self.edge_extractor(au_maps, x)
+        # The edges' BatchNorm2d has one channel per edge: edge = scale_e * (weights_e @ basis)
+        # + shift_e. The first layer's E is linear, so E(edge) is formed from E(basis)'s D rows.
+        scale, shift = bn_affine(self.edge_extractor.bn)
+        scale, shift = scale.unsqueeze(-1), shift.unsqueeze(-1)
+        edge = torch.bmm(weights, basis).mul_(scale).add_(shift)
+        first_e = self.gnn.graph_layers[0].E
+        edge_e = torch.bmm(weights, first_e(basis)).mul_(scale).add_(shift * first_e.weight.sum(1))
+        nodes, _ = self.gnn(au_maps.mean(dim=1), edge, edge_e)
         return self.readout(nodes)

@@ -1,0 +1,272 @@
+"""Model speed: the literal reference equations vs load_model()'s default path vs bf16.
+
+    .venv/bin/python benchmarks/bench_model.py --arch resnet50 swin_transformer_tiny --stage 1 2 \
+        --batch-size 8 --iters 7 --json results/bench_model.json
+
+For each arch and stage a random-weight model (BatchNorm statistics that look trained) is saved
+as an official-layout checkpoint and loaded back three ways: `load_model(optimize=False)` timed
+through `tests/oracle.py` ("oracle": the reference's equations, literally), `load_model()`
+("default", fp32) and `load_model(precision="bf16")` where the CPU has bf16. The variants of
+one arch, both stages, run interleaved round after round on the same batch (each round
+starting one variant later), so machine load hits them alike; times are medians over rounds,
+ratios medians of per-round ratios. The stage-2 oracle (seconds and gigabytes per call) is
+timed in rounds of its own; ratios to it are ratios of medians.
+`--folder DIR` also times the whole CLI (`demo.py`, no face detection) on a folder of images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model import OpenGraphAU, build_model, load_model  # noqa: E402
+from model.optimize import cpu_supports_bf16  # noqa: E402
+from tests.oracle import oracle_forward, randomize_statistics_  # noqa: E402
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_AU_FIELDS = {"weight": "fc.weight", "bias": "fc.bias", "bn_weight": "bn.weight",
+              "bn_bias": "bn.bias", "bn_mean": "bn.running_mean", "bn_var": "bn.running_var"}
+
+
+def official_state_dict(model: OpenGraphAU) -> dict[str, torch.Tensor]:
+    """This package's layout -> the released files' layout (`module.` keys, 27 AU blocks)."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("head.au_linears."):
+            name = key.rsplit(".", 1)[1]
+            for i, block in enumerate(value):
+                out[f"head.main_class_linears.{i}.{_AU_FIELDS[name]}"] = block.clone()
+            continue
+        if model.arch.startswith("swin"):  # timm merges patches at the start of stage k + 1
+            key = re.sub(r"^backbone\.layers\.(\d+)\.downsample\.",
+                         lambda m: f"backbone.layers.{int(m.group(1)) - 1}.downsample.", key)
+        out[key] = value
+    return {"module." + k: v for k, v in out.items()}
+
+
+def write_checkpoint(arch: str, stage: int, folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = randomize_statistics_(build_model(arch=arch, stage=stage),
+                                  torch.Generator().manual_seed(seed))
+    path = folder / f"{arch}_stage{stage}.pth"
+    torch.save({"epoch": 0, "state_dict": official_state_dict(model)}, path)
+    return path
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int
+                ) -> dict[str, list[float]]:
+    """Seconds per call of every function, one call each per round, in turn.
+
+    Each round starts one function later than the previous one, so no function always runs
+    right after the same neighbour (whose freed memory or caches it would inherit).
+    """
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                start = time.perf_counter()
+                fns[name]()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratio(num: list[float], den: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(num, den))
+
+
+def compare_bf16(fast: torch.nn.Module, low: torch.nn.Module, x: torch.Tensor
+                 ) -> dict[str, float | int]:
+    """Largest |dp| of bf16 vs fp32 and, for stage 1, how many images changed their top-K graph
+    (a near-tie among an AU's most similar AUs flips under bf16 rounding: a discrete jump)."""
+    nodes: dict[str, torch.Tensor] = {}
+    hooks = [m.head.gnn.register_forward_hook(
+        lambda mod, args, out, name=name: nodes.__setitem__(name, args[0]))
+        for name, m in (("fp32", fast), ("bf16", low))]
+    with torch.inference_mode():
+        dp = (low(x) - fast(x)).abs().amax(dim=1)
+    for hook in hooks:
+        hook.remove()
+    out: dict[str, float | int] = {"max_abs_dp_bf16_vs_fp32": dp.max().item()}
+    if fast.stage == 1:
+        graph = fast.head.gnn.adjacency
+        changed = (graph(nodes["fp32"]) != graph(nodes["bf16"])).flatten(1).any(dim=1)
+        out["bf16_images_with_changed_graph"] = int(changed.sum())
+        out["max_abs_dp_bf16_vs_fp32_same_graph"] = (dp[~changed].max().item()
+                                                     if (~changed).any() else float("nan"))
+    return out
+
+
+def folder_throughput(folder: Path, checkpoint: Path, arch: str, stage: int, batch: int
+                      ) -> dict[str, float] | None:
+    """images/s of the whole CLI on `folder` (start-up and model loading included)."""
+    demo = ROOT / "demo.py"
+    if not demo.exists():
+        print(f"--folder: {demo} is not there yet; skipping the whole-run timing")
+        return None
+    images = sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, str(demo), "--resume", str(checkpoint), "--arc", arch,
+               "--stage", str(stage), "--input", str(folder), "--no-detect", "--quiet",
+               "--batch-size", str(batch), "--output-dir", out]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        print(f"--folder: demo.py failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+        return None
+    return {"images": images, "seconds": seconds, "images_per_s": images / seconds}
+
+
+def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path,
+               bf16: bool) -> dict[str, dict]:
+    x = torch.randn(args.batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    fns: dict[str, Callable[[], object]] = {}
+    results: dict[str, dict] = {}
+    checkpoints = {}
+    for stage in stages:
+        path = checkpoints[stage] = write_checkpoint(arch, stage, tmp, args.seed)
+        plain = load_model(path, optimize=False)
+        default = load_model(path)
+        with torch.inference_mode():
+            ref = oracle_forward(plain, x)
+            fast = default(x)
+        row = {"max_abs_dp_default_vs_oracle": (fast - ref).abs().max().item()}
+        fns[f"oracle{stage}"] = lambda m=plain: oracle_forward(m, x)
+        fns[f"default{stage}"] = lambda m=default: m(x)
+        if bf16:
+            low = load_model(path, precision="bf16")
+            row.update(compare_bf16(default, low, x))
+            fns[f"bf16{stage}"] = lambda m=low: m(x)
+        results[str(stage)] = row
+    # The stage-2 oracle takes seconds and gigabytes per call: timed on its own, so that its
+    # memory churn does not land on the others.
+    slow = {name: fns.pop(name) for name in ("oracle2",) if name in fns}
+    print(f"{arch}: timing {len(fns)} variants x {args.iters} rounds ...", flush=True)
+    times = interleaved(fns, args.iters, args.warmup)
+    if slow:
+        print(f"{arch}: timing the stage-2 oracle x {args.iters} ...", flush=True)
+        times.update(interleaved(slow, args.iters, args.warmup))
+    batch = args.batch_size
+    for stage in stages:
+        row = results[str(stage)]
+        for variant in ("oracle", "default", "bf16"):
+            if f"{variant}{stage}" not in times:
+                continue
+            per_call = times[f"{variant}{stage}"]
+            ms = statistics.median(per_call) / batch * 1000
+            row[variant] = {"ms_per_image": ms, "images_per_s": 1000 / ms,
+                            "min_ms_per_image": min(per_call) / batch * 1000}
+            if variant != "oracle":
+                oracle = times[f"oracle{stage}"]
+                row[f"{variant}_over_oracle"] = (  # not timed in the same rounds: medians
+                    statistics.median(per_call) / statistics.median(oracle)
+                    if f"oracle{stage}" in slow else paired_ratio(per_call, oracle))
+        if args.folder:
+            row["folder"] = folder_throughput(args.folder, checkpoints[stage], arch, stage, batch)
+    if 1 in stages and 2 in stages:
+        results["stage2_over_stage1"] = {
+            v: paired_ratio(times[f"{v}2"], times[f"{v}1"])
+            for v in ("default", "bf16") if f"{v}1" in times}
+        results["stage2_over_stage1"]["oracle"] = (statistics.median(times["oracle2"])
+                                                   / statistics.median(times["oracle1"]))
+    return results
+
+
+def markdown(results: dict[str, dict], batch: int) -> str:
+    lines = [f"| arch | stage | oracle ms/img | default ms/img | bf16 ms/img | default img/s | "
+             f"bf16 img/s | default / oracle | bf16 / oracle | stage 2 / stage 1 (default) | "
+             f"max abs dp default vs oracle | max abs dp bf16 vs fp32 | bf16: images with a changed "
+             f"top-K graph |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    for arch, per_stage in results.items():
+        s2s1 = per_stage.get("stage2_over_stage1", {}).get("default")
+        for stage, row in per_stage.items():
+            if stage == "stage2_over_stage1":
+                continue
+            bf = row.get("bf16", {})
+            lines.append(" | ".join([
+                f"| {arch}", stage, fmt(row["oracle"]["ms_per_image"], ".1f"),
+                fmt(row["default"]["ms_per_image"], ".1f"), fmt(bf.get("ms_per_image"), ".1f"),
+                fmt(row["default"]["images_per_s"], ".1f"), fmt(bf.get("images_per_s"), ".1f"),
+                fmt(row["default_over_oracle"], ".2f"), fmt(row.get("bf16_over_oracle"), ".2f"),
+                fmt(s2s1, ".2f") if stage == "2" else "",
+                fmt(row["max_abs_dp_default_vs_oracle"], ".1e"),
+                fmt(row.get("max_abs_dp_bf16_vs_fp32"), ".1e"),
+                (f"{row['bf16_images_with_changed_graph']} of {batch}"
+                 if "bf16_images_with_changed_graph" in row else "") + " |"]))
+    lines.append(f"\nbatch {batch}; ms/img = median over rounds / batch; ratios = median of "
+                 f"per-round ratios.")
+    for arch, per_stage in results.items():
+        for stage, row in per_stage.items():
+            if stage != "stage2_over_stage1" and row.get("folder"):
+                f = row["folder"]
+                lines.append(f"whole run, {arch} stage {stage}: {f['images']} images in "
+                             f"{f['seconds']:.1f} s = {f['images_per_s']:.1f} images/s")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        cpu = names[0] if names else cpu
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "bf16": cpu_supports_bf16(), "cuda": torch.cuda.is_available()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", nargs="+", default=["resnet50"])
+    parser.add_argument("--stage", nargs="+", type=int, choices=(1, 2), default=[1, 2])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--iters", type=int, default=5, help="timed rounds (median taken)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folder", type=Path, help="also time demo.py on this image folder")
+    parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bf16 = not args.no_bf16 and cpu_supports_bf16()
+    if not bf16 and not args.no_bf16:
+        print("bf16: this CPU has no native bf16 kernels; the bf16 columns are skipped")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.arch:
+            results[arch] = bench_arch(arch, sorted(set(args.stage)), args, Path(tmp), bf16)
+    report = {"machine": machine(), "batch_size": args.batch_size, "rounds": args.iters,
+              "results": results}
+    print(markdown(results, args.batch_size))
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
