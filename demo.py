@@ -18,6 +18,7 @@ from typing import Iterator, NoReturn, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from conf import ARCHS, AU_IDS, AU_NAMES, CHECKPOINT_DIR
@@ -227,19 +228,23 @@ class Runner:
         workers = self.args.workers if self.args.workers is not None else max(1, (os.cpu_count() or 2) // 2)
         yield from DataLoader(dataset, batch_size=self.args.batch_size, num_workers=workers,
                               collate_fn=_as_list, worker_init_fn=_worker_init if workers else None,
-                              pin_memory=self.predictor.device.type == "cuda",
                               prefetch_factor=2 if workers else None)
 
+    def _detect(self, pils: list) -> list[list[tuple]]:
+        """Per image: [(crop, box, confidence)], the detected faces or the whole image."""
+        if self.predictor.detector is None:
+            return [[(p, (0.0, 0.0, float(p.width), float(p.height)), 1.0)] for p in pils]
+        start = time.perf_counter()
+        found = self.predictor.detector.detect(pils)
+        self.stats.detect_s += time.perf_counter() - start
+        return [[(f.crop, f.box, f.confidence) for f in faces] for faces in found]
+
     def _faces_of(self, batch: list[dict]) -> list[list[tuple]]:
-        """Per decoded image: [(crop tensor, box, confidence)], detected or the whole image."""
+        """Like `_detect`; without detection the workers have already made the tensors."""
         if self.predictor.detector is None:
             return [[(b["tensor"], (0.0, 0.0, float(b["size"][0]), float(b["size"][1])), 1.0)]
                     for b in batch]
-        from PIL import Image
-        start = time.perf_counter()
-        found = self.predictor.detector.detect([Image.fromarray(b["image"]) for b in batch])
-        self.stats.detect_s += time.perf_counter() - start
-        return [[(f.crop, f.box, f.confidence) for f in faces] for faces in found]
+        return self._detect([Image.fromarray(b["image"]) for b in batch])
 
     def process_images(self, items: Sequence[InputItem], progress) -> None:
         for batch in self._loader(items):
@@ -286,8 +291,8 @@ class Runner:
                 else:
                     print(f"{item.path}{where}")
         if self.args.draw_text:
-            from PIL import Image
-            faces = [FaceAnnotation(r.face_id, r.box, r.probs, r.confidence) for r in rows if r.success]
+            faces = [FaceAnnotation(r.face_id, r.box, r.probs, r.confidence) for r in rows
+                     if r.success]
             picture = annotate_image(Image.fromarray(decoded["image"]), faces,
                                      threshold=self.args.threshold, title=self.title,
                                      show_boxes=self.predictor.detector is not None)
@@ -304,17 +309,6 @@ class Runner:
                 crop.save(target, quality=95)
 
     # -- videos and webcams -----------------------------------------------------------------
-    def _frame_faces(self, frames: list) -> list[list[tuple]]:
-        """Per frame: [(crop, box, confidence)], detected or the whole frame."""
-        from PIL import Image
-        pils = [Image.fromarray(f.image) for f in frames]
-        if self.predictor.detector is None:
-            return [[(p, (0.0, 0.0, float(p.width), float(p.height)), 1.0)] for p in pils]
-        start = time.perf_counter()
-        found = self.predictor.detector.detect(pils)
-        self.stats.detect_s += time.perf_counter() - start
-        return [[(f.crop, f.box, f.confidence) for f in faces] for faces in found]
-
     def process_video(self, item: InputItem) -> None:
         """Frames are decoded ahead in a thread, batched for the model, written as they finish."""
         from tracking import FaceTracker, Smoother
@@ -356,7 +350,7 @@ class Runner:
     def _video_batch(self, item: InputItem, frames: list, tracker, smoother, video_out, times,
                      tracks, preview) -> bool:
         """One batch of frames through detection and the model; True when the user quit."""
-        per_frame = self._frame_faces(frames)
+        per_frame = self._detect([Image.fromarray(f.image) for f in frames])
         crops = [self.predictor.preprocess(c[0]) for faces in per_frame for c in faces]
         start = time.perf_counter()
         probs = self.predictor.predict_tensors(torch.stack(crops)) if crops else None

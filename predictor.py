@@ -88,8 +88,11 @@ class AUPredictor:
     def predict_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """Normalised (B, 3, 224, 224) -> (B, 41) probabilities, in chunks of `batch_size`."""
         out = []
+        cuda = self.device.type == "cuda"
         for chunk in batch.split(self.batch_size):
-            chunk = chunk.to(self.device, non_blocking=True)
+            if cuda:  # pinned host memory lets the copy run asynchronously
+                chunk = chunk.pin_memory()
+            chunk = chunk.to(self.device, non_blocking=cuda)
             out.append(self.model(chunk).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, len(AU_COLUMNS)), np.float32)
 
