@@ -182,6 +182,23 @@ def _chunks(iterator: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
+class _QuitKey:
+    """For live cameras: typing q and Enter in the terminal stops the capture cleanly."""
+
+    def __init__(self) -> None:
+        import threading
+        self.pressed = threading.Event()
+        if sys.stdin is not None and sys.stdin.isatty():
+            print("note: type q and Enter (or press Ctrl-C) to stop the camera", file=sys.stderr)
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin:
+            if line.strip().lower() == "q":
+                self.pressed.set()
+                return
+
+
 class _Preview:
     """Live window when a display exists; otherwise says so once and does nothing."""
 
@@ -327,11 +344,13 @@ class Runner:
         times: list[float] = []
         tracks: dict[int, dict[int, np.ndarray]] = {}
         preview = _Preview() if args.show else None
+        quit_key = _QuitKey() if source.is_camera else None
         try:
             with source:
-                for frames in _chunks(iter(source), args.batch_size):
+                # A live camera goes frame by frame, so the preview and the rows keep up.
+                for frames in _chunks(iter(source), 1 if source.is_camera else args.batch_size):
                     if self._video_batch(item, frames, tracker, smoother, video_out, times, tracks,
-                                         preview):
+                                         preview) or (quit_key and quit_key.pressed.is_set()):
                         break
         except VideoError as exc:  # e.g. the annotated video cannot be written
             self._fail(item.path, str(exc))
