@@ -248,13 +248,12 @@ class Runner:
                               prefetch_factor=2 if workers else None)
 
     def _detect(self, pils: list) -> list[list[tuple]]:
-        """Per image: [(crop, box, confidence)], the detected faces or the whole image."""
-        if self.predictor.detector is None:
-            return [[(p, (0.0, 0.0, float(p.width), float(p.height)), 1.0)] for p in pils]
+        """`AUPredictor.find_faces`, with the detection time counted for the summary."""
         start = time.perf_counter()
-        found = self.predictor.detector.detect(pils)
-        self.stats.detect_s += time.perf_counter() - start
-        return [[(f.crop, f.box, f.confidence) for f in faces] for faces in found]
+        found = self.predictor.find_faces(pils)
+        if self.predictor.detector is not None:
+            self.stats.detect_s += time.perf_counter() - start
+        return found
 
     def _faces_of(self, batch: list[dict]) -> list[list[tuple]]:
         """Like `_detect`; without detection the workers have already made the tensors."""
@@ -461,8 +460,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no images found ({reasons})")
     checkpoint = None
     if not args.untrained:
-        checkpoint = Path(args.resume) if args.resume else find_checkpoint(
-            args.checkpoint_dir, args.arc, args.stage)
+        checkpoint = _checkpoint(args)
     try:
         predictor = AUPredictor(checkpoint, arch=args.arc, stage=args.stage, device=args.device,
                                 detect_faces=not args.no_detect, min_face_size=args.min_face_size,
@@ -505,6 +503,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if runner.stats.failed else 0
 
 
+def _checkpoint(args: argparse.Namespace) -> Path:
+    """--resume, or the checkpoint found in --checkpoint-dir for --arc/--stage."""
+    return Path(args.resume) if args.resume else find_checkpoint(args.checkpoint_dir, args.arc,
+                                                                 args.stage)
+
+
 def export(args: argparse.Namespace) -> int:
     """--export-onnx: the plain fp32 model to ONNX, verified with onnxruntime before success."""
     from export import ExportError, export_onnx
@@ -513,8 +517,7 @@ def export(args: argparse.Namespace) -> int:
     if args.untrained:
         model = untrained_model(args.arc, args.stage)
     else:
-        checkpoint = Path(args.resume) if args.resume else find_checkpoint(
-            args.checkpoint_dir, args.arc, args.stage)
+        checkpoint = _checkpoint(args)
         model = load_model(checkpoint, arch=args.arc, stage=args.stage, optimize=False)
     if not args.export_onnx.parent.is_dir():
         raise UserError(f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} "

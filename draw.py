@@ -6,6 +6,7 @@ the image width instead).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -31,6 +32,7 @@ class FaceAnnotation:
     confidence: float | None = None
 
 
+@functools.lru_cache(maxsize=8)
 def _font(size: int = FONT_PX) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 

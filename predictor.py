@@ -72,7 +72,7 @@ class AUPredictor:
         self.untrained = checkpoint is None
         if checkpoint is None:
             self.model = optimize_for_inference(untrained_model(arch, stage), precision=precision,
-                                                device=self.device)
+                                                device=self.device, inplace=True)
         else:
             self.model = load_model(checkpoint, arch=arch, stage=stage, device=self.device,
                                     precision=precision)
@@ -96,14 +96,18 @@ class AUPredictor:
             out.append(self.model(chunk).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, len(AU_COLUMNS)), np.float32)
 
+    def find_faces(self, pils: Sequence[Image.Image]) -> list[list[tuple]]:
+        """Per image: [(crop, box, confidence)], the detected faces or, without a detector,
+        the whole image with confidence 1."""
+        if self.detector is None:
+            return [[(p, (0.0, 0.0, float(p.width), float(p.height)), 1.0)] for p in pils]
+        return [[(f.crop, f.box, f.confidence) for f in faces]
+                for faces in self.detector.detect(pils)]
+
     def predict(self, images: Sequence[ImageLike]) -> list[ImageResult]:
         """Paths (decoded with EXIF orientation), PIL images or uint8 RGB arrays -> results."""
         pils = [load_image(x) if isinstance(x, (str, Path)) else as_pil(x) for x in images]
-        if self.detector is None:
-            crops = [[(p, (0.0, 0.0, float(p.width), float(p.height)), 1.0)] for p in pils]
-        else:
-            crops = [[(f.crop, f.box, f.confidence) for f in faces]
-                     for faces in self.detector.detect(pils)]
+        crops = self.find_faces(pils)
         flat = [c for per_image in crops for c in per_image]
         probs = self.predict_tensors(torch.stack([self.preprocess(c[0]) for c in flat])) \
             if flat else np.zeros((0, len(AU_COLUMNS)), np.float32)

@@ -170,4 +170,4 @@ def load_model(path: str | Path, arch: str | None = None, stage: int | None = No
                               f"{problems}")
     model.load_state_dict(state, strict=True)
     model = model.to(device).eval()
-    return optimize_for_inference(model, precision=precision) if optimize else model
+    return optimize_for_inference(model, precision=precision, inplace=True) if optimize else model

@@ -88,15 +88,19 @@ def _fold_linear_block(block: LinearBlock) -> nn.Sequential:
 
 @torch.no_grad()
 def optimize_for_inference(model: OpenGraphAU, *, precision: str = "fp32",
-                           device: str | torch.device | None = None) -> InferenceModel:
+                           device: str | torch.device | None = None,
+                           inplace: bool = False) -> InferenceModel:
     """A fast inference copy of `model` (left untouched) on `device` (default: the model's).
+
+    `inplace=True` reuses `model`'s modules instead of copying them (then `model` must not be
+    used afterwards): `load_model` does so, as its freshly built model is thrown away anyway.
 
     Raises ValueError when `precision` cannot run on `device` (fp16 on CPU, say).
     """
     if device is None:
         device = next(model.parameters()).device
     dtype = check_precision(precision, device)
-    model = copy.deepcopy(model).eval().requires_grad_(False)
+    model = (model if inplace else copy.deepcopy(model)).eval().requires_grad_(False)
     backbone = model.backbone
     if isinstance(backbone, ResNetTokens):
         backbone = FusedResNetTokens(backbone)
