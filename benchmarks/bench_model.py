@@ -190,10 +190,10 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
 
 
 def markdown(results: dict[str, dict], batch: int) -> str:
-    lines = [f"| arch | stage | oracle ms/img | default ms/img | bf16 ms/img | default img/s | "
-             f"bf16 img/s | default / oracle | bf16 / oracle | stage 2 / stage 1 (default) | "
-             f"max abs dp default vs oracle | max abs dp bf16 vs fp32 | bf16: images with a changed "
-             f"top-K graph |",
+    lines = ["| arch | stage | oracle ms/img | default ms/img | bf16 ms/img | default img/s | "
+             "bf16 img/s | default / oracle | bf16 / oracle | stage 2 / stage 1 (default) | "
+             "max abs dp default vs oracle | max abs dp bf16 vs fp32 | bf16: images with a changed "
+             "top-K graph |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value: float | None, spec: str) -> str:
