@@ -54,9 +54,9 @@ class CrossAttention(nn.Module):
 class EdgeFeatures(nn.Module):
     """GEM: edge (i, j) = mean over tokens of BN(P(attention of AU j's map over AU i's map))."""
 
-    #: Pair scores per image computed at once: chunks of query AUs keep them in cache. The
-    #: chunking depends on N and D only, never on the batch, so traced exports stay dynamic.
-    scores_per_chunk = 1 << 18
+    #: Pair scores computed at once: blocks of (query AU, key AU) pairs small enough to stay in
+    #: cache through the softmax, since those passes over memory cost as much as the products.
+    scores_per_block = 1 << 19
 
     def __init__(self, channels: int, num_nodes: int = NUM_MAIN_AUS) -> None:
         super().__init__()
@@ -92,28 +92,59 @@ class EdgeFeatures(nn.Module):
         gram = torch.bmm(arm.linear_q(values), arm.linear_k(values).transpose(1, 2))
         gram *= arm.scale * LOG2_E
         left = torch.matmul(attn, gram.unsqueeze(1))                        # attn_j @ gram
-        chunk = max(1, self.scores_per_chunk // (n * d * d))
-        mean_attn = torch.cat([self._mean_attention(left[:, j:j + chunk], attn)
-                               for j in range(0, n, chunk)], dim=1).transpose(1, 2)  # [i, j, dk]
+        mean_attn = self._mean_attention(left, attn).transpose(1, 2)        # [i, j, dk]
         weights = torch.matmul(mean_attn, attn).view(-1, n * n, d)
         return weights, self.edge_proj(arm.linear_v(values))
 
-    @staticmethod
-    def _mean_attention(left: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-        """attn_j @ gram (B, Nq, D, D) for some AUs j, attn_i (B, N, D, D) for all i
-        -> (B, Nq, N, D): the ARM attention rows of pair (i, j) averaged over its D queries.
+    def _mean_attention(self, left: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """attn_j @ gram and attn_i, both (B, N, D, D) -> (B, N_j, N_i, D): the ARM attention
+        rows of pair (i, j) averaged over its D queries.
 
-        The scores (in log2 units) are one matmul per image laid out [(j, dq), (i, dk)], so
-        each softmax runs over a contiguous row of D scores.
+        Eager: image by image, in blocks of query AUs j and key AUs i of at most
+        `scores_per_block` scores. Traced (ONNX export): whole images in chunks of query AUs,
+        sized by N and D alone, so the exported graph keeps a dynamic batch.
         """
-        _, nq, d, _ = left.shape
-        n = attn.shape[1]
-        scores = torch.bmm(left.reshape(-1, nq * d, d), attn.view(-1, n * d, d).transpose(1, 2))
-        scores = scores.view(-1, nq, d, n, d)                               # [j, dq, i, dk]
-        scores -= scores.amax(dim=-1, keepdim=True)
-        probs = _exp2_(scores)
-        probs /= probs.sum(dim=-1, keepdim=True)
-        return probs.mean(dim=2)
+        _, n, d, _ = left.shape
+        per_j = n * d * d
+        if torch.jit.is_tracing():
+            step = max(1, self.scores_per_block // per_j)
+            return torch.cat([_pair_softmax_mean(left[:, j:j + step], attn)
+                              for j in range(0, n, step)], dim=1)
+        if per_j <= self.scores_per_block:
+            j_blocks, i_blocks = _even_blocks(n, self.scores_per_block // per_j), [(0, n)]
+        else:
+            j_blocks, i_blocks = _even_blocks(n, 1), _even_blocks(n, self.scores_per_block // (d * d))
+        out = left.new_empty(left.shape[0], n, n, d)
+        for b in range(left.shape[0]):
+            for j0, j1 in j_blocks:
+                for i0, i1 in i_blocks:
+                    out[b, j0:j1, i0:i1] = _pair_softmax_mean(left[b:b + 1, j0:j1],
+                                                              attn[b:b + 1, i0:i1])[0]
+        return out
+
+
+def _even_blocks(n: int, most: int) -> list[tuple[int, int]]:
+    """[0, n) cut into the fewest ranges of at most `most` (at least 1), as even as can be."""
+    count = -(-n // max(1, most))
+    size = -(-n // count)
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _pair_softmax_mean(left: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """attn_j @ gram (B, Nj, D, D), attn_i (B, Ni, D, D) -> (B, Nj, Ni, D): for every pair, the
+    softmax over key tokens dk of the scores attn_j @ gram @ attn_i^T, averaged over queries dq.
+
+    The scores (in log2 units) are one matmul per image laid out [(j, dq), (i, dk)], so each
+    softmax runs over a contiguous row of D scores.
+    """
+    _, nj, d, _ = left.shape
+    ni = attn.shape[1]
+    scores = torch.matmul(left.reshape(-1, nj * d, d), attn.reshape(-1, ni * d, d).transpose(1, 2))
+    scores = scores.view(-1, nj, d, ni, d)                                  # [j, dq, i, dk]
+    scores -= scores.amax(dim=-1, keepdim=True)
+    probs = _exp2_(scores)
+    probs /= probs.sum(dim=-1, keepdim=True)
+    return probs.mean(dim=2)
 
 
 class GatedGNNLayer(nn.Module):

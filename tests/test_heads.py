@@ -41,14 +41,26 @@ def test_head_matches_oracle(stage: int, channels: int, batch: int, num_tokens: 
     assert (fast - want).abs().max().item() <= HEAD_TOL
 
 
-@pytest.mark.parametrize("chunk", [1, 1 << 18, 1 << 30])
-def test_stage2_pair_chunking_does_not_change_results(chunk: int) -> None:
-    """Query AUs in chunks of 1, 4 or all 27 give the same edges."""
+@pytest.mark.parametrize("block", [1, 3 * 49 * 49, 1 << 18, 1 << 30])
+def test_stage2_pair_blocks_do_not_change_results(block: int) -> None:
+    """Pair scores one by one, 3 key AUs at a time, several query AUs at a time, or all at
+    once give the same edges."""
     head = make_head(2, 16, seed=3)
-    head.edge_extractor.scores_per_chunk = chunk
+    head.edge_extractor.scores_per_block = block
     x = tokens(2, 49, 16, seed=4)
     with torch.no_grad():
         fast = head(x)
+    assert (fast - oracle_head_forward(head, x)).abs().max().item() <= HEAD_TOL
+
+
+def test_stage2_traced_head_keeps_a_dynamic_batch() -> None:
+    """The traced form (what ONNX export records) takes whole batches, not image by image:
+    traced on 2 images, it must still be right on 5."""
+    head = make_head(2, 16, seed=5)
+    with torch.no_grad():
+        traced = torch.jit.trace(head, tokens(2, 49, 16, seed=6), check_trace=False)
+        x = tokens(5, 49, 16, seed=7)
+        fast = traced(x)
     assert (fast - oracle_head_forward(head, x)).abs().max().item() <= HEAD_TOL
 
 
