@@ -12,10 +12,15 @@ starting one variant later), so machine load hits them alike; times are medians 
 ratios medians of per-round ratios. The stage-2 oracle (seconds and gigabytes per call) is
 timed in rounds of its own; ratios to it are ratios of medians.
 `--folder DIR` also times the whole CLI (`demo.py`, no face detection) on a folder of images.
+`--reference DIR` also times the authors' own code: DIR is a local copy of the `OpenGraphAU`
+folder of github.com/CVI-SZU/ME-GraphAU (nothing of it ships here). Its `MEFARG` gets the same
+weights, so its largest |dp| against the default path is reported too.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import platform
 import re
@@ -42,7 +47,10 @@ _AU_FIELDS = {"weight": "fc.weight", "bias": "fc.bias", "bn_weight": "bn.weight"
 
 
 def official_state_dict(model: OpenGraphAU) -> dict[str, torch.Tensor]:
-    """This package's layout -> the released files' layout (`module.` keys, 27 AU blocks)."""
+    """This package's layout -> the released files' layout (`module.` keys, 27 AU blocks).
+
+    MAE stays in timm's layout (`load_model` reads both); `reference_state_dict` converts it.
+    """
     out = {}
     for key, value in model.state_dict().items():
         if key.startswith("head.au_linears."):
@@ -64,6 +72,54 @@ def write_checkpoint(arch: str, stage: int, folder: Path, seed: int) -> Path:
     path = folder / f"{arch}_stage{stage}.pth"
     torch.save({"epoch": 0, "state_dict": official_state_dict(model)}, path)
     return path
+
+
+REFERENCE_PACKAGE = "opengraphau_reference"
+
+
+def reference_state_dict(model: OpenGraphAU) -> dict[str, torch.Tensor]:
+    """The exact keys of the authors' MEFARG: no `module.`, MAE as `encoder.*` with q/v biases."""
+    out = {}
+    for key, value in official_state_dict(model).items():
+        key = key.removeprefix("module.")
+        if model.arch == "mae" and key.startswith("backbone."):
+            key = "backbone.encoder." + key.removeprefix("backbone.")
+            if key.endswith("attn.qkv.bias"):
+                q, _, v = value.chunk(3)
+                stem = key.removesuffix("qkv.bias")
+                out[stem + "q_bias"], out[stem + "v_bias"] = q, v
+                continue
+        out[key] = value
+    return out
+
+
+def reference_model(folder: Path, model: OpenGraphAU) -> torch.nn.Module:
+    """The authors' MEFARG for `model`'s arch and stage, from their `OpenGraphAU` folder,
+    with `model`'s weights loaded strictly. Imported under a package name of its own, since
+    theirs (`model`) is ours too."""
+    if REFERENCE_PACKAGE not in sys.modules:
+        init = folder / "model" / "__init__.py"
+        if not init.is_file():
+            raise SystemExit(f"--reference: {init} not found; pass the OpenGraphAU folder of a "
+                             f"ME-GraphAU checkout")
+        spec = importlib.util.spec_from_file_location(
+            REFERENCE_PACKAGE, init, submodule_search_locations=[str(folder / "model")])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[REFERENCE_PACKAGE] = package
+        spec.loader.exec_module(package)
+    module = importlib.import_module(f"{REFERENCE_PACKAGE}.{'ANFL' if model.stage == 1 else 'MEFL'}")
+    resnet50 = importlib.import_module(f"{REFERENCE_PACKAGE}.resnet").resnet50
+    # Their stage-2 ResNet-50 asks for ImageNet weights from disk; ours replace them anyway.
+    module.resnet50 = lambda pretrained=False, **kw: resnet50(pretrained=False, **kw)
+    net = module.MEFARG(backbone=model.arch)
+    # Swin's window index tables and masks are buffers made at construction: the only keys
+    # allowed to stay as built.
+    missing, unexpected = net.load_state_dict(reference_state_dict(model), strict=False)
+    missing = [k for k in missing if not k.endswith(("relative_position_index", "attn_mask"))]
+    if missing or unexpected:
+        raise SystemExit(f"--reference: its MEFARG does not take these weights (missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]})")
+    return net.eval().requires_grad_(False)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int
@@ -150,6 +206,11 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
         row = {"max_abs_dp_default_vs_oracle": (fast - ref).abs().max().item()}
         fns[f"oracle{stage}"] = lambda m=plain: oracle_forward(m, x)
         fns[f"default{stage}"] = lambda m=default: m(x)
+        if args.reference:
+            theirs = reference_model(args.reference, plain)
+            with torch.inference_mode():
+                row["max_abs_dp_default_vs_reference"] = (fast - theirs(x)).abs().max().item()
+            fns[f"reference{stage}"] = lambda m=theirs: m(x)
         if bf16:
             low = load_model(path, precision="bf16")
             row.update(compare_bf16(default, low, x))
@@ -157,44 +218,49 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
         results[str(stage)] = row
     # The stage-2 oracle takes seconds and gigabytes per call: timed on its own, so that its
     # memory churn does not land on the others.
-    slow = {name: fns.pop(name) for name in ("oracle2",) if name in fns}
+    slow = {name: fns.pop(name) for name in ("oracle2", "reference2") if name in fns}
     print(f"{arch}: timing {len(fns)} variants x {args.iters} rounds ...", flush=True)
     times = interleaved(fns, args.iters, args.warmup)
     if slow:
-        print(f"{arch}: timing the stage-2 oracle x {args.iters} ...", flush=True)
+        print(f"{arch}: timing {' and '.join(slow)} x {args.iters} ...", flush=True)
         times.update(interleaved(slow, args.iters, args.warmup))
     batch = args.batch_size
     for stage in stages:
         row = results[str(stage)]
-        for variant in ("oracle", "default", "bf16"):
+        for variant in ("oracle", "reference", "default", "bf16"):
             if f"{variant}{stage}" not in times:
                 continue
             per_call = times[f"{variant}{stage}"]
             ms = statistics.median(per_call) / batch * 1000
             row[variant] = {"ms_per_image": ms, "images_per_s": 1000 / ms,
                             "min_ms_per_image": min(per_call) / batch * 1000}
-            if variant != "oracle":
-                oracle = times[f"oracle{stage}"]
-                row[f"{variant}_over_oracle"] = (  # not timed in the same rounds: medians
-                    statistics.median(per_call) / statistics.median(oracle)
-                    if f"oracle{stage}" in slow else paired_ratio(per_call, oracle))
+            for base in ("oracle", "reference"):
+                if variant in (base, "reference") or f"{base}{stage}" not in times:
+                    continue
+                other = times[f"{base}{stage}"]
+                row[f"{variant}_over_{base}"] = (  # not timed in the same rounds: medians
+                    statistics.median(per_call) / statistics.median(other)
+                    if f"{base}{stage}" in slow else paired_ratio(per_call, other))
         if args.folder:
             row["folder"] = folder_throughput(args.folder, checkpoints[stage], arch, stage, batch)
     if 1 in stages and 2 in stages:
         results["stage2_over_stage1"] = {
             v: paired_ratio(times[f"{v}2"], times[f"{v}1"])
             for v in ("default", "bf16") if f"{v}1" in times}
-        results["stage2_over_stage1"]["oracle"] = (statistics.median(times["oracle2"])
-                                                   / statistics.median(times["oracle1"]))
+        for v in ("oracle", "reference"):
+            if f"{v}1" in times:
+                results["stage2_over_stage1"][v] = (statistics.median(times[f"{v}2"])
+                                                    / statistics.median(times[f"{v}1"]))
     return results
 
 
 def markdown(results: dict[str, dict], batch: int) -> str:
-    lines = ["| arch | stage | oracle ms/img | default ms/img | bf16 ms/img | default img/s | "
-             "bf16 img/s | default / oracle | bf16 / oracle | stage 2 / stage 1 (default) | "
+    lines = ["| arch | stage | oracle ms/img | reference code ms/img | default ms/img | "
+             "bf16 ms/img | default img/s | bf16 img/s | default / oracle | "
+             "default / reference code | bf16 / oracle | stage 2 / stage 1 (default) | "
              "max abs dp default vs oracle | max abs dp bf16 vs fp32 | bf16: images with a changed "
              "top-K graph |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value: float | None, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
@@ -204,12 +270,15 @@ def markdown(results: dict[str, dict], batch: int) -> str:
         for stage, row in per_stage.items():
             if stage == "stage2_over_stage1":
                 continue
-            bf = row.get("bf16", {})
+            bf, theirs = row.get("bf16", {}), row.get("reference", {})
             lines.append(" | ".join([
                 f"| {arch}", stage, fmt(row["oracle"]["ms_per_image"], ".1f"),
+                fmt(theirs.get("ms_per_image"), ".1f"),
                 fmt(row["default"]["ms_per_image"], ".1f"), fmt(bf.get("ms_per_image"), ".1f"),
                 fmt(row["default"]["images_per_s"], ".1f"), fmt(bf.get("images_per_s"), ".1f"),
-                fmt(row["default_over_oracle"], ".2f"), fmt(row.get("bf16_over_oracle"), ".2f"),
+                fmt(row["default_over_oracle"], ".2f"),
+                fmt(row.get("default_over_reference"), ".2f"),
+                fmt(row.get("bf16_over_oracle"), ".2f"),
                 fmt(s2s1, ".2f") if stage == "2" else "",
                 fmt(row["max_abs_dp_default_vs_oracle"], ".1e"),
                 fmt(row.get("max_abs_dp_bf16_vs_fp32"), ".1e"),
@@ -219,6 +288,9 @@ def markdown(results: dict[str, dict], batch: int) -> str:
                  f"per-round ratios.")
     for arch, per_stage in results.items():
         for stage, row in per_stage.items():
+            if stage != "stage2_over_stage1" and "max_abs_dp_default_vs_reference" in row:
+                lines.append(f"default vs the reference code, {arch} stage {stage}: max abs dp "
+                             f"{row['max_abs_dp_default_vs_reference']:.1e}")
             if stage != "stage2_over_stage1" and row.get("folder"):
                 f = row["folder"]
                 lines.append(f"whole run, {arch} stage {stage}: {f['images']} images in "
@@ -247,6 +319,9 @@ def main() -> None:
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", type=Path, help="also time demo.py on this image folder")
+    parser.add_argument("--reference", type=Path, metavar="DIR",
+                        help="also time the authors' code: the OpenGraphAU folder of a "
+                             "CVI-SZU/ME-GraphAU checkout")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
     if args.threads:
