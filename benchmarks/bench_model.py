@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -122,6 +123,25 @@ def reference_model(folder: Path, model: OpenGraphAU) -> torch.nn.Module:
     return net.eval().requires_grad_(False)
 
 
+def gflop_per_image(model: OpenGraphAU) -> float:
+    """Arithmetic of this package's algorithm per image (multiply and add counted apart), from
+    the plain module, whose matmuls are the default path's before BatchNorm folding."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(2, 3, 224, 224))
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def matmul_gflops(size: int = 2048, calls: int = 10) -> float:
+    """This machine's fp32 matmul rate, the yardstick for how close the model runs to it."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    times = []
+    for _ in range(calls + 2):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / statistics.median(times[2:]) / 1e9
+
+
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int
                 ) -> dict[str, list[float]]:
     """Seconds per call of every function, one call each per round, in turn.
@@ -147,25 +167,33 @@ def paired_ratio(num: list[float], den: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(num, den))
 
 
-def compare_bf16(fast: torch.nn.Module, low: torch.nn.Module, x: torch.Tensor
+def compare_bf16(fast: torch.nn.Module, low: torch.nn.Module, images: int, batch: int
                  ) -> dict[str, float | int]:
-    """Largest |dp| of bf16 vs fp32 and, for stage 1, how many images changed their top-K graph
-    (a near-tie among an AU's most similar AUs flips under bf16 rounding: a discrete jump)."""
+    """Largest |dp| of bf16 vs fp32 over `images` random inputs and, for stage 1, how many of
+    them changed their top-K graph (a near-tie among an AU's most similar AUs flips under bf16
+    rounding: a discrete jump, which a handful of timing images rarely shows)."""
+    x = torch.randn(images, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     nodes: dict[str, torch.Tensor] = {}
     hooks = [m.head.gnn.register_forward_hook(
         lambda mod, args, out, name=name: nodes.__setitem__(name, args[0]))
         for name, m in (("fp32", fast), ("bf16", low))]
+    dps, changed = [], []
     with torch.inference_mode():
-        dp = (low(x) - fast(x)).abs().amax(dim=1)
+        for part in x.split(batch):
+            dps.append((low(part) - fast(part)).abs().amax(dim=1))
+            if fast.stage == 1:
+                graph = fast.head.gnn.adjacency
+                changed.append((graph(nodes["fp32"]) != graph(nodes["bf16"])).flatten(1).any(1))
     for hook in hooks:
         hook.remove()
-    out: dict[str, float | int] = {"max_abs_dp_bf16_vs_fp32": dp.max().item()}
-    if fast.stage == 1:
-        graph = fast.head.gnn.adjacency
-        changed = (graph(nodes["fp32"]) != graph(nodes["bf16"])).flatten(1).any(dim=1)
-        out["bf16_images_with_changed_graph"] = int(changed.sum())
-        out["max_abs_dp_bf16_vs_fp32_same_graph"] = (dp[~changed].max().item()
-                                                     if (~changed).any() else float("nan"))
+    dp = torch.cat(dps)
+    out: dict[str, float | int] = {"bf16_images_compared": images,
+                                   "max_abs_dp_bf16_vs_fp32": dp.max().item()}
+    if changed:
+        flipped = torch.cat(changed)
+        out["bf16_images_with_changed_graph"] = int(flipped.sum())
+        out["max_abs_dp_bf16_vs_fp32_same_graph"] = (dp[~flipped].max().item()
+                                                     if (~flipped).any() else float("nan"))
     return out
 
 
@@ -203,7 +231,8 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
         with torch.inference_mode():
             ref = oracle_forward(plain, x)
             fast = default(x)
-        row = {"max_abs_dp_default_vs_oracle": (fast - ref).abs().max().item()}
+        row = {"max_abs_dp_default_vs_oracle": (fast - ref).abs().max().item(),
+               "gflop_per_image": gflop_per_image(plain)}
         fns[f"oracle{stage}"] = lambda m=plain: oracle_forward(m, x)
         fns[f"default{stage}"] = lambda m=default: m(x)
         if args.reference:
@@ -213,7 +242,7 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
             fns[f"reference{stage}"] = lambda m=theirs: m(x)
         if bf16:
             low = load_model(path, precision="bf16")
-            row.update(compare_bf16(default, low, x))
+            row.update(compare_bf16(default, low, args.bf16_images, args.batch_size))
             fns[f"bf16{stage}"] = lambda m=low: m(x)
         results[str(stage)] = row
     # The stage-2 oracle takes seconds and gigabytes per call: timed on its own, so that its
@@ -233,7 +262,8 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
             per_call = times[f"{variant}{stage}"]
             ms = statistics.median(per_call) / batch * 1000
             row[variant] = {"ms_per_image": ms, "images_per_s": 1000 / ms,
-                            "min_ms_per_image": min(per_call) / batch * 1000}
+                            "min_ms_per_image": min(per_call) / batch * 1000,
+                            "gflops": row["gflop_per_image"] / ms * 1000}
             for base in ("oracle", "reference"):
                 if variant in (base, "reference") or f"{base}{stage}" not in times:
                     continue
@@ -254,13 +284,14 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
     return results
 
 
-def markdown(results: dict[str, dict], batch: int) -> str:
+def markdown(results: dict[str, dict], batch: int, matmul: float) -> str:
     lines = ["| arch | stage | oracle ms/img | reference code ms/img | default ms/img | "
              "bf16 ms/img | default img/s | bf16 img/s | default / oracle | "
              "default / reference code | bf16 / oracle | stage 2 / stage 1 (default) | "
+             "GFLOP/img | default GFLOP/s | "
              "max abs dp default vs oracle | max abs dp bf16 vs fp32 | bf16: images with a changed "
              "top-K graph |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value: float | None, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
@@ -280,12 +311,16 @@ def markdown(results: dict[str, dict], batch: int) -> str:
                 fmt(row.get("default_over_reference"), ".2f"),
                 fmt(row.get("bf16_over_oracle"), ".2f"),
                 fmt(s2s1, ".2f") if stage == "2" else "",
+                fmt(row["gflop_per_image"], ".2f"), fmt(row["default"]["gflops"], ".0f"),
                 fmt(row["max_abs_dp_default_vs_oracle"], ".1e"),
-                fmt(row.get("max_abs_dp_bf16_vs_fp32"), ".1e"),
-                (f"{row['bf16_images_with_changed_graph']} of {batch}"
+                fmt(row.get("max_abs_dp_bf16_vs_fp32"), ".1e") + (
+                    f" ({row['max_abs_dp_bf16_vs_fp32_same_graph']:.1e} if the graph stays)"
+                    if "max_abs_dp_bf16_vs_fp32_same_graph" in row else ""),
+                (f"{row['bf16_images_with_changed_graph']} of {row['bf16_images_compared']}"
                  if "bf16_images_with_changed_graph" in row else "") + " |"]))
     lines.append(f"\nbatch {batch}; ms/img = median over rounds / batch; ratios = median of "
-                 f"per-round ratios.")
+                 f"per-round ratios; GFLOP counted on this package's algorithm. A 2048 x 2048 "
+                 f"fp32 matmul runs at {matmul:.0f} GFLOP/s here.")
     for arch, per_stage in results.items():
         for stage, row in per_stage.items():
             if stage != "stage2_over_stage1" and "max_abs_dp_default_vs_reference" in row:
@@ -305,7 +340,8 @@ def machine() -> dict[str, object]:
         names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
         cpu = names[0] if names else cpu
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "bf16": cpu_supports_bf16(), "cuda": torch.cuda.is_available()}
+            "bf16": cpu_supports_bf16(), "cuda": torch.cuda.is_available(),
+            "fp32_matmul_gflops": matmul_gflops()}
 
 
 def main() -> None:
@@ -317,6 +353,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
+    parser.add_argument("--bf16-images", type=int, default=32,
+                        help="random images on which bf16 is compared with fp32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", type=Path, help="also time demo.py on this image folder")
     parser.add_argument("--reference", type=Path, metavar="DIR",
@@ -335,7 +373,7 @@ def main() -> None:
             results[arch] = bench_arch(arch, sorted(set(args.stage)), args, Path(tmp), bf16)
     report = {"machine": machine(), "batch_size": args.batch_size, "rounds": args.iters,
               "results": results}
-    print(markdown(results, args.batch_size))
+    print(markdown(results, args.batch_size, report["machine"]["fp32_matmul_gflops"]))
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ def test_stage2_pair_blocks_do_not_change_results(block: int) -> None:
     assert (fast - oracle_head_forward(head, x)).abs().max().item() <= HEAD_TOL
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
 def test_stage2_traced_head_keeps_a_dynamic_batch() -> None:
     """The traced form (what ONNX export records) takes whole batches, not image by image:
     traced on 2 images, it must still be right on 5."""
