@@ -108,7 +108,8 @@ def reference_model(folder: Path, model: OpenGraphAU) -> torch.nn.Module:
         package = importlib.util.module_from_spec(spec)
         sys.modules[REFERENCE_PACKAGE] = package
         spec.loader.exec_module(package)
-    module = importlib.import_module(f"{REFERENCE_PACKAGE}.{'ANFL' if model.stage == 1 else 'MEFL'}")
+    head = "ANFL" if model.stage == 1 else "MEFL"
+    module = importlib.import_module(f"{REFERENCE_PACKAGE}.{head}")
     resnet50 = importlib.import_module(f"{REFERENCE_PACKAGE}.resnet").resnet50
     # Their stage-2 ResNet-50 asks for ImageNet weights from disk; ours replace them anyway.
     module.resnet50 = lambda pretrained=False, **kw: resnet50(pretrained=False, **kw)

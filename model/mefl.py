@@ -113,7 +113,8 @@ class EdgeFeatures(nn.Module):
         if per_j <= self.scores_per_block:
             j_blocks, i_blocks = _even_blocks(n, self.scores_per_block // per_j), [(0, n)]
         else:
-            j_blocks, i_blocks = _even_blocks(n, 1), _even_blocks(n, self.scores_per_block // (d * d))
+            j_blocks = _even_blocks(n, 1)
+            i_blocks = _even_blocks(n, self.scores_per_block // (d * d))
         out = left.new_empty(left.shape[0], n, n, d)
         for b in range(left.shape[0]):
             for j0, j1 in j_blocks:
