@@ -267,7 +267,7 @@ class Runner:
             ok = [b for b in batch if b["error"] is None]
             for b in batch:
                 if b["error"] is not None:
-                    self._fail(items[b["index"]].path, b["error"])
+                    self.fail(items[b["index"]].path, b["error"])
             if not ok:
                 progress.update(len(batch))
                 continue
@@ -333,7 +333,7 @@ class Runner:
             source = VideoSource(item.path, every=args.every, start=args.start, end=args.end,
                                  max_frames=args.max_frames)
         except VideoError as exc:
-            self._fail(item.path, str(exc).removeprefix(f"{item.path}: "))
+            self.fail(item.path, str(exc).removeprefix(f"{item.path}: "))
             return
         tracker = FaceTracker()
         smoother = Smoother(args.smooth, args.smooth_mode) if args.smooth > 1 else None
@@ -352,7 +352,7 @@ class Runner:
                                          preview) or (quit_key and quit_key.pressed.is_set()):
                         break
         except VideoError as exc:  # e.g. the annotated video cannot be written
-            self._fail(item.path, str(exc))
+            self.fail(item.path, str(exc))
         finally:
             if video_out is not None:
                 video_out.close()
@@ -362,7 +362,7 @@ class Runner:
                 self._timeline(item, target, times, tracks)
         self.stats.videos += 1
         if source.error:
-            self._fail(item.path, source.error)
+            self.fail(item.path, source.error)
         self.writer.mark_completed([item.path])
 
     def _video_batch(self, item: InputItem, frames: list, tracker, smoother, video_out, times,
@@ -417,7 +417,7 @@ class Runner:
         plot_timeline(np.asarray(times), probs, f"{target}_aus.png", threshold=self.args.threshold,
                       title=title)
 
-    def _fail(self, path: str, reason: str) -> None:
+    def fail(self, path: str, reason: str) -> None:
         print(f"error: {path}: {reason}", file=sys.stderr)
         self.writer.error(path, reason)
         self.stats.failed += 1
@@ -480,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{predictor.device}", file=sys.stderr)
         runner = Runner(args, predictor, writer, out_dir, len(images))
         for spec, why in plan.problems:
-            runner._fail(spec, why)
+            runner.fail(spec, why)
         todo = [i for i in images if i.path not in writer.completed]
         runner.stats.skipped = len(images) - len(todo)
         start = time.perf_counter()
@@ -514,14 +514,14 @@ def export(args: argparse.Namespace) -> int:
     from export import ExportError, export_onnx
     from model import load_model
     from predictor import untrained_model
+    if not args.export_onnx.parent.is_dir():  # before loading: a large model takes seconds
+        raise UserError(f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} "
+                        "does not exist")
     if args.untrained:
         model = untrained_model(args.arc, args.stage)
     else:
         checkpoint = _checkpoint(args)
         model = load_model(checkpoint, arch=args.arc, stage=args.stage, optimize=False)
-    if not args.export_onnx.parent.is_dir():
-        raise UserError(f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} "
-                        "does not exist")
     try:
         diff = export_onnx(model, args.export_onnx)
     except ExportError as exc:

@@ -36,7 +36,9 @@ def export_onnx(model: OpenGraphAU, path: str | Path, *, opset: int = 17) -> flo
                         "load_model(path, optimize=False)")
     import onnxruntime as ort  # only exporting needs it
 
-    model = copy.deepcopy(model).eval().float().cpu()  # the caller's model stays where it is
+    if model.training or any(p.device.type != "cpu" or p.dtype != torch.float32
+                             for p in model.parameters()):
+        model = copy.deepcopy(model).eval().float().cpu()  # the caller's model stays as it is
     path = Path(path)
     generator = torch.Generator().manual_seed(0)
     batches = [torch.randn(n, 3, 224, 224, generator=generator) for n in (2, 3)]
