@@ -10,12 +10,17 @@ from conf import NUM_MAIN_AUS, NUM_SUB_AUS, SUB_AU_PARENTS
 BN_EPS = 1e-5
 
 
+def _affine(weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
+            eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = weight * torch.rsqrt(var + eps)
+    return scale, bias - mean * scale
+
+
 def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BatchNorm as y = scale * x + shift per channel: (scale, shift), each (C,)."""
     if bn.training:
         raise RuntimeError("folding a BatchNorm needs eval mode (its running statistics)")
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    return _affine(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
 
 
 class LinearBlock(nn.Module):
@@ -53,10 +58,9 @@ class AUBlocks(nn.Module):
 
         Row n*C + k is output channel k of AU n, so the product needs no transpose.
         """
-        scale = self.bn_weight * torch.rsqrt(self.bn_var + BN_EPS)
+        scale, shift = _affine(self.bn_weight, self.bn_bias, self.bn_mean, self.bn_var, BN_EPS)
         weight = (self.weight * scale.unsqueeze(-1)).flatten(0, 1)
-        bias = ((self.bias - self.bn_mean) * scale + self.bn_bias).flatten()
-        return weight, bias
+        return weight, (self.bias * scale + shift).flatten()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, C) tokens -> (B, D, N, C): token-major, the layout the one matmul produces."""
