@@ -38,9 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model import OpenGraphAU, build_model, load_model  # noqa: E402
+from model import OpenGraphAU, load_model  # noqa: E402
 from model.optimize import cpu_supports_bf16  # noqa: E402
-from tests.oracle import oracle_forward, randomize_statistics_  # noqa: E402
+from tests.oracle import oracle_forward, random_model  # noqa: E402
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _AU_FIELDS = {"weight": "fc.weight", "bias": "fc.bias", "bn_weight": "bn.weight",
@@ -67,9 +67,7 @@ def official_state_dict(model: OpenGraphAU) -> dict[str, torch.Tensor]:
 
 
 def write_checkpoint(arch: str, stage: int, folder: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    model = randomize_statistics_(build_model(arch=arch, stage=stage),
-                                  torch.Generator().manual_seed(seed))
+    model = random_model(arch, stage, seed)
     path = folder / f"{arch}_stage{stage}.pth"
     torch.save({"epoch": 0, "state_dict": official_state_dict(model)}, path)
     return path

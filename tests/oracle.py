@@ -1,7 +1,7 @@
 """A literal, deliberately unoptimised restatement of the reference OpenGraphAU equations.
 
 The tests compare the fast modules in `model/` with this, and the benchmark times it as "the
-reference". It reads the weights of OUR modules but recomputes everything the way the reference
+reference equations". It reads the weights of OUR modules but recomputes everything the way the reference
 does: 27 separate linear+BatchNorm blocks in a Python loop, a (B, N*N, D, C) edge tensor built by
 repeating every AU's feature map, dense N*N x N incidence matrices, a BatchNorm applied to every
 token before the mean over tokens, one sub-AU at a time in the readout. Nothing here is fused,
@@ -16,7 +16,7 @@ from torch import nn
 from model.anfl import ANFLHead
 from model.blocks import BN_EPS, AUBlocks, AUHead
 from model.mefl import MEFLHead
-from model.opengraphau import OpenGraphAU
+from model.opengraphau import OpenGraphAU, build_model
 
 
 def _bn_channels_dim1(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
@@ -206,3 +206,10 @@ def randomize_statistics_(module: nn.Module, generator: torch.Generator | None =
             normal(mod.bn_bias, 0.1)
             normal(mod.bias, 0.1)
     return module
+
+
+def random_model(arch: str, stage: int, seed: int = 0) -> OpenGraphAU:
+    """A seeded random model whose BatchNorms look trained (see `randomize_statistics_`)."""
+    torch.manual_seed(seed)
+    return randomize_statistics_(build_model(arch=arch, stage=stage),
+                                 torch.Generator().manual_seed(seed))

@@ -12,6 +12,7 @@ from PIL import Image
 
 import demo
 from conf import AU_COLUMNS
+from factories import probs_of, read_rows
 from predictor import AUPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,15 +23,6 @@ def _image(path: Path, seed: int, size: tuple[int, int] = (96, 112)) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
     return path
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    with open(out / "predictions.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _probs(rows: list[dict[str, str]]) -> np.ndarray:
-    return np.array([[float(r[c]) for c in AU_COLUMNS] for r in rows])
 
 
 def _run(ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = ()) -> int:
@@ -60,7 +52,7 @@ def test_folder_walk_is_recursive_sorted_and_case_insensitive(resnet18_s1: Path,
                                                               tmp_path: Path) -> None:
     before = _fingerprint(dataset)
     assert _run(resnet18_s1, tmp_path / "out", str(dataset), extra=("--draw_text",)) == 0
-    files = [Path(r["file"]).relative_to(dataset).as_posix() for r in _rows(tmp_path / "out")]
+    files = [Path(r["file"]).relative_to(dataset).as_posix() for r in read_rows(tmp_path / "out")]
     assert files == ["a/deep/x.Png", "a/face.jpeg", "b/face.JPG", "c/pic.TIFF", "top.webp"]
     # Two face.* files in different folders get separate pictures, mirrored under the output.
     assert (tmp_path / "out" / "a" / "face_pred.jpg").is_file()
@@ -74,7 +66,7 @@ def test_globs_and_list_files(resnet18_s1: Path, dataset: Path, tmp_path: Path) 
     _image(tmp_path / "rel" / "one.png", 9)
     code = _run(resnet18_s1, tmp_path / "out", str(dataset / "a" / "**" / "*.*"), f"@{listing}")
     assert code == 0
-    files = [r["file"] for r in _rows(tmp_path / "out")]
+    files = [r["file"] for r in read_rows(tmp_path / "out")]
     assert files == [str(dataset / "a" / "deep" / "x.Png"), str(dataset / "a" / "face.jpeg"),
                      str(dataset / "top.webp"), os.path.join(str(tmp_path), "rel/one.png")]
 
@@ -102,7 +94,7 @@ def test_bad_files_are_reported_and_the_run_goes_on(resnet18_s1: Path, tmp_path:
     Image.new("1", (10000, 9000)).save(root / "bomb.png")  # 90 Mpx: over Pillow's limit
     code = _run(resnet18_s1, tmp_path / "out", str(root), str(tmp_path / "missing.jpg"))
     assert code == 1
-    rows = _rows(tmp_path / "out")
+    rows = read_rows(tmp_path / "out")
     assert sorted(Path(r["file"]).name for r in rows) == ["good1.png", "good2.png"]
     with open(tmp_path / "out" / "errors.csv", newline="") as f:
         errors = {Path(r["file"]).name: r["reason"] for r in csv.DictReader(f)}
@@ -125,7 +117,7 @@ def test_batched_equals_one_at_a_time(resnet18_s1: Path, dataset: Path, tmp_path
     assert _run(resnet18_s1, tmp_path / "b4", str(dataset), extra=("--batch-size", "4")) == 0
     assert _run(resnet18_s1, tmp_path / "b1", str(dataset), extra=("--batch-size", "1",
                                                                      "--workers", "1")) == 0
-    np.testing.assert_allclose(_probs(_rows(tmp_path / "b4")), _probs(_rows(tmp_path / "b1")),
+    np.testing.assert_allclose(probs_of(read_rows(tmp_path / "b4")), probs_of(read_rows(tmp_path / "b1")),
                                atol=1e-6)
 
 
@@ -144,19 +136,19 @@ def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path
     monkeypatch.setattr(AUPredictor, "predict_tensors", interrupted)
     out = tmp_path / "resumed"
     assert _run(resnet18_s1, out, str(dataset), extra=("--batch-size", "2")) == 130
-    assert len(_rows(out)) == 2  # the first batch was written before the interruption
+    assert len(read_rows(out)) == 2  # the first batch was written before the interruption
     # A crash can also cut the last line in half: simulate that too.
     with open(out / "predictions.csv", "a") as f:
         f.write(f"{dataset / 'c' / 'pic.TIFF'},0,0.0")
     monkeypatch.setattr(AUPredictor, "predict_tensors", original)
     assert _run(resnet18_s1, out, str(dataset), extra=("--batch-size", "2", "--skip-existing")) == 0
-    resumed, full = _rows(out), _rows(tmp_path / "full")
+    resumed, full = read_rows(out), read_rows(tmp_path / "full")
     assert sorted(r["file"] for r in resumed) == sorted(r["file"] for r in full)
     by_file = {r["file"]: r for r in resumed}
-    np.testing.assert_allclose(_probs([by_file[r["file"]] for r in full]), _probs(full), atol=1e-6)
+    np.testing.assert_allclose(probs_of([by_file[r["file"]] for r in full]), probs_of(full), atol=1e-6)
     # A third run has nothing left to do and adds nothing.
     assert _run(resnet18_s1, out, str(dataset), extra=("--skip-existing",)) == 0
-    assert len(_rows(out)) == len(full)
+    assert len(read_rows(out)) == len(full)
 
 
 def test_jsonl_output(resnet18_s1: Path, tmp_path: Path) -> None:
@@ -169,7 +161,7 @@ def test_jsonl_output(resnet18_s1: Path, tmp_path: Path) -> None:
     rec = records[0]
     assert rec["file"] == str(path) and rec["frame"] == 0 and rec["face"] == 0
     assert rec["box"] == {"x": 0, "y": 0, "w": 96, "h": 112}
-    row = _rows(tmp_path / "out")[0]
+    row = read_rows(tmp_path / "out")[0]
     assert [a["id"] for a in rec["aus"]] == list(AU_COLUMNS)
     for au in rec["aus"]:
         assert au["probability"] == pytest.approx(float(row[au["id"]]), abs=1e-6)

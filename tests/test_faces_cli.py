@@ -1,7 +1,6 @@
 """Face detection through demo.py: one row per face, face-less images, big photos, crops."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from skimage import data
 
 import demo
 from conf import AU_COLUMNS
+from factories import read_rows
 
 # The astronaut's face in skimage.data.astronaut() (512 x 512), measured by hand: x, y, w, h.
 FACE_REGION = (180, 72, 90, 106)
@@ -20,11 +20,6 @@ def _iou(a, b) -> float:
     ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     inter = max(0, min(ax2, bx2) - max(a[0], b[0])) * max(0, min(ay2, by2) - max(a[1], b[1]))
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    with open(out / "predictions.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _box(row: dict[str, str]) -> tuple[float, ...]:
@@ -56,7 +51,7 @@ def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path]
     out = tmp_path / "out"
     assert _run(resnet18_s1, out, photos["one"], photos["two"], photos["none"], photos["large"],
                 extra=("--save-crops", "--draw_text")) == 0
-    rows = _rows(out)
+    rows = read_rows(out)
     by_file: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_file.setdefault(Path(row["file"]).stem, []).append(row)
@@ -83,7 +78,7 @@ def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path]
 
 def test_max_faces_keeps_the_largest(resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path) -> None:
     assert _run(resnet18_s1, tmp_path / "o", photos["two"], extra=("--max-faces", "1")) == 0
-    rows = _rows(tmp_path / "o")
+    rows = read_rows(tmp_path / "o")
     assert len(rows) == 1 and _box(rows[0])[0] > 170
 
 
@@ -92,7 +87,7 @@ def test_no_detect_is_the_reference_behaviour(resnet18_s1: Path, photos: dict[st
     """--no-detect predicts on the whole image: equal to the API on the whole image."""
     from predictor import AUPredictor
     assert _run(resnet18_s1, tmp_path / "o", photos["one"], extra=("--no-detect",)) == 0
-    row = _rows(tmp_path / "o")[0]
+    row = read_rows(tmp_path / "o")[0]
     assert _box(row) == (0, 0, 512, 512)
     whole = AUPredictor(resnet18_s1, device="cpu").predict([photos["one"]])[0].faces[0].probs
     np.testing.assert_allclose([float(row[c]) for c in AU_COLUMNS], whole, atol=2e-6)

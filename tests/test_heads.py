@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import build_model
 from model.anfl import ANFLHead
 from model.blocks import AUHead
 from model.mefl import MEFLHead
-from oracle import dynamic_graph_gnn, oracle_forward, oracle_head_forward, randomize_statistics_
+from oracle import (dynamic_graph_gnn, oracle_forward, oracle_head_forward, random_model,
+                    randomize_statistics_)
 
 HEAD_TOL = 1e-5
 
@@ -104,9 +104,7 @@ def test_stage2_head_refuses_training_mode() -> None:
     ("resnet18", 1, 3), ("resnet18", 2, 2), ("swin_transformer_tiny", 2, 1), ("mae", 1, 1),
 ])
 def test_whole_model_matches_oracle(arch: str, stage: int, batch: int) -> None:
-    torch.manual_seed(0)
-    model = randomize_statistics_(build_model(arch=arch, stage=stage),
-                                  torch.Generator().manual_seed(0))
+    model = random_model(arch, stage)
     images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = model(images)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from export import ExportError, export_onnx
-from model import InferenceModel, OpenGraphAU, build_model, load_model, optimize_for_inference
+from model import InferenceModel, OpenGraphAU, load_model, optimize_for_inference
 from model.optimize import check_precision, cpu_supports_bf16
-from oracle import oracle_forward, randomize_statistics_
+from oracle import oracle_forward, random_model
 
 FP32_TOL = 1e-4
 LOW_PRECISION_TOL = 1e-2
@@ -18,12 +18,6 @@ LOW_PRECISION_TOL = 1e-2
 needs_bf16 = pytest.mark.skipif(not cpu_supports_bf16(),
                                 reason="this CPU has no native bf16 (AVX512-BF16/AMX)")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-
-def random_model(arch: str, stage: int, seed: int = 0) -> OpenGraphAU:
-    torch.manual_seed(seed)
-    return randomize_statistics_(build_model(arch=arch, stage=stage),
-                                 torch.Generator().manual_seed(seed))
 
 
 def images(batch: int, seed: int = 1) -> torch.Tensor:

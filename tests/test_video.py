@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+import factories
 from video import Frame, VideoError, VideoSource, VideoWriter, is_video_path, parse_webcam
 
 FPS = 10.0
@@ -54,25 +55,11 @@ def video_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("VideoSource:") and t.is_alive()]
 
 
-class FakeCamera:
-    """A camera that always has a frame, counting reads and recording release()."""
+class FakeCamera(factories.FakeCamera):
+    """Frames whose stripes spell how many reads came before."""
 
-    def __init__(self) -> None:
-        self.reads = 0
-        self.released = False
-
-    def isOpened(self) -> bool:
-        return True
-
-    def read(self) -> tuple[bool, np.ndarray]:
-        self.reads += 1
-        return True, encode(self.reads % 256)
-
-    def get(self, prop: int) -> float:
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self) -> None:
-        self.released = True
+    def frame(self, n: int) -> np.ndarray:
+        return encode(n % 256)
 
 
 def test_paths_and_webcam_specs() -> None:

@@ -12,13 +12,9 @@ from skimage import data
 
 import demo
 from conf import AU_COLUMNS
+from factories import FakeCamera, probs_of, read_rows
 
 FPS = 10.0
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    with open(out / "predictions.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _write_video(path: Path, frames: int, *, face_until: int, fourcc: str = "mp4v") -> Path:
@@ -48,7 +44,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_face_tracked_then_leaving(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert _run(out, str(clip), extra=("--draw_text", "--batch-size", "5")) == 0
-    rows = _rows(out)
+    rows = read_rows(out)
     assert [int(r["frame"]) for r in rows] == list(range(16))
     np.testing.assert_allclose([float(r["timestamp"]) for r in rows], np.arange(16) / FPS, atol=1e-3)
     assert [r["success"] for r in rows] == ["1"] * 12 + ["0"] * 4
@@ -67,14 +63,14 @@ def test_face_tracked_then_leaving(clip: Path, tmp_path: Path) -> None:
 
 def test_every_start_end_and_smoothing(clip: Path, tmp_path: Path) -> None:
     assert _run(tmp_path / "e", str(clip), extra=("--every", "3", "--no-detect")) == 0
-    assert [int(r["frame"]) for r in _rows(tmp_path / "e")] == [0, 3, 6, 9, 12, 15]
+    assert [int(r["frame"]) for r in read_rows(tmp_path / "e")] == [0, 3, 6, 9, 12, 15]
     assert _run(tmp_path / "se", str(clip), extra=("--start", "0.5", "--end", "1.0",
                                                   "--no-detect")) == 0
-    assert [int(r["frame"]) for r in _rows(tmp_path / "se")] == [5, 6, 7, 8, 9, 10]
+    assert [int(r["frame"]) for r in read_rows(tmp_path / "se")] == [5, 6, 7, 8, 9, 10]
     assert _run(tmp_path / "raw", str(clip), extra=("--no-detect",)) == 0
     assert _run(tmp_path / "sm", str(clip), extra=("--no-detect", "--smooth", "3")) == 0
-    raw = np.array([[float(r[c]) for c in AU_COLUMNS] for r in _rows(tmp_path / "raw")])
-    smooth = np.array([[float(r[c]) for c in AU_COLUMNS] for r in _rows(tmp_path / "sm")])
+    raw = probs_of(read_rows(tmp_path / "raw"))
+    smooth = probs_of(read_rows(tmp_path / "sm"))
     expected = np.stack([np.median(raw[max(0, i - 2):i + 1], axis=0) for i in range(len(raw))])
     np.testing.assert_allclose(smooth, expected, atol=2e-6)
 
@@ -85,7 +81,7 @@ def test_truncated_video_keeps_early_frames(tmp_path: Path) -> None:
     path.write_bytes(data_bytes[: len(data_bytes) // 2])
     code = _run(tmp_path / "o", str(path), extra=("--no-detect",))
     assert code == 1
-    rows = _rows(tmp_path / "o")
+    rows = read_rows(tmp_path / "o")
     assert 5 < len(rows) < 40 and [int(r["frame"]) for r in rows] == list(range(len(rows)))
     errors = (tmp_path / "o" / "errors.csv").read_text()
     assert "cut.mkv" in errors and "truncated" in errors
@@ -101,26 +97,8 @@ def test_unreadable_videos_are_errors(tmp_path: Path, capsys) -> None:
     with open(tmp_path / "o" / "errors.csv", newline="") as f:
         failed = {Path(r["file"]).name for r in csv.DictReader(f)}
     assert failed == {"garbage.mp4", "empty.avi"}
-    assert len(_rows(tmp_path / "o")) == 1
+    assert len(read_rows(tmp_path / "o")) == 1
     assert "Traceback" not in capsys.readouterr().err
-
-
-class FakeCamera:
-    def __init__(self) -> None:
-        self.reads, self.released = 0, False
-
-    def isOpened(self) -> bool:
-        return True
-
-    def read(self) -> tuple[bool, np.ndarray]:
-        self.reads += 1
-        return True, np.full((120, 160, 3), (self.reads * 7) % 256, np.uint8)
-
-    def get(self, prop: int) -> float:
-        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self) -> None:
-        self.released = True
 
 
 def test_webcam_with_a_fake_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,7 +113,7 @@ def test_webcam_with_a_fake_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                                                                capture_factory=factory))
     assert _run(tmp_path / "o", "webcam:0", extra=("--no-detect", "--max-frames", "7",
                                                    "--draw_text")) == 0
-    rows = _rows(tmp_path / "o")
+    rows = read_rows(tmp_path / "o")
     assert len(rows) == 7 and {r["file"] for r in rows} == {"webcam:0"}
     times = [float(r["timestamp"]) for r in rows]
     assert times == sorted(times)
