@@ -26,8 +26,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model import optimize_for_inference  # noqa: E402
-from predictor import untrained_model  # noqa: E402
+from opengraphau.model import optimize_for_inference  # noqa: E402
+from opengraphau.predictor import untrained_model  # noqa: E402
 
 
 def make_images(folder: Path, n: int) -> None:

@@ -38,8 +38,8 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model import OpenGraphAU, load_model  # noqa: E402
-from model.optimize import cpu_supports_bf16  # noqa: E402
+from opengraphau.model import OpenGraphAU, load_model  # noqa: E402
+from opengraphau.model.optimize import cpu_supports_bf16  # noqa: E402
 from tests.oracle import oracle_forward, random_model  # noqa: E402
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

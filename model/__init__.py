@@ -1,8 +1,6 @@
-"""OpenGraphAU models: 7 backbones x 2 graph heads, and strict loading of the official files."""
-from .checkpoint import CheckpointError, checkpoint_filter_fn, detect_arch_stage, load_model
-from .opengraphau import OpenGraphAU, build_model
-from .optimize import InferenceModel, optimize_for_inference
-from .transforms import EvalTransform
+"""The reference's `model` package name, kept for old imports: `from model import load_model`.
 
-__all__ = ["CheckpointError", "EvalTransform", "InferenceModel", "OpenGraphAU", "build_model",
-           "checkpoint_filter_fn", "detect_arch_stage", "load_model", "optimize_for_inference"]
+Everything lives in `opengraphau.model`; nothing inside the package imports this.
+"""
+from opengraphau.model import *  # noqa: F401,F403
+from opengraphau.model import __all__  # noqa: F401

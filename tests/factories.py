@@ -1,20 +1,26 @@
-"""Builders for test inputs and readers of outputs: official-layout checkpoints, a fake
-camera, the rows of predictions.csv."""
+"""The tests' one home for helpers: official-layout checkpoints, real face photos, a fake camera,
+CLI runners, readers of the outputs, IoU."""
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
+from skimage import data
 
-from conf import AU_COLUMNS
+from opengraphau.aus import AU_COLUMNS
+from opengraphau.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-#: `../shared/checkpoint-keys/ARCH_stageN.json`: [[key, shape], ...] of the official files.
-KEYS_DIR = ROOT.parent / "shared" / "checkpoint-keys"
+FACE = ROOT / "demo_imgs" / "astronaut_face.jpg"
+#: `tests/data/checkpoint-keys/ARCH_stageN.json`: [[key, shape], ...] of the official files.
+KEYS_DIR = Path(__file__).resolve().parent / "data" / "checkpoint-keys"
 
 
 def official_keys(arch: str, stage: int) -> list[tuple[str, list[int]]]:
@@ -32,15 +38,66 @@ def random_tensor(key: str, shape: list[int], gen: torch.Generator) -> torch.Ten
     return torch.randn(shape, generator=gen) * 0.05
 
 
-def official_state_dict(arch: str, stage: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """`module.`-prefixed random state dict with exactly the official keys and shapes."""
+def face_photos(count: int = 8, size: int = 224) -> torch.Tensor:
+    """`count` normalised (3, size, size) views of skimage's public-domain astronaut's face:
+    shifted, zoomed and mirrored, so a network sees real-photo statistics."""
+    from opengraphau.model.transforms import EvalTransform
+    photo = Image.fromarray(data.astronaut())
+    preprocess = EvalTransform(resize=size * 256 // 224, crop=size)
+    views = []
+    for n in range(count):
+        left, top, side = 140 + 6 * (n % 4), 30 + 5 * (n // 4), 170 - 8 * (n % 3)
+        view = photo.crop((left, top, left + side, top + side))
+        views.append(preprocess(view.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if n % 2 else view))
+    return torch.stack(views)
+
+
+@torch.no_grad()
+def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
+    """Set the BatchNorm statistics of the backbone, the global block and the 27 AU blocks from
+    real face photos (a train-mode pass), in place in the official-layout `state`: with made-up
+    statistics the outputs would barely depend on the image, and parity tests would prove little.
+    """
+    from opengraphau.model.checkpoint import checkpoint_filter_fn
+    from opengraphau.model.opengraphau import build_model
+    model = build_model(arch=arch, stage=stage)
+    bare = {k.removeprefix("module."): v for k, v in state.items()}
+    model.load_state_dict(checkpoint_filter_fn(bare, arch), strict=True)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None  # the cumulative average over the pass
+    model.backbone.train()
+    model.global_linear.train()
+    tokens = model.global_linear(model.backbone(face_photos()))
+    new = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()
+           if k.endswith(("running_mean", "running_var"))}
+    new.update({f"global_linear.{k}": v for k, v in model.global_linear.state_dict().items()
+                if k.endswith(("running_mean", "running_var"))})
+    blocks = model.head.au_linears
+    for i in range(blocks.weight.shape[0]):
+        out = tokens @ blocks.weight[i].T + blocks.bias[i]
+        new[f"head.main_class_linears.{i}.bn.running_mean"] = out.mean(dim=(0, 1))
+        new[f"head.main_class_linears.{i}.bn.running_var"] = out.var(dim=(0, 1))
+    for key, value in new.items():
+        if "module." + key in state:
+            state["module." + key] = value.clone()
+
+
+def official_state_dict(arch: str, stage: int, seed: int = 0, *,
+                        calibrate: bool = False) -> dict[str, torch.Tensor]:
+    """`module.`-prefixed random state dict with exactly the official keys and shapes;
+    `calibrate` sets its BatchNorm statistics from real photos."""
     gen = torch.Generator().manual_seed(seed)
-    return {"module." + k: random_tensor(k, s, gen) for k, s in official_keys(arch, stage)}
+    state = {"module." + k: random_tensor(k, s, gen) for k, s in official_keys(arch, stage)}
+    if calibrate:
+        _calibrate(state, arch, stage)
+    return state
 
 
-def write_official_checkpoint(arch: str, stage: int, path: Path, seed: int = 0) -> Path:
+def write_official_checkpoint(arch: str, stage: int, path: Path, seed: int = 0, *,
+                              calibrate: bool = False) -> Path:
     """A file laid out like the released ones: epoch, state_dict and an AdamW optimizer state."""
-    state = official_state_dict(arch, stage, seed)
+    state = official_state_dict(arch, stage, seed, calibrate=calibrate)
     params = [torch.nn.Parameter(torch.zeros(3))]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     params[0].grad = torch.ones(3)
@@ -50,8 +107,8 @@ def write_official_checkpoint(arch: str, stage: int, path: Path, seed: int = 0) 
 
 
 class FakeCamera:
-    """A camera for `VideoSource(capture_factory=...)` that always has a frame; counts reads
-    and records release(). Frame n (from 1) is `frame(n)`: override it to tell frames apart."""
+    """A camera for `capture_factory` that always has a frame; counts reads and records
+    release(). Frame n (from 1) is `frame(n)`: override it to tell frames apart."""
 
     def __init__(self) -> None:
         self.reads, self.released = 0, False
@@ -73,12 +130,34 @@ class FakeCamera:
         self.released = True
 
 
-def read_rows(out: Path) -> list[dict[str, str]]:
-    """The rows of `out/predictions.csv`, each a dict by column name."""
-    with open(out / "predictions.csv", newline="") as f:
+def cli(*args: str, cwd: Path = ROOT, script: str = "demo.py",
+        timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python demo.py ARGS` in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(*args: str, capture_factory=None) -> int:
+    """The command line in this process (quicker than `cli`); returns the exit status."""
+    return main(list(args), prog="demo.py", capture_factory=capture_factory)
+
+
+def read_rows(out: Path, name: str = "predictions.csv") -> list[dict[str, str]]:
+    """The rows of a CSV file in `out`, each a dict by column name."""
+    with open(out / name, newline="", encoding="utf-8", errors="surrogateescape") as f:
         return list(csv.DictReader(f))
 
 
 def probs_of(rows: list[dict[str, str]]) -> np.ndarray:
     """(rows, 41) AU probabilities of CSV rows."""
     return np.array([[float(r[c]) for c in AU_COLUMNS] for r in rows])
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter)

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.anfl import ANFLHead
-from model.blocks import BN_EPS, AUBlocks, AUHead
-from model.mefl import MEFLHead
-from model.opengraphau import OpenGraphAU, build_model
+from opengraphau.model.anfl import ANFLHead
+from opengraphau.model.blocks import BN_EPS, AUBlocks, AUHead
+from opengraphau.model.mefl import MEFLHead
+from opengraphau.model.opengraphau import OpenGraphAU, build_model
 
 
 def _bn_channels_dim1(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:

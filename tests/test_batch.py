@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import demo
-from conf import AU_COLUMNS
-from factories import probs_of, read_rows
-from predictor import AUPredictor
-
-ROOT = Path(__file__).resolve().parents[1]
+from opengraphau.aus import AU_COLUMNS
+from factories import probs_of, read_rows, run_main
+from opengraphau.pipeline import Pipeline
+from opengraphau.predictor import AUPredictor
 
 
 def _image(path: Path, seed: int, size: tuple[int, int] = (96, 112)) -> Path:
@@ -26,8 +24,8 @@ def _image(path: Path, seed: int, size: tuple[int, int] = (96, 112)) -> Path:
 
 
 def _run(ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = ()) -> int:
-    return demo.main(["--resume", str(ck), "--no-detect", "--quiet", "--output-dir", str(out),
-                      "--workers", "0", "--input", *inputs, *extra])
+    return run_main("--resume", str(ck), "--no-detect", "--quiet", "--output-dir", str(out),
+                    "--workers", "0", "--input", *inputs, *extra)
 
 
 @pytest.fixture()
@@ -75,7 +73,7 @@ def test_nothing_found_is_a_usage_error(resnet18_s1: Path, tmp_path: Path, capsy
     (tmp_path / "empty").mkdir()
     assert _run(resnet18_s1, tmp_path / "out", str(tmp_path / "empty"), str(tmp_path / "no*.jpg")) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no images found" in err[0]
+    assert len(err) == 1 and "no images or videos found" in err[0]
 
 
 def test_bad_files_are_reported_and_the_run_goes_on(resnet18_s1: Path, tmp_path: Path,
@@ -125,7 +123,7 @@ def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     assert _run(resnet18_s1, tmp_path / "full", str(dataset), extra=("--batch-size", "2")) == 0
     calls = {"n": 0}
-    original = AUPredictor.predict_tensors
+    original = Pipeline.infer
 
     def interrupted(self, batch):
         calls["n"] += 1
@@ -133,14 +131,14 @@ def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path
             raise KeyboardInterrupt
         return original(self, batch)
 
-    monkeypatch.setattr(AUPredictor, "predict_tensors", interrupted)
+    monkeypatch.setattr(Pipeline, "infer", interrupted)
     out = tmp_path / "resumed"
     assert _run(resnet18_s1, out, str(dataset), extra=("--batch-size", "2")) == 130
     assert len(read_rows(out)) == 2  # the first batch was written before the interruption
     # A crash can also cut the last line in half: simulate that too.
     with open(out / "predictions.csv", "a") as f:
         f.write(f"{dataset / 'c' / 'pic.TIFF'},0,0.0")
-    monkeypatch.setattr(AUPredictor, "predict_tensors", original)
+    monkeypatch.setattr(Pipeline, "infer", original)
     assert _run(resnet18_s1, out, str(dataset), extra=("--batch-size", "2", "--skip-existing")) == 0
     resumed, full = read_rows(out), read_rows(tmp_path / "full")
     assert sorted(r["file"] for r in resumed) == sorted(r["file"] for r in full)

@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from conf import ARCHS
+from opengraphau.model.variants import ARCHS
 from factories import ROOT, official_state_dict, write_official_checkpoint
-from model import CheckpointError, detect_arch_stage, load_model
-from model.checkpoint import read_state_dict
-from model.optimize import optimize_for_inference
+from opengraphau.errors import CheckpointError
+from opengraphau.model import detect_arch_stage, load_model
+from opengraphau.model.checkpoint import read_state_dict
+from opengraphau.model.optimize import optimize_for_inference
 
 VARIANTS = [(arch, stage) for arch in ARCHS for stage in (1, 2)]
 
 
 @pytest.mark.parametrize("arch,stage", VARIANTS)
-def test_official_layout_loads_strictly_and_is_detected(arch: str, stage: int, keys_dir: Path,
+def test_official_layout_loads_strictly_and_is_detected(arch: str, stage: int,
                                                          tmp_path: Path) -> None:
     path = write_official_checkpoint(arch, stage, tmp_path / "official.pth")
     raw = torch.load(path, weights_only=True)["state_dict"]
@@ -47,7 +48,7 @@ def test_official_layout_loads_strictly_and_is_detected(arch: str, stage: int, k
     assert out.shape == (1, 41) and torch.isfinite(out).all()
 
 
-def test_bare_state_dict_without_prefix(keys_dir: Path, tmp_path: Path) -> None:
+def test_bare_state_dict_without_prefix(tmp_path: Path) -> None:
     state = {k.removeprefix("module."): v for k, v in official_state_dict("resnet18", 2).items()}
     torch.save(state, tmp_path / "bare.pth")
     model = load_model(tmp_path / "bare.pth", arch="resnet18", stage=2)
@@ -102,7 +103,7 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path: Path) -> None
     assert not target.exists()
 
 
-def test_bad_files_give_one_clear_line(keys_dir: Path, tmp_path: Path, resnet18_s1: Path) -> None:
+def test_bad_files_give_one_clear_line(tmp_path: Path, resnet18_s1: Path) -> None:
     assert "no such checkpoint" in _error(tmp_path / "missing.pth")
     assert "folder" in _error(tmp_path)
     data = resnet18_s1.read_bytes()
@@ -119,8 +120,7 @@ def test_bad_files_give_one_clear_line(keys_dir: Path, tmp_path: Path, resnet18_
     assert "not an OpenGraphAU checkpoint" in _error(tmp_path / "tv.pth")
 
 
-def test_missing_or_misshaped_tensor_is_an_error_not_random_output(keys_dir: Path,
-                                                                    tmp_path: Path) -> None:
+def test_missing_or_misshaped_tensor_is_an_error_not_random_output(tmp_path: Path) -> None:
     state = official_state_dict("resnet18", 1)
     del state["module.head.sub_sc"]
     torch.save({"state_dict": state}, tmp_path / "missing.pth")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,22 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from conf import AU_COLUMNS, AU_IDS
-from draw import LINE_PX, PAD, ROWS
-from images import load_image
-from model import load_model
+from opengraphau.aus import AU_COLUMNS, AU_IDS
+from opengraphau.render.pictures import LINE_PX, PAD, ROWS
+from opengraphau.sources.images import load_image
+from opengraphau.model import load_model
+from factories import FACE, cli
 
-ROOT = Path(__file__).resolve().parents[1]
-FACE = ROOT / "demo_imgs" / "astronaut_face.jpg"
 HEADER = ("file,frame,timestamp,face_id,success,confidence,x,y,w,h,AU1,AU2,AU4,AU5,AU6,AU7,AU9,"
           "AU10,AU11,AU12,AU13,AU14,AU15,AU16,AU17,AU18,AU19,AU20,AU22,AU23,AU24,AU25,AU26,AU27,"
           "AU32,AU38,AU39,AUL1,AUR1,AUL2,AUR2,AUL4,AUR4,AUL6,AUR6,AUL10,AUR10,AUL12,AUR12,AUL14,"
           "AUR14")
-
-
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "demo.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -8,18 +8,11 @@ import pytest
 from PIL import Image
 from skimage import data
 
-import demo
-from conf import AU_COLUMNS
-from factories import read_rows
+from opengraphau.aus import AU_COLUMNS
+from factories import iou, read_rows, run_main
 
 # The astronaut's face in skimage.data.astronaut() (512 x 512), measured by hand: x, y, w, h.
 FACE_REGION = (180, 72, 90, 106)
-
-
-def _iou(a, b) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    inter = max(0, min(ax2, bx2) - max(a[0], b[0])) * max(0, min(ay2, by2) - max(a[1], b[1]))
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def _box(row: dict[str, str]) -> tuple[float, ...]:
@@ -42,8 +35,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _run(ck: Path, out: Path, *inputs: Path, extra: tuple[str, ...] = ()) -> int:
-    return demo.main(["--resume", str(ck), "--quiet", "--workers", "0", "--output-dir", str(out),
-                      "--input", *map(str, inputs), *extra])
+    return run_main("--resume", str(ck), "--quiet", "--workers", "0", "--output-dir", str(out),
+                    "--input", *map(str, inputs), *extra)
 
 
 def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path,
@@ -57,7 +50,7 @@ def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path]
         by_file.setdefault(Path(row["file"]).stem, []).append(row)
     one = by_file["one"]
     assert len(one) == 1 and one[0]["success"] == "1" and float(one[0]["confidence"]) > 0.9
-    assert _iou(_box(one[0]), FACE_REGION) > 0.6
+    assert iou(_box(one[0]), FACE_REGION) > 0.6
     two = by_file["two"]
     assert [r["face_id"] for r in two] == ["0", "1"]
     assert _box(two[0])[0] < 170 < _box(two[1])[0]  # left to right
@@ -66,7 +59,7 @@ def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path]
     assert all(none[0][c] == "" for c in ("x", "y", "w", "h", *AU_COLUMNS))
     large = by_file["large"]
     assert len(large) == 1
-    assert _iou(_box(large[0]), tuple(v * 5 for v in FACE_REGION)) > 0.6  # original pixels
+    assert iou(_box(large[0]), tuple(v * 5 for v in FACE_REGION)) > 0.6  # original pixels
     summary = capsys.readouterr().out
     assert "4 images" in summary and "4 faces, 1 without a face" in summary
     assert "detection" in summary
@@ -85,7 +78,7 @@ def test_max_faces_keeps_the_largest(resnet18_s1: Path, photos: dict[str, Path],
 def test_no_detect_is_the_reference_behaviour(resnet18_s1: Path, photos: dict[str, Path],
                                               tmp_path: Path) -> None:
     """--no-detect predicts on the whole image: equal to the API on the whole image."""
-    from predictor import AUPredictor
+    from opengraphau.predictor import AUPredictor
     assert _run(resnet18_s1, tmp_path / "o", photos["one"], extra=("--no-detect",)) == 0
     row = read_rows(tmp_path / "o")[0]
     assert _box(row) == (0, 0, 512, 512)

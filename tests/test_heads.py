@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.anfl import ANFLHead
-from model.blocks import AUHead
-from model.mefl import MEFLHead
+from opengraphau.model.anfl import ANFLHead
+from opengraphau.model.blocks import AUHead
+from opengraphau.model.mefl import MEFLHead
 from oracle import (dynamic_graph_gnn, oracle_forward, oracle_head_forward, random_model,
                     randomize_statistics_)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conf import AU_COLUMNS
-from plots import MAX_TOP, _rank_aus, plot_timeline
+from opengraphau.aus import AU_COLUMNS
+from opengraphau.render.plots import MAX_TOP, _rank_aus, plot_timeline
 
 N = len(AU_COLUMNS)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from export import ExportError, export_onnx
-from model import InferenceModel, OpenGraphAU, load_model, optimize_for_inference
-from model.optimize import check_precision, cpu_supports_bf16
+from opengraphau.errors import ConfigError, DeviceError
+from opengraphau.export import export_onnx
+from opengraphau.model import InferenceModel, OpenGraphAU, load_model, optimize_for_inference
+from opengraphau.model.optimize import check_precision, cpu_supports_bf16
 from oracle import oracle_forward, random_model
 
 FP32_TOL = 1e-4
@@ -91,22 +92,23 @@ def test_load_model_default_and_plain(resnet18_s2: Path) -> None:
         assert max_dp(fast(x), oracle_forward(plain, x)) <= FP32_TOL
 
 
-@pytest.mark.parametrize("precision,device,message", [
-    ("fp16", "cpu", "fp16 runs on CUDA only"),
-    ("int8", "cpu", "unknown precision"),
-    ("bf16", "meta", "bf16 runs on CPU or CUDA"),
+@pytest.mark.parametrize("precision,device,error,message", [
+    ("fp16", "cpu", DeviceError, "fp16 runs on CUDA only"),
+    ("int8", "cpu", ConfigError, "choose one of fp32, bf16, fp16"),
+    ("bf16", "meta", DeviceError, "bf16 runs on CPU or CUDA"),
 ])
-def test_unsupported_precision_is_a_one_line_value_error(precision: str, device: str,
-                                                         message: str) -> None:
-    with pytest.raises(ValueError, match=message) as info:
+def test_unsupported_precision_is_one_line_naming_the_parameter(
+        precision: str, device: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message) as info:
         check_precision(precision, device)
     assert "\n" not in str(info.value)
+    assert info.value.param == "precision" and info.value.value == precision
 
 
 def test_plain_model_is_fp32_only(resnet18_s1: Path) -> None:
-    with pytest.raises(ValueError, match="needs optimize=True"):
+    with pytest.raises(ConfigError, match="fp32 only"):
         load_model(resnet18_s1, optimize=False, precision="bf16")
-    with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
+    with pytest.raises(DeviceError, match="fp16 runs on CUDA only"):
         load_model(resnet18_s1, precision="fp16")
 
 
@@ -147,20 +149,36 @@ def test_bf16_stage1_close_to_fp32_where_the_graph_agrees() -> None:
     assert (margin[~same] < 0.02).all()
 
 
+@pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("precision,tol", [("fp32", FP32_TOL), ("fp16", LOW_PRECISION_TOL),
                                            ("bf16", LOW_PRECISION_TOL)])
 @pytest.mark.parametrize("stage", [1, 2])
 def test_cuda_paths(stage: int, precision: str, tol: float) -> None:
+    """fp32 on CUDA is fp32 (no TF32) and equals the CPU oracle; at low precision, stage 1's
+    top-4 graph may flip on near-ties (see the bf16 CPU test), so only images whose graph
+    agrees with fp32's are held to the tolerance."""
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
     model = random_model("resnet18", stage)
     fast = optimize_for_inference(model, precision=precision, device="cuda")
-    x = images(3)
+    x = images(6)
     with torch.inference_mode():
         out = fast(x.cuda())
         assert out.dtype == torch.float32 and out.device.type == "cuda"
-        assert max_dp(out, oracle_forward(model, x)) <= tol
+        dp = (out.float().cpu() - oracle_forward(model, x)).abs().amax(dim=1)
+    if stage == 1 and precision != "fp32":
+        nodes = {}
+        reference = optimize_for_inference(model, device="cuda")
+        for name, m in (("fp32", reference), ("low", fast)):
+            m.head.gnn.register_forward_hook(lambda mod, args, out, name=name:
+                                             nodes.__setitem__(name, args[0]))
+        with torch.inference_mode():
+            reference(x.cuda()), fast(x.cuda())
+            gnn = reference.head.gnn
+            same = (gnn.adjacency(nodes["fp32"]) == gnn.adjacency(nodes["low"])).flatten(1).all(1)
+        dp = dp[same.cpu()]
+    assert dp.max().item() <= tol
 
 
 @pytest.mark.parametrize("stage", [1, 2])
@@ -177,9 +195,6 @@ def test_onnx_export_matches_pytorch(stage: int, tmp_path: Path) -> None:
 
 
 def test_onnx_export_refuses_the_optimized_model(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="optimize=False"):
+    with pytest.raises(ConfigError, match="optimize=False"):
         export_onnx(optimize_for_inference(random_model("resnet18", 1)), tmp_path / "m.onnx")
-
-
-def test_export_error_is_a_runtime_error() -> None:
-    assert issubclass(ExportError, RuntimeError)
+    assert not (tmp_path / "m.onnx").exists()

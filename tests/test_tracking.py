@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracking import FaceTracker, Smoother
+from opengraphau.tracking import FaceTracker, Smoother
 
 SIZE = 80.0
 

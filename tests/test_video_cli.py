@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 from pathlib import Path
 
 import cv2
@@ -10,9 +9,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-import demo
-from conf import AU_COLUMNS
-from factories import FakeCamera, probs_of, read_rows
+from opengraphau.aus import AU_COLUMNS
+from factories import FakeCamera, probs_of, read_rows, run_main
 
 FPS = 10.0
 
@@ -31,9 +29,10 @@ def _write_video(path: Path, frames: int, *, face_until: int, fourcc: str = "mp4
     return path
 
 
-def _run(out: Path, *inputs: str, extra: tuple[str, ...] = ()) -> int:
-    return demo.main(["--untrained", "--arc", "resnet18", "--quiet", "--workers", "0",
-                      "--output-dir", str(out), "--input", *inputs, *extra])
+def _run(out: Path, *inputs: str, extra: tuple[str, ...] = (), capture_factory=None) -> int:
+    return run_main("--untrained", "--arc", "resnet18", "--quiet", "--workers", "0",
+                    "--output-dir", str(out), "--input", *inputs, *extra,
+                    capture_factory=capture_factory)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +100,7 @@ def test_unreadable_videos_are_errors(tmp_path: Path, capsys) -> None:
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_webcam_with_a_fake_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_webcam_with_a_fake_capture(tmp_path: Path) -> None:
     cameras: list[FakeCamera] = []
 
     def factory(index):
@@ -109,10 +108,8 @@ def test_webcam_with_a_fake_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         cameras.append(FakeCamera())
         return cameras[-1]
 
-    monkeypatch.setattr(demo, "VideoSource", functools.partial(demo.VideoSource,
-                                                               capture_factory=factory))
     assert _run(tmp_path / "o", "webcam:0", extra=("--no-detect", "--max-frames", "7",
-                                                   "--draw_text")) == 0
+                                                   "--draw_text"), capture_factory=factory) == 0
     rows = read_rows(tmp_path / "o")
     assert len(rows) == 7 and {r["file"] for r in rows} == {"webcam:0"}
     times = [float(r["timestamp"]) for r in rows]

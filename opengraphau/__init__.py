@@ -1,0 +1,52 @@
+"""OpenGraphAU: 41 facial action units per face, from photos, folders, videos and webcams.
+
+    from opengraphau import AUPredictor
+    predictor = AUPredictor("checkpoints/OpenGprahAU-ResNet50_first_stage.pth", detect_faces=True)
+    results = predictor.predict(["a.jpg"])
+
+Names are imported on first use, so `import opengraphau` (and the CLI's --help) is instant.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BusyError,
+    CheckpointError,
+    ConfigError,
+    DeviceError,
+    ExportError,
+    ImageError,
+    InputError,
+    OpenGraphAUError,
+    OutputError,
+    VideoError,
+)
+
+__version__ = "0.3.0"
+
+if TYPE_CHECKING:
+    from .jobs import Reporter, RunStats, run
+    from .model import load_model
+    from .options import Options
+    from .pipeline import Pipeline
+    from .predictor import AUPredictor, ImageResult
+    from .records import FaceRecord, Frame
+
+_HOMES = {
+    "AUPredictor": "predictor", "ImageResult": "predictor", "load_model": "model",
+    "Options": "options", "Pipeline": "pipeline", "FaceRecord": "records", "Frame": "records",
+    "run": "jobs", "Reporter": "jobs", "RunStats": "jobs",
+}
+
+__all__ = ["AUPredictor", "BusyError", "CheckpointError", "ConfigError", "DeviceError",
+           "ExportError", "FaceRecord", "Frame", "ImageError", "ImageResult", "InputError",
+           "OpenGraphAUError", "Options", "OutputError", "Pipeline", "Reporter", "RunStats",
+           "VideoError", "__version__", "load_model", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

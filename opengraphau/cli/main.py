@@ -1,0 +1,111 @@
+"""`opengraphau` / `python demo.py`: parse the flags, run, and say in one line what went wrong.
+
+Exit status: 0 every input succeeded, 1 some inputs failed (listed on stderr and in errors.csv),
+2 a usage problem (bad flag, no inputs, bad checkpoint, unusable output folder), 130 Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, OpenGraphAUError
+from .args import build_parser, flag_for, to_options
+
+if TYPE_CHECKING:
+    import torch
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau",
+         capture_factory=None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit status.
+
+    `capture_factory` opens videos and cameras instead of OpenCV (tests pass a fake camera).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        if args.untrained and args.resume:
+            raise _UsageError("--untrained and --resume exclude each other")
+        if args.export_onnx:
+            return _export(args, argv)
+        if not args.input:
+            raise _UsageError("--input is required (images, folders, globs, @lists, videos or "
+                              "webcam:N)")
+        return _run(args, argv, capture_factory)
+    except _UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OpenGraphAUError as exc:
+        print(f"{prog}: error: {_one_line(parser, exc, argv)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before any result was written: nothing to keep
+        _quiet_second_interrupt()
+        return 130
+
+
+class _UsageError(Exception):
+    """A problem only the command line can have."""
+
+
+def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError,
+              argv: Sequence[str]) -> str:
+    """The library's message, with the flag the user typed for its parameter in front."""
+    from ..weights import CheckpointNotFound
+    flag = flag_for(parser, exc.param, argv)
+    if isinstance(exc, CheckpointNotFound):
+        advice = ("choose one with --resume FILE (or narrow with --arc/--stage)" if exc.candidates
+                  else "pass --resume FILE, or use --untrained for a smoke test")
+        return f"no checkpoint given; {exc.value}: {exc.reason}; {advice}"
+    if flag is None:
+        return str(exc)
+    if isinstance(exc, ConfigError) or exc.value is None:
+        value = f" {exc.value}" if exc.value is not None else ""
+        return f"{flag}{value}: {exc.reason}"
+    return f"{flag} {exc}"
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
+    from ..jobs import run
+    from .report import TerminalReporter, format_summary
+    options = to_options(args, argv)
+    reporter = TerminalReporter(quiet=args.quiet)
+    stats = run(options, reporter, capture_factory=capture_factory)
+    print(format_summary(stats))
+    if stats.interrupted:
+        _quiet_second_interrupt()
+        return 130
+    return 1 if stats.failed else 0
+
+
+def _quiet_second_interrupt() -> None:
+    """A second Ctrl-C while the process winds down exits quietly (no traceback)."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+
+def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """--export-onnx: the plain fp32 model to ONNX, verified with onnxruntime before success."""
+    from ..export import export_onnx
+    from ..jobs import UNTRAINED_BANNER
+    from ..model.checkpoint import load_model
+    from ..model.opengraphau import untrained_model
+    from ..weights import find_checkpoint
+    if not args.export_onnx.parent.is_dir():  # before loading: a large model takes seconds
+        raise _UsageError(f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} "
+                          "does not exist")
+    model: torch.nn.Module
+    if args.untrained:
+        model = untrained_model(args.arc, args.stage)
+    else:
+        checkpoint = args.resume or find_checkpoint(args.checkpoint_dir, args.arc, args.stage)
+        model = load_model(checkpoint, arch=args.arc, stage=args.stage, optimize=False)
+    diff = export_onnx(model, args.export_onnx)
+    note = f" ({UNTRAINED_BANNER})" if args.untrained else ""
+    print(f"wrote {args.export_onnx}: {model.arch} stage {model.stage}, input 'images' "
+          f"(B, 3, 224, 224), output 'probs' (B, 41); onnxruntime matches PyTorch to "
+          f"{diff:.1e}{note}")
+    return 0

@@ -1,0 +1,140 @@
+"""What the terminal shows: the model line, AU tables for small runs, a progress bar, errors on
+stderr, a live preview for videos, and one summary line at the end."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import numpy as np
+
+from ..aus import AU_IDS, AU_NAMES
+from ..jobs import UNTRAINED_BANNER, Reporter, RunStats
+from ..records import display_name
+
+TABLE_LIMIT = 10
+"""Per-image AU tables are printed for runs of at most this many images."""
+
+
+def format_table(title: str, probs: np.ndarray, threshold: float) -> str:
+    lines = [title, f"  {'AU':<6} {'name':<26} {'prob':>6}"]
+    for au, name, p in zip(AU_IDS, AU_NAMES, probs):
+        mark = "  *" if p >= threshold else ""
+        lines.append(f"  {'AU' + au:<6} {name:<26} {p:6.3f}{mark}")
+    return "\n".join(lines)
+
+
+def format_summary(stats: RunStats) -> str:
+    s = stats
+    rate = (s.images + s.frames) / s.elapsed_s if s.elapsed_s > 0 else 0.0
+    parts = [f"{'interrupted' if s.interrupted else 'done'}: {s.images} images"]
+    if s.videos:
+        parts.append(f"{s.videos} videos ({s.frames} frames)")
+    parts.append(f"{s.failed} failed")
+    if s.detect:
+        parts.append(f"{s.faces} faces, {s.no_face} without a face")
+    if s.skipped:
+        parts.append(f"{s.skipped} skipped (already done)")
+    if s.warnings:
+        parts.append(f"{len(s.warnings)} pictures skipped")
+    timing = f"model {s.model_s:.1f} s" + (f", detection {s.detect_s:.1f} s" if s.detect else "")
+    unit = "images+frames" if s.frames else "images"
+    text = (f"{', '.join(parts)}; {s.elapsed_s:.1f} s, {rate:.2f} {unit}/s ({timing}); "
+            f"outputs in {s.output_dir}/")
+    return f"{UNTRAINED_BANNER}\n{text}" if s.untrained else text
+
+
+class _Preview:
+    """Live window when a display exists; otherwise says so once and does nothing."""
+
+    def __init__(self) -> None:
+        import cv2
+        self.cv2 = cv2
+        self.enabled = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                            or sys.platform in ("win32", "darwin"))
+        if not self.enabled:
+            print("note: --show ignored, no display; running headless", file=sys.stderr)
+
+    def show(self, frame_rgb: np.ndarray) -> bool:
+        """Draw a frame; True when the user pressed q."""
+        if not self.enabled:
+            return False
+        try:
+            self.cv2.imshow("OpenGraphAU (q quits)", frame_rgb[..., ::-1])
+            return (self.cv2.waitKey(1) & 0xFF) == ord("q")
+        except self.cv2.error:
+            print("note: --show failed to open a window; running headless", file=sys.stderr)
+            self.enabled = False
+            return False
+
+    def close(self) -> None:
+        if self.enabled:
+            self.cv2.destroyAllWindows()
+
+
+class TerminalReporter(Reporter):
+    """Prints to the terminal as `demo.py` always has."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tables = False
+        self._progress = None
+        self._preview: _Preview | None = None
+        self._quit = threading.Event()
+
+    def model_ready(self, description: str, untrained: bool) -> None:
+        if untrained:
+            print(f"*** {UNTRAINED_BANNER} ***", file=sys.stderr)
+        if not self.quiet:
+            print(f"model: {description}", file=sys.stderr)
+
+    def start_images(self, total: int) -> None:
+        from tqdm import tqdm
+        self.tables = not self.quiet and total <= TABLE_LIMIT
+        self._progress = tqdm(total=total, unit="img", file=sys.stderr,
+                              disable=self.quiet or not sys.stderr.isatty())
+
+    def images_done(self, outcomes: list, threshold: float, detect: bool) -> None:
+        if self._progress is not None:
+            self._progress.update(len(outcomes))
+        if not self.tables:
+            return
+        for outcome in outcomes:
+            name = outcome.records[0].source if outcome.records else ""
+            for record in outcome.records:
+                where = "" if not detect else (
+                    f"  face {record.face_id} box {tuple(round(v) for v in record.box)}"
+                    if record.success else "  no face found")
+                title = f"{display_name(name)}{where}"
+                print(format_table(title, record.probs, threshold) if record.success else title)
+
+    def failed(self, source: str, reason: str) -> None:
+        print(f"error: {source}: {reason}", file=sys.stderr)
+
+    def warn(self, text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr)
+
+    def start_camera(self) -> None:
+        if sys.stdin is not None and sys.stdin.isatty():
+            print("note: type q and Enter (or press Ctrl-C) to stop the camera", file=sys.stderr)
+            threading.Thread(target=self._read_quit, daemon=True).start()
+
+    def _read_quit(self) -> None:
+        for line in sys.stdin:
+            if line.strip().lower() == "q":
+                self._quit.set()
+                return
+
+    def stop_requested(self) -> bool:
+        return self._quit.is_set()
+
+    def preview(self, frame: np.ndarray) -> bool:
+        if self._preview is None:
+            self._preview = _Preview()
+        return self._preview.show(frame)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+        if self._preview is not None:
+            self._preview.close()

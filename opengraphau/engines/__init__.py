@@ -1,0 +1,55 @@
+"""Engines decide where the pipeline runs; all hand back the same outcomes to the same sinks.
+
+`local`: decoding workers and one model in this process. `ray`: Ray Data tasks and actors, from
+one machine to a cluster.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..pipeline import PipelineTimes
+from ..records import FaceRecord, Frame
+from ..sources.inputs import InputItem
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """One image or video frame done: its records, its pixels when they were asked for, or why
+    it failed (then `records` is empty)."""
+
+    item: InputItem
+    records: list[FaceRecord]
+    frame: Frame | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video or camera stream is, known once it is open."""
+
+    fps: float
+    size: tuple[int, int]
+    frame_count: int | None
+    is_camera: bool
+
+
+class VideoStream(Protocol):
+    """A video being processed: batches of frame outcomes in order, then `error` if it broke."""
+
+    info: VideoInfo
+    error: str | None
+
+    def __iter__(self) -> Iterator[list[Outcome]]: ...
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    """Runs the pipeline over inputs; `times` adds up detection and model seconds."""
+
+    times: PipelineTimes
+
+    def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]: ...
+    def video(self, item: InputItem) -> VideoStream: ...
+    def close(self) -> None: ...

@@ -1,0 +1,125 @@
+"""The local engine: images decoded by worker processes, videos by a decoder thread, one model.
+
+Workers decode (and, without face detection, preprocess) the next batches while the model runs
+on this one; on CUDA the batches reach the device from pinned memory without blocking.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ImageError
+from ..options import Options
+from ..pipeline import Pipeline, PipelineTimes
+from ..records import Frame
+from ..sources.images import load_image
+from ..sources.inputs import InputItem
+from ..sources.video import Capture, VideoSource
+from ..tracking import FaceTracker, Smoother, TrackedFaces
+from . import Outcome, VideoInfo
+
+
+def default_workers() -> int:
+    """Half the CPU cores, at least 1: the other half runs the model."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+class _Decode(Dataset):
+    """Item i -> its Frame (pixels and/or the prepared whole-frame tensor), or why it failed."""
+
+    def __init__(self, items: Sequence[InputItem],
+                 preprocess: Callable[[Image.Image], torch.Tensor], *, pixels: bool,
+                 prepare: bool) -> None:
+        self.items, self.preprocess = items, preprocess
+        self.pixels, self.prepare = pixels, prepare
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, Frame | None, str | None]:
+        path = self.items[i].path
+        try:
+            image = load_image(path)
+        except ImageError as exc:
+            return i, None, exc.reason
+        return i, Frame(path, 0, 0.0, np.asarray(image) if self.pixels else None, image.size,
+                        self.preprocess(image) if self.prepare else None), None
+
+
+def _worker_init(_: int) -> None:
+    """One thread per worker (the model has the rest), and Ctrl-C is the main process's to
+    handle: a worker that caught it would print a traceback of its own."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+class _LocalVideo:
+    """One video or camera through the pipeline in batches (frame by frame for cameras)."""
+
+    def __init__(self, engine: LocalEngine, item: InputItem) -> None:
+        o = engine.options
+        self.item, self.pipeline = item, engine.pipeline
+        self.source = VideoSource(item.path, every=o.every, start=o.start, end=o.end,
+                                  max_frames=o.max_frames, capture_factory=engine.capture_factory)
+        self.info = VideoInfo(self.source.fps, self.source.size, self.source.frame_count,
+                              self.source.is_camera)
+        self.error: str | None = None
+        tracker = FaceTracker() if o.detect else None
+        self.tracked = TrackedFaces(tracker, Smoother(o.smooth, o.smooth_mode)
+                                    if o.smooth > 1 else None)
+        self.batch_size = 1 if self.source.is_camera else o.batch_size
+
+    def __iter__(self) -> Iterator[list[Outcome]]:
+        with self.source:
+            frames = iter(self.source)
+            while batch := list(itertools.islice(frames, self.batch_size)):
+                yield [Outcome(self.item, self.tracked(records), frame)
+                       for frame, records in zip(batch, self.pipeline(batch))]
+        self.error = self.source.error
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class LocalEngine:
+    """Runs everything in this process (plus decoding workers for images)."""
+
+    def __init__(self, pipeline: Pipeline, options: Options, *, keep_pixels: bool,
+                 capture_factory: Callable[[str | int], Capture] | None = None) -> None:
+        """`keep_pixels`: hand each image's pixels back with its outcome (to draw or crop);
+        `capture_factory` opens videos and cameras (cv2.VideoCapture unless a test fakes it)."""
+        self.pipeline, self.options = pipeline, options
+        self.keep_pixels, self.capture_factory = keep_pixels, capture_factory
+        self.times: PipelineTimes = pipeline.times
+
+    def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]:
+        detect = self.pipeline.detector is not None
+        dataset = _Decode(items, self.pipeline.preprocess, pixels=detect or self.keep_pixels,
+                          prepare=not detect)
+        workers = self.options.workers if self.options.workers is not None else default_workers()
+        loader = DataLoader(dataset, batch_size=self.options.batch_size, num_workers=workers,
+                            collate_fn=_as_list, worker_init_fn=_worker_init if workers else None,
+                            prefetch_factor=2 if workers else None)
+        for batch in loader:
+            decoded = [(i, frame) for i, frame, _ in batch if frame is not None]
+            records = self.pipeline([frame for _, frame in decoded]) if decoded else []
+            done = {i: Outcome(items[i], recs, frame if self.keep_pixels else None)
+                    for (i, frame), recs in zip(decoded, records)}
+            yield [done.get(i) or Outcome(items[i], [], error=error) for i, _, error in batch]
+
+    def video(self, item: InputItem) -> _LocalVideo:
+        return _LocalVideo(self, item)
+
+    def close(self) -> None:
+        """Nothing to release: workers end with each image pass."""

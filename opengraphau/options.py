@@ -1,0 +1,98 @@
+"""Everything one run needs, as one frozen object: what `opengraphau.run` takes and the CLI builds.
+
+Checked when made: a bad value raises ConfigError naming the parameter, which the CLI turns into
+its flag. Importing this loads no PyTorch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .model.variants import ARCHS, STAGES
+from .sinks.writer import check_formats
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SMOOTH_MODES = ("median", "ema")
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Options:
+    """One run: inputs, model, faces, video, outputs and speed settings."""
+
+    inputs: tuple[str, ...]
+    """Images, folders, globs, @list files, videos and webcam:N."""
+    output_dir: Path = Path("results/demo")
+    checkpoint: Path | None = None
+    """None: the file found in `checkpoint_dir` (or random weights with `untrained`)."""
+    checkpoint_dir: Path = Path("checkpoints")
+    untrained: bool = False
+    arch: str | None = None
+    stage: int | None = None
+    formats: tuple[str, ...] = ("csv",)
+    threshold: float = 0.5
+    skip_existing: bool = False
+    draw: bool = False
+    save_crops: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 16
+    workers: int | None = None
+    """Decoding processes; None: half the CPU cores, at least 1; 0: decode in this process."""
+    detect: bool = True
+    max_faces: int | None = None
+    min_face_size: int = 20
+    every: int = 1
+    start: float | None = None
+    end: float | None = None
+    max_frames: int | None = None
+    smooth: int = 0
+    smooth_mode: str = "median"
+    show: bool = False
+    engine: str = "local"
+    ray_address: str | None = None
+    command: tuple[str, ...] = field(default=(), compare=False)
+    """The command line that asked for the run, recorded in run.json."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        object.__setattr__(self, "formats", check_formats(self.formats))
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        self._check()
+
+    def _check(self) -> None:
+        def bad(param: str, reason: str) -> ConfigError:
+            return ConfigError(reason, param=param, value=getattr(self, param))
+
+        if not self.inputs:
+            raise ConfigError("give at least one image, folder, glob, @list, video or webcam:N",
+                              param="inputs", value="()")
+        if self.arch is not None and self.arch not in ARCHS:
+            raise bad("arch", f"choose one of {', '.join(ARCHS)}")
+        if self.stage is not None and self.stage not in STAGES:
+            raise bad("stage", "choose 1 (ANFL) or 2 (MEFL)")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise bad("threshold", "must be between 0 and 1")
+        for param in ("batch_size", "max_faces", "min_face_size", "every", "max_frames"):
+            value = getattr(self, param)
+            if value is not None and value < 1:
+                raise bad(param, "must be at least 1")
+        if self.workers is not None and self.workers < 0:
+            raise bad("workers", "must be 0 or more")
+        if self.smooth < 0:
+            raise bad("smooth", "must be 0 (off) or more")
+        if self.start is not None and self.start < 0:
+            raise bad("start", "must be 0 s or later")
+        if self.end is not None and self.end < (self.start or 0.0):
+            raise bad("end", "must not be before the start (seconds)")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"choose one of {', '.join(PRECISIONS)}")
+        if self.smooth_mode not in SMOOTH_MODES:
+            raise bad("smooth_mode", f"choose one of {', '.join(SMOOTH_MODES)}")
+        if self.engine not in ENGINES:
+            raise bad("engine", f"choose one of {', '.join(ENGINES)}")
+        if self.untrained and self.checkpoint is not None:
+            raise bad("untrained", "random weights and a checkpoint exclude each other")

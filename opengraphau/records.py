@@ -1,0 +1,86 @@
+"""The two types that travel between sources, the pipeline and sinks: a decoded frame and a face.
+
+A photo is a frame too (index 0, time 0), so images, videos and webcams share one road.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .aus import AU_COLUMNS
+
+if TYPE_CHECKING:
+    import torch
+
+Box = tuple[float, float, float, float]
+"""x, y, width, height in the frame's pixels (may reach past its edges)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded picture and where it came from.
+
+    For video files `timestamp` is the decoder's (index / fps where it gives none); for cameras
+    it is wall-clock time since the first frame; for photos it is 0. A decoding worker may hand
+    over `prepared` (the model's input made from the whole frame) instead of the pixels, when
+    nothing else needs them.
+    """
+
+    source: str
+    """The input as given (path or webcam:N): what the outputs' `file` column shows."""
+    index: int
+    """0-based frame number in the video, counting skipped frames; 0 for photos."""
+    timestamp: float
+    image: np.ndarray | None
+    """H x W x 3 uint8 RGB (None when only `prepared` was kept)."""
+    size: tuple[int, int]
+    """(width, height) of the decoded picture."""
+    prepared: torch.Tensor | None = None
+    """(3, 224, 224) normalised whole frame, made where it was decoded."""
+
+    @classmethod
+    def of(cls, source: str, image: np.ndarray, index: int = 0, timestamp: float = 0.0) -> Frame:
+        return cls(source, index, timestamp, image, (int(image.shape[1]), int(image.shape[0])))
+
+
+@dataclass(frozen=True, eq=False)
+class FaceRecord:
+    """One face in one frame, or the frame's only record when it has no face (`success` False).
+
+    Everything the outputs hold about a face; one record is one row of predictions.csv.
+    """
+
+    source: str
+    frame: int
+    timestamp: float
+    face_id: int
+    """Left-to-right index in a photo; the track id in a video."""
+    box: Box | None
+    confidence: float | None
+    """The detector's face probability (1 when the whole frame is the face)."""
+    probs: np.ndarray | None
+    """(41,) float32 probabilities in `aus.AU_IDS` order."""
+    embedding: np.ndarray | None = None
+    """The backbone's pooled, L2-normalised feature: what the face looks like, for tracking."""
+
+    @property
+    def success(self) -> bool:
+        return self.probs is not None
+
+    @property
+    def aus(self) -> dict[str, float]:
+        """{'AU1': p, ..., 'AUR14': p} in the models' order ({} when there is no face)."""
+        return {} if self.probs is None else dict(zip(AU_COLUMNS, map(float, self.probs)))
+
+    @classmethod
+    def no_face(cls, frame: Frame) -> FaceRecord:
+        return cls(frame.source, frame.index, frame.timestamp, 0, None, None, None)
+
+
+def display_name(source: str) -> str:
+    """`source` as every output file and message writes it: bytes of a file name that are not
+    UTF-8 (kept by Python as lone surrogates) become the text \\xNN, so the name can be written
+    anywhere and matched again when a run resumes."""
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

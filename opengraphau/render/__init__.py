@@ -1,0 +1,1 @@
+"""Rendering as pure functions and writers: annotated pictures, annotated video, AU timelines."""

@@ -1,0 +1,95 @@
+"""Writing inside the output folder and nowhere else.
+
+Whole files (pictures, videos, plots, rewritten tables) are written under a temporary name in
+their folder and renamed into place, so a planted symbolic link is replaced, never written
+through, and a crash never leaves half a file under the real name. Files that grow batch by batch
+are opened without following links. Every OS failure becomes one OutputError line naming the file.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path, PurePath
+from typing import IO
+
+from ..errors import OutputError
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space, then continue with --skip-existing",
+    errno.EDQUOT: "the disk quota is exhausted; free some space",
+    errno.EROFS: "the file system is read-only; choose another output folder",
+    errno.EACCES: "permission denied; choose another output folder",
+    errno.EPERM: "permission denied; choose another output folder",
+    errno.EISDIR: "a folder stands where the file should be; move it away",
+    errno.ENOTDIR: "a file stands where a folder should be; move it away",
+    errno.ELOOP: "is a symbolic link; remove it (links are never written through)",
+}
+
+
+def output_error(path: str | Path, exc: OSError) -> OutputError:
+    """One line for an OS failure on an output file."""
+    advice = _ADVICE.get(exc.errno or 0, f"{exc.strerror or exc}; check the output folder")
+    return OutputError(advice, param="output_dir", value=path)
+
+
+class OutputFolder:
+    """The run's output folder: creates it, and hands out paths that stay inside it."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise OutputError("exists and is not a folder; choose another output folder",
+                              param="output_dir", value=self.root) from None
+        except OSError as exc:
+            raise OutputError(f"cannot create it ({exc.strerror or exc}); choose another folder",
+                              param="output_dir", value=self.root) from None
+        self._real = os.path.realpath(self.root)
+
+    def inside(self, rel: str | PurePath) -> Path:
+        """`root/rel` with its folders made; OutputError when a link would lead it outside."""
+        target = self.root / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(target.parent, exc) from None
+        real = os.path.realpath(target.parent)
+        if real != self._real and not real.startswith(self._real + os.sep):
+            raise OutputError("leads outside the output folder through a symbolic link; "
+                              "remove the link", param="output_dir", value=target.parent)
+        return target
+
+    def open_append(self, name: str, *, text: bool = True) -> IO:
+        """`root/name` opened for appending, created if missing, never through a link."""
+        path = self.inside(name)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise output_error(path, exc) from None
+        if text:
+            return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
+        return os.fdopen(fd, "ab")
+
+    @contextlib.contextmanager
+    def replace(self, rel: str | PurePath) -> Iterator[Path]:
+        """Yields a temporary path beside `root/rel`; on success it is renamed into place.
+
+        The temporary name keeps the suffix, so writers that choose a format by it still can.
+        OS failures (a full disk) become OutputError; others (an encoder's) pass through.
+        """
+        target = self.inside(rel)
+        temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
+        try:
+            yield temporary
+            os.replace(temporary, target)
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            raise output_error(target, exc) from None
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()

@@ -1,0 +1,244 @@
+"""Result files: predictions.csv / .jsonl (and .parquet), errors.csv and completed.csv.
+
+Rows are appended and flushed as batches finish, so a crash or Ctrl-C loses at most the batch in
+flight. `completed.csv` lists every input whose rows are all written; a resumed run skips those
+inputs and drops any rows of inputs that were cut off half way (a video stopped mid-file), so
+resuming never duplicates or loses rows. File names are written by `records.display_name`, CSV
+fields quoted as RFC 4180 says (line breaks inside a name included).
+"""
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+from collections.abc import Iterable, Sequence
+from typing import IO, Protocol
+
+from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES
+from ..errors import ConfigError, OutputError
+from ..records import FaceRecord, display_name
+from .files import OutputFolder, output_error
+
+CSV_HEADER: tuple[str, ...] = ("file", "frame", "timestamp", "face_id", "success", "confidence",
+                               "x", "y", "w", "h", *AU_COLUMNS)
+#: Output formats and the class writing each (module:class, imported when chosen).
+FORMATS: dict[str, str] = {"csv": "writer:CsvSink", "jsonl": "writer:JsonlSink",
+                           "parquet": "parquet:ParquetSink"}
+
+
+class RowSink(Protocol):
+    """One predictions file: it drops rows of unfinished inputs on resume, then appends."""
+
+    def write(self, records: Sequence[FaceRecord]) -> None: ...
+    def close(self) -> None: ...
+
+
+def csv_fields(record: FaceRecord, untrained: bool) -> list[str]:
+    box = [f"{v:.1f}" for v in record.box] if record.box is not None else [""] * 4
+    probs = ([f"{float(p):.6f}" for p in record.probs] if record.probs is not None
+             else [""] * len(AU_IDS))
+    confidence = f"{record.confidence:.6f}" if record.confidence is not None else ""
+    fields = [display_name(record.source), str(record.frame), f"{record.timestamp:.3f}",
+              str(record.face_id), "1" if record.success else "0", confidence, *box, *probs]
+    return fields + ["1"] if untrained else fields
+
+
+def json_record(record: FaceRecord, threshold: float, untrained: bool) -> dict:
+    box = (dict(zip("xywh", (round(v, 1) for v in record.box))) if record.box is not None
+           else None)
+    aus = None
+    if record.probs is not None:
+        aus = [{"id": f"AU{i}", "name": n, "probability": round(float(p), 6),
+                "active": bool(p >= threshold)}
+               for i, n, p in zip(AU_IDS, AU_NAMES, record.probs)]
+    out = {"file": display_name(record.source), "frame": record.frame,
+           "timestamp": round(record.timestamp, 3), "face": record.face_id,
+           "success": record.success,
+           "confidence": None if record.confidence is None else round(record.confidence, 6),
+           "box": box, "aus": aus}
+    if untrained:
+        out["untrained"] = True
+    return out
+
+
+def _read_csv(folder: OutputFolder, name: str) -> list[list[str]]:
+    """The complete rows of a CSV file (a last row cut off by a crash is dropped)."""
+    path = folder.root / name
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error:
+        raise OutputError("is not a CSV file this tool wrote; choose another output folder",
+                          param="output_dir", value=path) from None
+
+
+class _AppendFile:
+    """A file of the output folder that grows batch by batch, flushed after each."""
+
+    def __init__(self, folder: OutputFolder, name: str) -> None:
+        self.path = folder.root / name
+        self.handle: IO[str] = folder.open_append(name)
+
+    def append(self, text: str) -> None:
+        try:
+            self.handle.write(text)
+            self.handle.flush()
+        except OSError as exc:
+            raise output_error(self.path, exc) from None
+
+    def close(self) -> None:
+        try:
+            self.handle.close()
+        except OSError as exc:
+            raise output_error(self.path, exc) from None
+
+
+def _csv_text(rows: Iterable[Sequence[str]]) -> str:
+    """RFC 4180 CSV (CRLF line ends, so a CR or LF inside a field is always quoted)."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
+
+
+class CsvSink:
+    """predictions.csv: one row per face, `CSV_HEADER` (+ `untrained`)."""
+
+    name = "predictions.csv"
+
+    def __init__(self, folder: OutputFolder, *, completed: set[str] | None, threshold: float,
+                 untrained: bool) -> None:
+        self.untrained = untrained
+        header = list(CSV_HEADER) + (["untrained"] if untrained else [])
+        rows = _read_csv(folder, self.name) if completed is not None else []
+        if rows and rows[0] != header:
+            raise OutputError("its columns differ from this run's (trained vs untrained "
+                              "weights, or another tool); choose another output folder",
+                              param="output_dir", value=folder.root / self.name)
+        keep = [header] + [r for r in rows[1:] if r and r[0] in (completed or set())]
+        with folder.replace(self.name) as temporary:
+            temporary.write_text(_csv_text(keep), encoding="utf-8", errors="surrogateescape")
+        self._file = _AppendFile(folder, self.name)
+
+    def write(self, records: Sequence[FaceRecord]) -> None:
+        self._file.append(_csv_text(csv_fields(r, self.untrained) for r in records))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class JsonlSink:
+    """predictions.jsonl: one JSON object per face (see `json_record`)."""
+
+    name = "predictions.jsonl"
+
+    def __init__(self, folder: OutputFolder, *, completed: set[str] | None, threshold: float,
+                 untrained: bool) -> None:
+        self.threshold, self.untrained = threshold, untrained
+        keep = []
+        if completed is not None:
+            path = folder.root / self.name
+            try:
+                text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            except FileNotFoundError:
+                text = ""
+            except OSError as exc:
+                raise output_error(path, exc) from None
+            for line in text.split("\n")[:-1]:  # after the last newline: empty or cut off
+                try:
+                    if json.loads(line).get("file") in completed:
+                        keep.append(line + "\n")
+                except (ValueError, AttributeError):
+                    continue
+        with folder.replace(self.name) as temporary:
+            temporary.write_text("".join(keep), encoding="utf-8", errors="surrogateescape")
+        self._file = _AppendFile(folder, self.name)
+
+    def write(self, records: Sequence[FaceRecord]) -> None:
+        self._file.append("".join(json.dumps(json_record(r, self.threshold, self.untrained))
+                                  + "\n" for r in records))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The formats, lower-cased; ConfigError naming the choices for an unknown or empty list."""
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise ConfigError(f"choose from {', '.join(FORMATS)}", param="formats",
+                          value=",".join(formats))
+    return chosen
+
+
+def _sink_class(fmt: str) -> type:
+    module, name = FORMATS[fmt].split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+class ResultWriter:
+    """Appends rows to the chosen formats, flushing per batch; see the module docstring."""
+
+    def __init__(self, folder: OutputFolder, *, formats: Sequence[str] = ("csv",),
+                 threshold: float = 0.5, untrained: bool = False, resume: bool = False) -> None:
+        self.folder = folder
+        completed_rows = _read_csv(folder, "completed.csv")[1:] if resume else []
+        self.completed: set[str] = {row[0] for row in completed_rows if row}
+        keep = self.completed if resume else None
+        self._sinks: list[RowSink] = []
+        try:
+            for fmt in check_formats(formats):
+                self._sinks.append(_sink_class(fmt)(folder, completed=keep, threshold=threshold,
+                                                    untrained=untrained))
+            with folder.replace("completed.csv") as temporary:
+                temporary.write_text(_csv_text([["file"]] + [[f] for f in sorted(self.completed)]),
+                                     encoding="utf-8", errors="surrogateescape")
+            self._completed = _AppendFile(folder, "completed.csv")
+            with folder.replace("errors.csv") as temporary:
+                temporary.write_text(_csv_text([["file", "reason"]]), encoding="utf-8")
+            self._errors = _AppendFile(folder, "errors.csv")
+        except BaseException:
+            self.close()
+            raise
+        self.error_count = 0
+
+    def write(self, records: Sequence[FaceRecord], completed: Sequence[str] = ()) -> None:
+        """Append rows, then mark `completed` inputs (as given) as fully written."""
+        if records:
+            for sink in self._sinks:
+                sink.write(records)
+        self.mark_completed(completed)
+
+    def mark_completed(self, sources: Sequence[str]) -> None:
+        names = [display_name(s) for s in sources]
+        if names:
+            self._completed.append(_csv_text([n] for n in names))
+            self.completed.update(names)
+
+    def is_completed(self, source: str) -> bool:
+        return display_name(source) in self.completed
+
+    def error(self, source: str, reason: str) -> None:
+        self._errors.append(_csv_text([[display_name(source), reason]]))
+        self.error_count += 1
+
+    def close(self) -> None:
+        for handle in (*self._sinks, getattr(self, "_completed", None),
+                       getattr(self, "_errors", None)):
+            if handle is not None:
+                handle.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

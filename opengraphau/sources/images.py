@@ -1,0 +1,124 @@
+"""Decoding images for the models: full decode, EXIF orientation, 8-bit RGB, one-line failures."""
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ConfigError, ImageError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+#: Modes whose samples are wider than 8 bits, and the largest value their range reaches.
+_WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}
+
+
+def is_image_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def special_file_reason(path: str | Path) -> str | None:
+    """Why `path` must not be opened as a file (a pipe would block for ever), or None.
+
+    Follows links: a link to a regular file is a regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return f"is {kind}, not a regular file; skipped without opening it"
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode Pillow decodes as 8-bit RGB; samples wider than 8 bits are scaled, not clipped.
+
+    Pillow's own `convert("RGB")` clips 16-bit gray at 255 (nearly white) and has no route
+    from some modes; 16-bit images are divided by 257, 32-bit integer ones by their range,
+    float ones mapped from [0, 1] (or their own range when they exceed it).
+    """
+    if image.mode == "RGB":
+        return image
+    wide = _WIDE_MODES.get(image.mode)
+    if wide is not None or image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = float(wide) if wide is not None else 0.0
+        if wide is None:
+            low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+            if image.mode == "F" and low >= 0.0 and high <= 1.0:
+                top = 1.0
+            elif low >= 0.0 and high <= 255.0:
+                top = 255.0
+            else:
+                array, top = array - min(low, 0.0), max(high - min(low, 0.0), 1.0)
+        gray = np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise ImageError(f"its colour mode {image.mode} cannot be converted to RGB ({exc})"
+                         ) from None
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Fully decoded 8-bit RGB image, rotated upright by its EXIF orientation.
+
+    The reference ignores EXIF, so phone photos reach its model sideways; this is the one
+    deliberate difference from its preprocessing. Truncated files and decompression bombs are
+    errors rather than half-grey or gigantic images, and anything that is not a regular file
+    (a pipe, a device) is refused before it is opened.
+    """
+    reason = special_file_reason(path)
+    if reason:
+        raise ImageError(reason)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return to_rgb(ImageOps.exif_transpose(image))
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read (corrupt, empty or another format)"
+                         ) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(f"too large (over {Image.MAX_IMAGE_PIXELS} pixels: "
+                         "possible decompression bomb)") from None
+    except MemoryError:
+        raise ImageError("too large to decode in the memory available") from None
+    except Exception as exc:  # noqa: BLE001 - plugins raise anything on hostile files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImageError(f"cannot be decoded ({reason})") from None
+
+
+def as_pil(image: Image.Image | np.ndarray) -> Image.Image:
+    """PIL images pass through (as RGB); NumPy arrays are H x W x 3 uint8 RGB or H x W gray."""
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ConfigError("NumPy images must be uint8", param="images", value=str(array.dtype))
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
+        return Image.fromarray(array).convert("RGB")
+    raise ConfigError("NumPy images must be HxW or HxWx3 (RGB)", param="images",
+                      value=f"shape {array.shape}")
