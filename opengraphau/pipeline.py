@@ -3,6 +3,10 @@
 Pure over a batch: it reads no file and writes none, so the same object runs in the CLI, behind
 `AUPredictor`, in a Ray actor or a worker, on any device. `AUPredictor.predict`, the image and
 video jobs of both engines all call it; none of them loops over faces.
+
+Crops travel as uint8 and are normalised on the model's device. `submit` returns as soon as the
+model's work is queued, so on a GPU an engine can prepare the next batch while this one runs;
+`result` waits for it.
 """
 from __future__ import annotations
 
@@ -32,6 +36,33 @@ class PipelineTimes:
     model: float = 0.0
 
 
+class PendingBatch:
+    """A batch whose model work is queued; `result()` waits for it and builds the records."""
+
+    def __init__(self, pipeline: Pipeline, frames: Sequence[Frame],
+                 located: list[list[Detection]], probs: torch.Tensor,
+                 embeddings: torch.Tensor) -> None:
+        self._pipeline, self._frames, self._located = pipeline, frames, located
+        self._probs, self._embeddings = probs, embeddings
+
+    def result(self) -> list[list[FaceRecord]]:
+        """Per frame its records: one per face, left to right, or one `success` False record."""
+        start = time.perf_counter()
+        probs = self._probs.cpu().numpy()
+        embeddings = self._embeddings.cpu().numpy()
+        self._pipeline.times.model += time.perf_counter() - start
+        results, k = [], 0
+        for frame, found in zip(self._frames, self._located):
+            records = []
+            for face_id, (box, confidence) in enumerate(found):
+                records.append(FaceRecord(frame.source, frame.index, frame.timestamp, face_id,
+                                          box, confidence, probs[k], embeddings[k]))
+                k += 1
+            results.append(records or [FaceRecord(frame.source, frame.index, frame.timestamp,
+                                                  0, None, None, None)])
+        return results
+
+
 class Pipeline:
     """Frames in, per-frame face records out.
 
@@ -52,25 +83,16 @@ class Pipeline:
         self.preprocess = model.preprocess
         self.crop = ("tensor" if self.device.type == "cuda" else "pil") if crop == "auto" else crop
         self.times = PipelineTimes()
-        mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1)
-        self._scale, self._shift = 1.0 / (255.0 * std), -mean / std
 
     def __call__(self, frames: Sequence[Frame]) -> list[list[FaceRecord]]:
         """Per frame its records: one per face, left to right, or one `success` False record."""
+        return self.submit(frames).result()
+
+    def submit(self, frames: Sequence[Frame]) -> PendingBatch:
+        """Find the faces and queue the model's work on them; the records come from `result()`."""
         located = self.locate(frames)
-        inputs = self.model_inputs(frames, located)
-        probs, embeddings = self.infer(inputs)
-        results, k = [], 0
-        for frame, found in zip(frames, located):
-            records = []
-            for face_id, (box, confidence) in enumerate(found):
-                records.append(FaceRecord(frame.source, frame.index, frame.timestamp, face_id,
-                                          box, confidence, probs[k], embeddings[k]))
-                k += 1
-            results.append(records or [FaceRecord(frame.source, frame.index, frame.timestamp,
-                                                  0, None, None, None)])
-        return results
+        probs, embeddings = self.infer(self.pixels(frames, located))
+        return PendingBatch(self, frames, located, probs, embeddings)
 
     def locate(self, frames: Sequence[Frame]) -> list[list[Detection]]:
         """Per frame its faces, or the whole frame (confidence 1) without a detector."""
@@ -82,50 +104,52 @@ class Pipeline:
         self.times.detect += time.perf_counter() - start
         return found
 
-    def model_inputs(self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]]
-                     ) -> torch.Tensor:
-        """(faces, 3, 224, 224) normalised crops on the model's device, in record order."""
+    def pixels(self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]]
+               ) -> torch.Tensor:
+        """(faces, 3, 224, 224) uint8 crops on the model's device, in record order."""
         if self.detector is None:
-            whole = [f.prepared if f.prepared is not None
-                     else self.preprocess(Image.fromarray(_pixels(f))) for f in frames]
-            return self._to_device(whole)
+            return self._to_device([f.prepared if f.prepared is not None
+                                    else self.preprocess.pixels(Image.fromarray(_pixels(f)))
+                                    for f in frames])
         if self.crop == "pil":
-            crops = [self.preprocess(square_crop(Image.fromarray(_pixels(f)), d.box))
-                     for f, found in zip(frames, located) for d in found]
-            return self._to_device(crops)
+            return self._to_device([
+                self.preprocess.pixels(square_crop(Image.fromarray(_pixels(f)), d.box))
+                for f, found in zip(frames, located) for d in found])
         parts = []
         for frame, found in zip(frames, located):
             if found:
-                image = torch.from_numpy(_pixels(frame)).to(self.device, non_blocking=True)
+                pixels = np.require(_pixels(frame), requirements="W")  # torch wants writable
+                image = torch.from_numpy(pixels).to(self.device, non_blocking=True)
                 parts.append(crop_faces(image.permute(2, 0, 1), [d.box for d in found]))
         if not parts:
-            return torch.empty(0, 3, 224, 224, device=self.device)
+            return self._to_device([])
         offset = (CROP_SIZE - self.preprocess.crop) // 2
         inner = slice(offset, offset + self.preprocess.crop)
-        return torch.cat(parts)[:, :, inner, inner].float() * self._scale + self._shift
+        return torch.cat(parts)[:, :, inner, inner]
 
-    def _to_device(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        if not tensors:
-            return torch.empty(0, 3, 224, 224, device=self.device)
-        batch = torch.stack(tensors)
+    def _to_device(self, pixels: list[torch.Tensor]) -> torch.Tensor:
+        if not pixels:
+            size = self.preprocess.crop
+            return torch.empty(0, 3, size, size, dtype=torch.uint8, device=self.device)
+        batch = torch.stack(pixels)
         if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
             batch = batch.pin_memory()
         return batch.to(self.device, non_blocking=True)
 
     @torch.inference_mode()
-    def infer(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised (N, 3, 224, 224) -> (N, 41) probabilities and (N, E) embeddings, in chunks
-        of `batch_size`."""
+    def infer(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (N, 3, 224, 224) crops -> (N, 41) probabilities and (N, E) embeddings, on the
+        model's device, in chunks of `batch_size` (queued, not waited for, on a GPU)."""
         start = time.perf_counter()
         probs, embeddings = [], []
-        for chunk in batch.split(self.batch_size):
-            p, e = self.model.predict(chunk)
-            probs.append(p.cpu())
-            embeddings.append(e.cpu())
+        for chunk in pixels.split(self.batch_size):
+            p, e = self.model.predict(self.preprocess.normalize(chunk))
+            probs.append(p)
+            embeddings.append(e)
         self.times.model += time.perf_counter() - start
         if not probs:
-            return np.zeros((0, len(AU_COLUMNS)), np.float32), np.zeros((0, 0), np.float32)
-        return torch.cat(probs).numpy(), torch.cat(embeddings).numpy()
+            return (torch.zeros(0, len(AU_COLUMNS)), torch.zeros(0, 0))
+        return torch.cat(probs), torch.cat(embeddings)
 
 
 def _pixels(frame: Frame) -> np.ndarray:

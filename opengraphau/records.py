@@ -24,7 +24,7 @@ class Frame:
 
     For video files `timestamp` is the decoder's (index / fps where it gives none); for cameras
     it is wall-clock time since the first frame; for photos it is 0. A decoding worker may hand
-    over `prepared` (the model's input made from the whole frame) instead of the pixels, when
+    over `prepared` (the model's crop of the whole frame) instead of the pixels, when
     nothing else needs them.
     """
 
@@ -38,7 +38,7 @@ class Frame:
     size: tuple[int, int]
     """(width, height) of the decoded picture."""
     prepared: torch.Tensor | None = None
-    """(3, 224, 224) normalised whole frame, made where it was decoded."""
+    """The model's uint8 (3, 224, 224) crop of the whole frame, made where it was decoded."""
 
     @classmethod
     def of(cls, source: str, image: np.ndarray, index: int = 0, timestamp: float = 0.0) -> Frame:

@@ -5,6 +5,7 @@ on this one; on CUDA the batches reach the device from pinned memory without blo
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import signal
@@ -12,13 +13,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ImageError
+from ..errors import ImageError, describe
+from ..model.transforms import EvalTransform
 from ..options import Options
-from ..pipeline import Pipeline, PipelineTimes
-from ..records import Frame
+from ..pipeline import PendingBatch, Pipeline, PipelineTimes
+from ..records import FaceRecord, Frame
 from ..sources.images import load_image
 from ..sources.inputs import InputItem
 from ..sources.video import Capture, VideoSource
@@ -32,10 +33,9 @@ def default_workers() -> int:
 
 
 class _Decode(Dataset):
-    """Item i -> its Frame (pixels and/or the prepared whole-frame tensor), or why it failed."""
+    """Item i -> its Frame (pixels and/or the prepared whole-frame crop), or why it failed."""
 
-    def __init__(self, items: Sequence[InputItem],
-                 preprocess: Callable[[Image.Image], torch.Tensor], *, pixels: bool,
+    def __init__(self, items: Sequence[InputItem], preprocess: EvalTransform, *, pixels: bool,
                  prepare: bool) -> None:
         self.items, self.preprocess = items, preprocess
         self.pixels, self.prepare = pixels, prepare
@@ -47,10 +47,12 @@ class _Decode(Dataset):
         path = self.items[i].path
         try:
             image = load_image(path)
+            return i, Frame(path, 0, 0.0, np.asarray(image) if self.pixels else None, image.size,
+                            self.preprocess.pixels(image) if self.prepare else None), None
         except ImageError as exc:
             return i, None, exc.reason
-        return i, Frame(path, 0, 0.0, np.asarray(image) if self.pixels else None, image.size,
-                        self.preprocess(image) if self.prepare else None), None
+        except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
+            return i, None, f"could not be prepared ({describe(exc)})"
 
 
 def _worker_init(_: int) -> None:
@@ -111,12 +113,49 @@ class LocalEngine:
         loader = DataLoader(dataset, batch_size=self.options.batch_size, num_workers=workers,
                             collate_fn=_as_list, worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=2 if workers else None)
+        # On a GPU the next batch is prepared while this one runs: results lag one batch.
+        lag = 1 if self.pipeline.device.type == "cuda" else 0
+        queued: collections.deque = collections.deque()
         for batch in loader:
             decoded = [(i, frame) for i, frame, _ in batch if frame is not None]
-            records = self.pipeline([frame for _, frame in decoded]) if decoded else []
-            done = {i: Outcome(items[i], recs, frame if self.keep_pixels else None)
-                    for (i, frame), recs in zip(decoded, records)}
-            yield [done.get(i) or Outcome(items[i], [], error=error) for i, _, error in batch]
+            queued.append((batch, decoded, self._submit(decoded)))
+            if len(queued) > lag:
+                yield self._outcomes(items, *queued.popleft())
+        while queued:
+            yield self._outcomes(items, *queued.popleft())
+
+    def _submit(self, decoded: list[tuple[int, Frame]]) -> PendingBatch | None:
+        """The batch's model work queued, or None when that failed (`_records` then looks for
+        the input at fault)."""
+        try:
+            return self.pipeline.submit([f for _, f in decoded])
+        except Exception:  # noqa: BLE001 - retried frame by frame in _records
+            return None
+
+    def _records(self, decoded: list[tuple[int, Frame]], pending: PendingBatch | None,
+                 errors: dict[int, str]) -> dict[int, list[FaceRecord]]:
+        """Records by item index. A batch that fails is run again frame by frame, so only the
+        input at fault fails (its reason goes into `errors`) and the others go on."""
+        if pending is not None:
+            try:
+                return dict(zip([i for i, _ in decoded], pending.result()))
+            except Exception:  # noqa: BLE001 - retried frame by frame below
+                pass
+        records = {}
+        for i, frame in decoded:
+            try:
+                records[i] = self.pipeline([frame])[0]
+            except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
+                errors[i] = f"could not be processed ({describe(exc)})"
+        return records
+
+    def _outcomes(self, items: list[InputItem], batch: list, decoded: list[tuple[int, Frame]],
+                  pending: PendingBatch | None) -> list[Outcome]:
+        errors = {i: error for i, _, error in batch if error is not None}
+        records = self._records(decoded, pending, errors)
+        frames = dict(decoded)
+        return [Outcome(items[i], records[i], frames[i] if self.keep_pixels else None)
+                if i in records else Outcome(items[i], [], error=errors[i]) for i, _, _ in batch]
 
     def video(self, item: InputItem) -> _LocalVideo:
         return _LocalVideo(self, item)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
@@ -14,7 +15,9 @@ class EvalTransform:
     """RGB PIL image -> normalised (3, crop, crop) tensor.
 
     Shorter side to `resize` with Pillow's bilinear filter, centre crop, ImageNet mean/std:
-    exactly the reference's `image_eval`, so the same image gives the same numbers.
+    exactly the reference's `image_eval`, so the same image gives the same numbers. It comes in
+    two halves so the pixels can travel as bytes: `pixels` (uint8, wherever the image is
+    decoded) and `normalize` (on the model's device, a quarter of the bytes to copy there).
     """
 
     resize: int = 256
@@ -23,8 +26,19 @@ class EvalTransform:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalize(self.pixels(image))
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The resized, centre-cropped image as a uint8 (3, crop, crop) tensor."""
         if image.mode != "RGB":
             image = image.convert("RGB")
         image = TF.resize(image, self.resize, interpolation=InterpolationMode.BILINEAR)
         image = TF.center_crop(image, self.crop)
-        return TF.normalize(TF.to_tensor(image), self.mean, self.std)
+        return torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).contiguous()
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., 3, H, W) on any device -> float32, the operations of torchvision's
+        to_tensor and normalize in their order, so the numbers are theirs to the last bit."""
+        mean = torch.tensor(self.mean, device=pixels.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device).view(3, 1, 1)
+        return pixels.to(torch.float32).div_(255).sub_(mean).div_(std)
