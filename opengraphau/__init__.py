@@ -33,17 +33,18 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
     from .predictor import AUPredictor, ImageResult
     from .records import FaceRecord, Frame
+    from .sinks.results import read_results
 
 _HOMES = {
     "AUPredictor": "predictor", "ImageResult": "predictor", "load_model": "model",
     "Options": "options", "Pipeline": "pipeline", "FaceRecord": "records", "Frame": "records",
-    "run": "jobs", "Reporter": "jobs", "RunStats": "jobs",
+    "run": "jobs", "Reporter": "jobs", "RunStats": "jobs", "read_results": "sinks.results",
 }
 
 __all__ = ["AUPredictor", "BusyError", "CheckpointError", "ConfigError", "DeviceError",
            "ExportError", "FaceRecord", "Frame", "ImageError", "ImageResult", "InputError",
            "OpenGraphAUError", "Options", "OutputError", "Pipeline", "Reporter", "RunStats",
-           "VideoError", "__version__", "load_model", "run"]
+           "VideoError", "__version__", "load_model", "read_results", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -56,3 +56,10 @@ class BusyError(OutputError):
 
 class ExportError(OpenGraphAUError):
     """An exported model file that does not reproduce the model."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception no code here raised on purpose (a library's, a bug's): its type
+    and the first line of its message, for errors.csv and the terminal."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

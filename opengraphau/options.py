@@ -94,5 +94,7 @@ class Options:
             raise bad("smooth_mode", f"choose one of {', '.join(SMOOTH_MODES)}")
         if self.engine not in ENGINES:
             raise bad("engine", f"choose one of {', '.join(ENGINES)}")
+        if self.ray_address is not None and self.engine != "ray":
+            raise bad("ray_address", "a Ray cluster is joined only with the ray engine")
         if self.untrained and self.checkpoint is not None:
             raise bad("untrained", "random weights and a checkpoint exclude each other")

@@ -88,11 +88,17 @@ class Pipeline:
         """Per frame its records: one per face, left to right, or one `success` False record."""
         return self.submit(frames).result()
 
-    def submit(self, frames: Sequence[Frame]) -> PendingBatch:
-        """Find the faces and queue the model's work on them; the records come from `result()`."""
-        located = self.locate(frames)
-        probs, embeddings = self.infer(self.pixels(frames, located))
-        return PendingBatch(self, frames, located, probs, embeddings)
+    def submit(self, frames: Sequence[Frame],
+               located: Sequence[Sequence[Detection]] | None = None) -> PendingBatch:
+        """Find the faces and queue the model's work on them; the records come from `result()`.
+
+        `located` brings faces found elsewhere (the Ray engine searches in CPU tasks, beside the
+        model's actors); they are cropped as this pipeline's detector's would be.
+        """
+        whole = self.detector is None and located is None
+        found = self.locate(frames) if located is None else [list(f) for f in located]
+        probs, embeddings = self.infer(self.pixels(frames, found, whole=whole))
+        return PendingBatch(self, frames, found, probs, embeddings)
 
     def locate(self, frames: Sequence[Frame]) -> list[list[Detection]]:
         """Per frame its faces, or the whole frame (confidence 1) without a detector."""
@@ -104,10 +110,11 @@ class Pipeline:
         self.times.detect += time.perf_counter() - start
         return found
 
-    def pixels(self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]]
-               ) -> torch.Tensor:
-        """(faces, 3, 224, 224) uint8 crops on the model's device, in record order."""
-        if self.detector is None:
+    def pixels(self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]], *,
+               whole: bool | None = None) -> torch.Tensor:
+        """(faces, 3, 224, 224) uint8 crops on the model's device, in record order; `whole`
+        (default: when there is no detector) takes each frame as its face."""
+        if whole or (whole is None and self.detector is None):
             return self._to_device([f.prepared if f.prepared is not None
                                     else self.preprocess.pixels(Image.fromarray(_pixels(f)))
                                     for f in frames])

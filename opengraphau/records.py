@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 Box = tuple[float, float, float, float]
 """x, y, width, height in the frame's pixels (may reach past its edges)."""
 
+UNCONFIRMED = -1
+"""`face_id` of a video face not yet seen in enough frames to be a person (`tracking`): its row
+is written, but it belongs to no track."""
+
 
 @dataclass(frozen=True, eq=False)
 class Frame:
@@ -56,7 +60,7 @@ class FaceRecord:
     frame: int
     timestamp: float
     face_id: int
-    """Left-to-right index in a photo; the track id in a video."""
+    """Left-to-right index in a photo; the track id in a video (`UNCONFIRMED` until confirmed)."""
     box: Box | None
     confidence: float | None
     """The detector's face probability (1 when the whole frame is the face)."""

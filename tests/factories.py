@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,25 @@ def write_official_checkpoint(arch: str, stage: int, path: Path, seed: int = 0, 
     return path
 
 
+VIDEO_FPS = 10.0
+"""The frame rate of `write_video`'s clips."""
+
+
+def write_video(path: Path, frames: int, *, face_until: int, fourcc: str = "mp4v") -> Path:
+    """A 480 x 320 clip at `VIDEO_FPS`: skimage's astronaut's face sliding right over a grey
+    background, leaving the picture at frame `face_until`."""
+    face = np.ascontiguousarray(data.astronaut()[20:240, 120:340][..., ::-1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (480, 320))
+    for i in range(frames):
+        frame = np.full((320, 480, 3), 180, np.uint8)
+        if i < face_until:
+            x = 10 + (8 * i) % 240
+            frame[50:270, x:x + 220] = face
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 class FakeCamera:
     """A camera for `capture_factory` that always has a frame; counts reads and records
     release(). Frame n (from 1) is `frame(n)`: override it to tell frames apart."""
@@ -161,3 +181,119 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
     inter = iw * ih
     return inter / (aw * ah + bw * bh - inter)
+
+
+# -- synthetic clips of real faces, for tracking ---------------------------------------------------
+
+def face_sprites() -> dict[str, np.ndarray]:
+    """Two different people as RGB crops (head and some background): skimage's astronaut
+    (public domain, colour) and its cameraman (CC0, grey)."""
+    return {"astronaut": data.astronaut()[20:240, 130:330],
+            "cameraman": np.repeat(data.camera()[60:230, 140:300, None], 3, axis=2)}
+
+
+#: MTCNN's box (x, y, w, h) of the face in each of `face_sprites()`.
+SPRITE_FACES = {"astronaut": (51.0, 43.0, 86.0, 111.0), "cameraman": (61.0, 59.0, 55.0, 78.0)}
+
+
+class Actor:
+    """One face of a synthetic clip: its picture scaled to `height` pixels, and where its centre
+    is at frame t (`path(t)`, None while it is out of the picture). `face` is the face's box in
+    the picture as given (default: all of it)."""
+
+    def __init__(self, picture: np.ndarray, height: int, path,
+                 face: tuple[float, float, float, float] | None = None) -> None:
+        self.scale = height / picture.shape[0]
+        width = round(picture.shape[1] * self.scale)
+        self.picture = np.asarray(Image.fromarray(picture).resize((width, height),
+                                                                  Image.Resampling.BILINEAR))
+        self.face = face or (0.0, 0.0, picture.shape[1], picture.shape[0])
+        self.path = path
+
+    def box(self, t: int) -> tuple[int, int, int, int] | None:
+        """Where the picture is pasted at frame t."""
+        centre = self.path(t)
+        if centre is None:
+            return None
+        height, width = self.picture.shape[:2]
+        return (round(centre[0] - width / 2), round(centre[1] - height / 2), width, height)
+
+    def face_box(self, t: int) -> tuple[float, float, float, float] | None:
+        box = self.box(t)
+        if box is None:
+            return None
+        x, y, w, h = (v * self.scale for v in self.face)
+        return (box[0] + x, box[1] + y, w, h)
+
+
+def render_clip(actors: list[Actor], frames: int, size: tuple[int, int] = (320, 240)
+                ) -> tuple[list[np.ndarray], list[list[tuple[float, ...] | None]]]:
+    """RGB frames of `actors` over a grey background, later actors in front, and per frame each
+    actor's face box (None while it is out of the picture; hidden or not)."""
+    width, height = size
+    images = []
+    for t in range(frames):
+        image = np.full((height, width, 3), 170, np.uint8)
+        for actor in actors:
+            box = actor.box(t)
+            if box is None:
+                continue
+            x, y, w, h = box
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+            if x1 > x0 and y1 > y0:
+                image[y0:y1, x0:x1] = actor.picture[y0 - y:y1 - y, x0 - x:x1 - x]
+        images.append(image)
+    return images, [[actor.face_box(t) for actor in actors] for t in range(frames)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    """RGB `frames` as an MP4 (mp4v) video."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    return path
+
+
+def tracking_clips() -> dict[str, tuple[list[Actor], int]]:
+    """The tracking scenarios at 25 fps, 320 x 240: (actors, frames) by name.
+
+    crossing: two people walk past each other, the cameraman in front. hidden10 / 25 / 50: the
+    cameraman, nearer the camera, walks across the astronaut, his picture over the centre of
+    her face for 10 / 25 / 50 frames. flicker: a face shows for one frame beside a steady one.
+    swap: the astronaut leaves and, 5 frames later, the cameraman stands where she was.
+    """
+    faces = face_sprites()
+
+    def astronaut(height: int, path) -> Actor:
+        return Actor(faces["astronaut"], height, path, SPRITE_FACES["astronaut"])
+
+    def cameraman(height: int, path) -> Actor:
+        return Actor(faces["cameraman"], height, path, SPRITE_FACES["cameraman"])
+
+    def sway(x: float, y: float):
+        return lambda t: (x + 3 * math.sin(t / 4), y + 2 * math.cos(t / 5))
+
+    def across(start: float, speed: float, y: float):
+        return lambda t: (start + speed * t, y)
+
+    def hidden(frames: int) -> tuple[list[Actor], int]:
+        rear, front = astronaut(70, sway(160, 120)), cameraman(130, lambda t: None)
+        rear_w, front_w = rear.picture.shape[1], front.picture.shape[1]
+        speed = front_w / frames  # his picture covers her face's centre for `frames` frames
+        start = 160 - (rear_w + front_w) / 2 - 10 * speed  # touches her after 10 frames
+        front.path = across(start, speed, 125)
+        return [rear, front], 20 + math.ceil((rear_w + front_w) / speed)
+
+    return {
+        "crossing": ([astronaut(90, across(60, 4, 110)), cameraman(90, across(260, -4, 125))],
+                     50),
+        "hidden10": hidden(10),
+        "hidden25": hidden(25),
+        "hidden50": hidden(50),
+        "flicker": ([astronaut(80, sway(110, 120)),
+                     cameraman(80, lambda t: (240, 110) if t == 12 else None)], 30),
+        "swap": ([astronaut(80, lambda t: (160, 120) if t < 20 else None),
+                  cameraman(80, lambda t: (160, 120) if t >= 25 else None)], 50),
+    }

@@ -1,4 +1,5 @@
-"""VideoSource and VideoWriter on real small videos written with OpenCV into tmp_path."""
+"""VideoSource and VideoWriter on real small videos written with OpenCV into tmp_path, and the
+labels drawn on annotated video frames."""
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,13 @@ import pytest
 
 import factories
 from opengraphau.errors import OutputError, VideoError
-from opengraphau.records import Frame
+from opengraphau.records import UNCONFIRMED, FaceRecord, Frame
+from opengraphau.render.pictures import (
+    FRAME_BOX_PX,
+    annotate_frame,
+    frame_labels,
+    title_rect,
+)
 from opengraphau.render.video import VideoWriter
 from opengraphau.sources.video import VideoSource, is_video_path, parse_webcam
 
@@ -265,3 +272,70 @@ def test_writer_errors(tmp_path: Path) -> None:
     (tmp_path / "taken.mp4").mkdir()  # a folder where the file should go
     with pytest.raises(OutputError, match="a folder stands where"):
         VideoWriter(tmp_path / "taken.mp4", FPS)
+
+
+#: A frame colour nothing draws with: every pixel of another colour was drawn.
+BACKGROUND = (30, 60, 90)
+
+
+def _faces(boxes: list[tuple[float, float, float, float]], ids: list[int]) -> list[FaceRecord]:
+    rng = np.random.default_rng(len(boxes))
+    return [FaceRecord("clip", 0, 0.0, i, box, 0.99, rng.random(41).astype(np.float32))
+            for box, i in zip(boxes, ids)]
+
+
+def _box_lines(faces: list[FaceRecord], shape: tuple[int, ...]) -> np.ndarray:
+    """Where the boxes' outlines may be drawn."""
+    mask = np.zeros(shape[:2], bool)
+    for face in faces:
+        assert face.box is not None
+        x, y, w, h = face.box
+        x0, y0, x1, y1 = int(np.floor(x)), int(np.floor(y)), int(np.ceil(x + w)), int(np.ceil(y + h))
+        mask[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
+        inset = 1 if face.face_id == UNCONFIRMED else FRAME_BOX_PX
+        mask[max(0, y0 + inset):y1 + 1 - inset, max(0, x0 + inset):x1 + 1 - inset] = False
+    return mask
+
+
+@pytest.mark.parametrize("size, boxes", [
+    ((320, 240), [(100, 80, 40, 48), (146, 84, 38, 46), (60, 170, 30, 36), (250, 20, 30, 30)]),
+    ((160, 120), [(10 + 18 * i, 40 + 6 * (i % 2), 16, 18) for i in range(8)]),
+    ((1920, 1080), [(300 + 70 * i, 400 + 30 * (i % 2), 60, 70) for i in range(9)])])
+def test_labels_never_overlap_and_hold_their_text(size: tuple[int, int], boxes: list) -> None:
+    """Close faces: labels side by side, each wholly in the frame, every drawn pixel on a box
+    outline or a label, and every label painted all over (no text on the picture)."""
+    ids = [*range(len(boxes) - 1), UNCONFIRMED]
+    faces = _faces(boxes, ids)
+    frame = np.empty((size[1], size[0], 3), np.uint8)
+    frame[:] = BACKGROUND
+    drawn = annotate_frame(frame, faces)
+    labels = frame_labels(faces, size)
+    rects = [label.rect for label in labels]
+    assert {label.face.face_id for label in labels} <= set(ids[:-1])
+    if size[0] >= 320:
+        assert len(labels) == len(ids) - 1  # room for all: every confirmed face has its label
+    for i, (x0, y0, x1, y1) in enumerate(rects):
+        assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
+        for u0, v0, u1, v1 in rects[i + 1:]:
+            assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0, "labels overlap"
+        assert (drawn[y0:y1, x0:x1] != BACKGROUND).any(axis=-1).all(), "text on the picture"
+    on_labels = np.zeros(frame.shape[:2], bool)
+    for x0, y0, x1, y1 in rects:
+        on_labels[y0:y1, x0:x1] = True
+    changed = (drawn != frame).any(axis=-1)
+    assert not (changed & ~on_labels & ~_box_lines(faces, frame.shape)).any()
+
+
+def test_title_has_its_own_background_and_no_label_covers_it() -> None:
+    frame = np.empty((120, 160, 3), np.uint8)
+    frame[:] = BACKGROUND
+    faces = _faces([(10, 10, 30, 30)], [0])
+    drawn = annotate_frame(frame, faces, title="UNTRAINED")
+    x0, y0, x1, y1 = title = title_rect("UNTRAINED", (160, 120))
+    (label,) = frame_labels(faces, (160, 120), taken=[title])
+    u0, v0, u1, v1 = label.rect
+    assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0
+    assert (drawn[y0:y1, x0:x1] != BACKGROUND).any(axis=-1).all()
+    changed = (drawn != frame).any(axis=-1) & ~_box_lines(faces, frame.shape)
+    changed[v0:v1, u0:u1] = changed[y0:y1, x0:x1] = False
+    assert not changed.any()

@@ -2,31 +2,34 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from skimage import data
 
 from opengraphau.aus import AU_COLUMNS
-from factories import FakeCamera, probs_of, read_rows, run_main
-
-FPS = 10.0
-
-
-def _write_video(path: Path, frames: int, *, face_until: int, fourcc: str = "mp4v") -> Path:
-    """A face sliding right over a grey background; it leaves the picture at `face_until`."""
-    face = np.ascontiguousarray(data.astronaut()[20:240, 120:340][..., ::-1])
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (480, 320))
-    for i in range(frames):
-        frame = np.full((320, 480, 3), 180, np.uint8)
-        if i < face_until:
-            x = 10 + (8 * i) % 240
-            frame[50:270, x:x + 220] = face
-        writer.write(frame)
-    writer.release()
-    return path
+from opengraphau.cli.report import fit_to_screen
+from factories import VIDEO_FPS as FPS
+from factories import (
+    ROOT,
+    Actor,
+    FakeCamera,
+    face_sprites,
+    probs_of,
+    read_rows,
+    render_clip,
+    run_main,
+    write_clip,
+    write_video,
+)
 
 
 def _run(out: Path, *inputs: str, extra: tuple[str, ...] = (), capture_factory=None) -> int:
@@ -37,7 +40,7 @@ def _run(out: Path, *inputs: str, extra: tuple[str, ...] = (), capture_factory=N
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_video(tmp_path_factory.mktemp("v") / "clip.mp4", 16, face_until=12)
+    return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", 16, face_until=12)
 
 
 def test_face_tracked_then_leaving(clip: Path, tmp_path: Path) -> None:
@@ -47,7 +50,8 @@ def test_face_tracked_then_leaving(clip: Path, tmp_path: Path) -> None:
     assert [int(r["frame"]) for r in rows] == list(range(16))
     np.testing.assert_allclose([float(r["timestamp"]) for r in rows], np.arange(16) / FPS, atol=1e-3)
     assert [r["success"] for r in rows] == ["1"] * 12 + ["0"] * 4
-    assert {r["face_id"] for r in rows[:12]} == {"0"}  # one track throughout
+    # confirmed at its third frame (face_id -1 before), then one track throughout
+    assert [r["face_id"] for r in rows[:12]] == ["-1"] * 2 + ["0"] * 10
     xs = [float(r["x"]) for r in rows[:12]]
     assert all(b > a for a, b in zip(xs, xs[1:]))  # the box follows the moving face
     assert all(r[c] == "" for r in rows[12:] for c in AU_COLUMNS)
@@ -75,7 +79,7 @@ def test_every_start_end_and_smoothing(clip: Path, tmp_path: Path) -> None:
 
 
 def test_truncated_video_keeps_early_frames(tmp_path: Path) -> None:
-    path = _write_video(tmp_path / "cut.mkv", 40, face_until=40, fourcc="MJPG")
+    path = write_video(tmp_path / "cut.mkv", 40, face_until=40, fourcc="MJPG")
     data_bytes = path.read_bytes()
     path.write_bytes(data_bytes[: len(data_bytes) // 2])
     code = _run(tmp_path / "o", str(path), extra=("--no-detect",))
@@ -88,7 +92,7 @@ def test_truncated_video_keeps_early_frames(tmp_path: Path) -> None:
 
 def test_unreadable_videos_are_errors(tmp_path: Path, capsys) -> None:
     (tmp_path / "garbage.mp4").write_bytes(b"\x00" * 1000)
-    empty = _write_video(tmp_path / "empty.avi", 0, face_until=0, fourcc="MJPG")
+    empty = write_video(tmp_path / "empty.avi", 0, face_until=0, fourcc="MJPG")
     image = tmp_path / "ok.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
     assert _run(tmp_path / "o", str(tmp_path / "garbage.mp4"), str(empty), str(image),
@@ -117,3 +121,102 @@ def test_webcam_with_a_fake_capture(tmp_path: Path) -> None:
     assert cameras[0].released
     assert (tmp_path / "o" / "webcam0_pred.mp4").is_file()
     assert (tmp_path / "o" / "webcam0_aus.png").is_file()
+
+
+def _tracked(folder: Path, checkpoint: Path, actors: list[Actor], frames: int,
+             *extra: str) -> list[dict[str, str]]:
+    """The CSV rows of a 240 x 180, 25 fps clip of `actors`, with faces found and tracked by a
+    calibrated ResNet-18 (its embeddings tell these two people apart)."""
+    clip = write_clip(folder / "people.mp4", render_clip(actors, frames, (240, 180))[0])
+    assert run_main("--resume", str(checkpoint), "--quiet", "--workers", "0",
+                    "--output-dir", str(folder / "out"), "--input", str(clip), *extra) == 0
+    return read_rows(folder / "out")
+
+
+def test_new_person_where_one_left_and_a_flash_get_no_old_id(resnet18_s1: Path,
+                                                            tmp_path: Path) -> None:
+    """The astronaut stands for 12 frames and leaves; 3 frames later the cameraman stands where
+    she was; a face flashes up for one frame. Unconfirmed rows carry -1 in CSV and JSONL."""
+    faces = face_sprites()
+
+    def spot(t: int) -> tuple[float, float]:
+        return (100 + 2 * math.sin(t / 2), 90 + math.cos(t / 3))
+
+    actors = [Actor(faces["astronaut"], 60, lambda t: spot(t) if t < 12 else None),
+              Actor(faces["cameraman"], 60, lambda t: spot(t) if t >= 15 else None),
+              Actor(faces["cameraman"], 54, lambda t: (200, 50) if t == 5 else None)]
+    rows = _tracked(tmp_path, resnet18_s1, actors, 24, "--format", "csv,jsonl", "--draw_text")
+    found = [r for r in rows if r["success"] == "1"]
+    flash = [r["face_id"] for r in found if float(r["x"]) > 150]
+    her = [r["face_id"] for r in found if float(r["x"]) < 150 and int(r["frame"]) < 12]
+    his = [r["face_id"] for r in found if int(r["frame"]) >= 15]
+    assert flash == ["-1"] and her == ["-1"] * 2 + ["0"] * 10 and his == ["-1"] * 2 + ["1"] * 7
+    with open(tmp_path / "out" / "predictions.jsonl", encoding="utf-8") as f:
+        assert [str(json.loads(line)["face"]) for line in f] == [r["face_id"] for r in rows]
+    assert (tmp_path / "out" / "people_pred.mp4").is_file()
+
+
+def test_face_hidden_behind_another_keeps_its_id(resnet18_s1: Path, tmp_path: Path) -> None:
+    """The cameraman, nearer the camera, walks across the astronaut and hides her for about 6
+    frames: both keep their ids, and no third one appears."""
+    faces = face_sprites()
+    rear = Actor(faces["astronaut"], 56, lambda t: (120 + 2 * math.sin(t / 3), 90))
+    front = Actor(faces["cameraman"], 100, lambda t: None)
+    width = rear.picture.shape[1] + front.picture.shape[1]
+    speed = front.picture.shape[1] / 6
+    front.path = lambda t: (120 - width / 2 - 6 * speed + speed * t, 95)
+    rows = _tracked(tmp_path, resnet18_s1, [rear, front], 12 + math.ceil(width / speed))
+    found = [r for r in rows if r["success"] == "1"]
+    hers = [r for r in found if float(r["w"]) < 27]  # her face is about 21 px wide, his 33
+    assert max(np.diff([int(r["frame"]) for r in hers])) > 4  # she was hidden for a while
+    assert [r["face_id"] for r in hers] == ["-1"] * 2 + ["0"] * (len(hers) - 2)
+    assert {r["face_id"] for r in found} == {"-1", "0", "1"}
+
+
+def test_preview_is_shrunk_to_the_screen() -> None:
+    full_hd = np.zeros((1080, 1920, 3), np.uint8)
+    shown = fit_to_screen(full_hd, (1600, 1000))
+    assert shown.shape[0] <= 0.85 * 1000 and shown.shape[1] <= 1600
+    assert abs(shown.shape[1] / shown.shape[0] - 1920 / 1080) < 0.01
+    small = np.zeros((240, 320, 3), np.uint8)
+    assert fit_to_screen(small, (1280, 720)) is small  # never enlarged
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    """A virtual 1600 x 1000 X display, when Xvfb is installed."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb is not installed")
+    server = subprocess.Popen([xvfb, "-displayfd", "1", "-screen", "0", "1600x1000x24"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        yield f":{server.stdout.readline().strip()}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_show_fits_the_screen_and_prints_no_qt_warnings(display: str, tmp_path: Path) -> None:
+    """--show on a 1080p clip under a 1600 x 1000 display: the window is shrunk to fit (the
+    saved video is not) and Qt says nothing on the terminal."""
+    clip = write_clip(tmp_path / "hd.mp4", [np.full((1080, 1920, 3), 60 * i, np.uint8)
+                                            for i in range(3)])
+    spy = ("import sys, cv2; shown = []; imshow = cv2.imshow\n"
+           "cv2.imshow = lambda name, image: (shown.append(image.shape), imshow(name, image))\n"
+           "from opengraphau.cli import main; code = main(sys.argv[1:])\n"
+           "print('shown', shown[0][1], shown[0][0]); sys.exit(code)")
+    done = subprocess.run(
+        [sys.executable, "-c", spy, "--untrained", "--arc", "resnet18", "--no-detect", "--show",
+         "--draw_text", "--quiet", "--workers", "0", "--input", str(clip),
+         "--output-dir", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "DISPLAY": display})
+    assert done.returncode == 0, done.stderr
+    width, height = (int(v) for v in done.stdout.split("shown")[1].split())
+    assert width <= 1600 and height <= 1000 and width / height == pytest.approx(16 / 9, 0.01)
+    assert "QFont" not in done.stderr and "Qt" not in done.stderr, done.stderr
+    saved = cv2.VideoCapture(str(tmp_path / "out" / "hd_pred.mp4"))
+    assert (saved.get(cv2.CAP_PROP_FRAME_WIDTH), saved.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (
+        1920, 1080)
+    saved.release()

@@ -1,22 +1,29 @@
 """`opengraphau` / `python demo.py`: parse the flags, run, and say in one line what went wrong.
 
 Exit status: 0 every input succeeded, 1 some inputs failed (listed on stderr and in errors.csv),
-2 a usage problem (bad flag, no inputs, bad checkpoint, unusable output folder), 130 Ctrl-C.
+2 a usage problem (bad flag, no inputs, bad checkpoint, unusable output folder) or a failure
+of this program itself (one line, never a traceback), 130 Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, OpenGraphAUError
+from ..errors import ConfigError, OpenGraphAUError, describe
 from .args import build_parser, flag_for, to_options
 
 if TYPE_CHECKING:
     import torch
+
+    from .report import TerminalReporter
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau",
@@ -28,6 +35,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau",
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    from .report import terminal_text  # after parsing: --help loads nothing more
     try:
         if args.untrained and args.resume:
             raise _UsageError("--untrained and --resume exclude each other")
@@ -38,14 +46,18 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau",
                               "webcam:N)")
         return _run(args, argv, capture_factory)
     except _UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
     except OpenGraphAUError as exc:
-        print(f"{prog}: error: {_one_line(parser, exc, argv)}", file=sys.stderr)
+        print(f"{prog}: error: {terminal_text(_one_line(parser, exc, argv))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before any result was written: nothing to keep
-        _quiet_second_interrupt()
+    except KeyboardInterrupt:  # Ctrl-C while loading or summing up: what was written stays
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug of ours still gets one line, not a traceback
+        print(f"{prog}: error: internal error ({terminal_text(describe(exc))}); the results "
+              "written so far are kept; please report this with the command line",
+              file=sys.stderr)
+        return 2
 
 
 class _UsageError(Exception):
@@ -72,19 +84,54 @@ def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError,
 def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
     from ..jobs import run
     from .report import TerminalReporter, format_summary
-    options = to_options(args, argv)
     reporter = TerminalReporter(quiet=args.quiet)
-    stats = run(options, reporter, capture_factory=capture_factory)
-    print(format_summary(stats))
-    if stats.interrupted:
-        _quiet_second_interrupt()
-        return 130
-    return 1 if stats.failed else 0
+    with _ctrl_c(reporter):
+        options = to_options(args, argv)
+        stats = run(options, reporter, capture_factory=capture_factory)
+        print(format_summary(stats))
+    return 130 if stats.interrupted else 1 if stats.failed else 0
 
 
-def _quiet_second_interrupt() -> None:
-    """A second Ctrl-C while the process winds down exits quietly (no traceback)."""
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+@contextlib.contextmanager
+def _ctrl_c(reporter: TerminalReporter) -> Iterator[None]:
+    """Ctrl-C while inputs are processed asks the run to stop after its current batch, where
+    what was written is whole (a KeyboardInterrupt raised just anywhere can land in a worker's
+    start or a library's clean-up, and be lost there or print a traceback); before that, it
+    interrupts at once. A second one ends the process at once, quietly, with 130. Without a
+    Ctrl-C the previous handler comes back (main may run inside a bigger program)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    pressed = False
+
+    def first(signum: int, frame: object) -> None:
+        nonlocal pressed
+        pressed = True
+        signal.signal(signal.SIGINT, _exit_now)
+        # At exit Python resets handlers of its own to the default, which would kill the
+        # process by the signal (not 130) in its last moments; an ignored one stays ignored.
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+        if reporter.processing:
+            reporter.request_interrupt()
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        if not pressed and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    """The second Ctrl-C: no clean-up and no output. Decoding workers go first, before they can
+    complain on stderr of a parent that vanished in the middle of a transfer."""
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(OSError):
+            child.kill()
+    os._exit(130)
 
 
 def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -15,6 +15,16 @@ from ..records import display_name
 TABLE_LIMIT = 10
 """Per-image AU tables are printed for runs of at most this many images."""
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def terminal_text(text: str) -> str:
+    """`text` as one terminal line: names as `display_name` writes them, and control characters
+    (a line break or an escape sequence in a file name) as \\n, \\x1b, ..., so a message stays
+    one line and a file name cannot drive the terminal."""
+    return display_name(text).translate(_CONTROL)
+
 
 def format_table(title: str, probs: np.ndarray, threshold: float) -> str:
     lines = [title, f"  {'AU':<6} {'name':<26} {'prob':>6}"]
@@ -40,18 +50,55 @@ def format_summary(stats: RunStats) -> str:
     timing = f"model {s.model_s:.1f} s" + (f", detection {s.detect_s:.1f} s" if s.detect else "")
     unit = "images+frames" if s.frames else "images"
     text = (f"{', '.join(parts)}; {s.elapsed_s:.1f} s, {rate:.2f} {unit}/s ({timing}); "
-            f"outputs in {s.output_dir}/")
+            f"outputs in {terminal_text(str(s.output_dir))}/")
     return f"{UNTRAINED_BANNER}\n{text}" if s.untrained else text
 
 
+DEFAULT_SCREEN = (1280, 720)
+"""The screen size assumed when the display cannot tell its own."""
+_WINDOW = "OpenGraphAU (q quits)"
+
+
+def screen_size() -> tuple[int, int]:
+    """The display's (width, height) in pixels as Tk sees it, or DEFAULT_SCREEN."""
+    try:
+        import tkinter
+        root = tkinter.Tk()
+        try:
+            size = (root.winfo_screenwidth(), root.winfo_screenheight())
+        finally:
+            root.destroy()
+    except Exception:  # noqa: BLE001 - no Tk, or no display it can open: assume a small screen
+        return DEFAULT_SCREEN
+    return size if min(size) > 0 else DEFAULT_SCREEN
+
+
+def fit_to_screen(frame: np.ndarray, screen: tuple[int, int]) -> np.ndarray:
+    """`frame` shrunk (never enlarged) so its window, title bar and the desktop's panels
+    included, fits on a `screen` of (width, height) pixels. Only the preview is shrunk."""
+    import cv2
+    height, width = frame.shape[:2]
+    scale = min(1.0, 0.95 * screen[0] / width, 0.85 * screen[1] / height)
+    if scale >= 1.0:
+        return frame
+    return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
 class _Preview:
-    """Live window when a display exists; otherwise says so once and does nothing."""
+    """Live window when a display exists; otherwise says so once and does nothing.
+
+    The window has no toolbar or status bar (WINDOW_GUI_NORMAL): more room for the picture,
+    and the Qt build of opencv-python, which ships no fonts, then has no text to draw and no
+    "QFontDatabase: Cannot find font directory" warnings to print."""
 
     def __init__(self) -> None:
         import cv2
         self.cv2 = cv2
         self.enabled = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
                             or sys.platform in ("win32", "darwin"))
+        self.screen = screen_size() if self.enabled else DEFAULT_SCREEN
+        self.opened = False
         if not self.enabled:
             print("note: --show ignored, no display; running headless", file=sys.stderr)
 
@@ -60,7 +107,11 @@ class _Preview:
         if not self.enabled:
             return False
         try:
-            self.cv2.imshow("OpenGraphAU (q quits)", frame_rgb[..., ::-1])
+            if not self.opened:
+                self.cv2.namedWindow(_WINDOW, self.cv2.WINDOW_AUTOSIZE
+                                     | self.cv2.WINDOW_GUI_NORMAL)
+                self.opened = True
+            self.cv2.imshow(_WINDOW, fit_to_screen(frame_rgb, self.screen)[..., ::-1])
             return (self.cv2.waitKey(1) & 0xFF) == ord("q")
         except self.cv2.error:
             print("note: --show failed to open a window; running headless", file=sys.stderr)
@@ -81,15 +132,19 @@ class TerminalReporter(Reporter):
         self._progress = None
         self._preview: _Preview | None = None
         self._quit = threading.Event()
+        self._interrupt = threading.Event()
+        self.processing = False
+        """True from the first input to the end: Ctrl-C then asks the run to stop."""
 
     def model_ready(self, description: str, untrained: bool) -> None:
         if untrained:
             print(f"*** {UNTRAINED_BANNER} ***", file=sys.stderr)
         if not self.quiet:
-            print(f"model: {description}", file=sys.stderr)
+            print(f"model: {terminal_text(description)}", file=sys.stderr)
 
     def start_images(self, total: int) -> None:
         from tqdm import tqdm
+        self.processing = True
         self.tables = not self.quiet and total <= TABLE_LIMIT
         self._progress = tqdm(total=total, unit="img", file=sys.stderr,
                               disable=self.quiet or not sys.stderr.isatty())
@@ -105,14 +160,14 @@ class TerminalReporter(Reporter):
                 where = "" if not detect else (
                     f"  face {record.face_id} box {tuple(round(v) for v in record.box)}"
                     if record.success else "  no face found")
-                title = f"{display_name(name)}{where}"
+                title = f"{terminal_text(name)}{where}"
                 print(format_table(title, record.probs, threshold) if record.success else title)
 
     def failed(self, source: str, reason: str) -> None:
-        print(f"error: {source}: {reason}", file=sys.stderr)
+        print(f"error: {terminal_text(f'{source}: {reason}')}", file=sys.stderr)
 
     def warn(self, text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr)
+        print(f"warning: {terminal_text(text)}", file=sys.stderr)
 
     def start_camera(self) -> None:
         if sys.stdin is not None and sys.stdin.isatty():
@@ -128,12 +183,20 @@ class TerminalReporter(Reporter):
     def stop_requested(self) -> bool:
         return self._quit.is_set()
 
+    def request_interrupt(self) -> None:
+        """Ctrl-C: the run stops after its current batch (safe from a signal handler)."""
+        self._interrupt.set()
+
+    def interrupt_requested(self) -> bool:
+        return self._interrupt.is_set()
+
     def preview(self, frame: np.ndarray) -> bool:
         if self._preview is None:
             self._preview = _Preview()
         return self._preview.show(frame)
 
     def close(self) -> None:
+        self.processing = False
         if self._progress is not None:
             self._progress.close()
         if self._preview is not None:

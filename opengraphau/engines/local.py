@@ -9,7 +9,8 @@ import collections
 import itertools
 import os
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,14 +27,18 @@ from ..sources.video import Capture, VideoSource
 from ..tracking import FaceTracker, Smoother, TrackedFaces
 from . import Outcome, VideoInfo
 
+T = TypeVar("T")
+
 
 def default_workers() -> int:
     """Half the CPU cores, at least 1: the other half runs the model."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-class _Decode(Dataset):
-    """Item i -> its Frame (pixels and/or the prepared whole-frame crop), or why it failed."""
+class Decode(Dataset):
+    """Item i -> its Frame (pixels and/or the prepared whole-frame crop), or why it failed.
+
+    The Ray engine's decoding tasks use it too, so both engines fail an image alike."""
 
     def __init__(self, items: Sequence[InputItem], preprocess: EvalTransform, *, pixels: bool,
                  prepare: bool) -> None:
@@ -64,6 +69,19 @@ def _worker_init(_: int) -> None:
 
 def _as_list(batch: list) -> list:
     return batch
+
+
+def one_by_one(run: Callable[[int], T], indices: Iterable[int], errors: dict[int, str]
+               ) -> dict[int, T]:
+    """Results by index, each input run alone after its batch failed: only the input at fault
+    fails (its reason goes into `errors`) and the others go on."""
+    results: dict[int, T] = {}
+    for i in indices:
+        try:
+            results[i] = run(i)
+        except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
+            errors[i] = f"could not be processed ({describe(exc)})"
+    return results
 
 
 class _LocalVideo:
@@ -107,8 +125,8 @@ class LocalEngine:
 
     def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]:
         detect = self.pipeline.detector is not None
-        dataset = _Decode(items, self.pipeline.preprocess, pixels=detect or self.keep_pixels,
-                          prepare=not detect)
+        dataset = Decode(items, self.pipeline.preprocess, pixels=detect or self.keep_pixels,
+                         prepare=not detect)
         workers = self.options.workers if self.options.workers is not None else default_workers()
         loader = DataLoader(dataset, batch_size=self.options.batch_size, num_workers=workers,
                             collate_fn=_as_list, worker_init_fn=_worker_init if workers else None,
@@ -141,13 +159,8 @@ class LocalEngine:
                 return dict(zip([i for i, _ in decoded], pending.result()))
             except Exception:  # noqa: BLE001 - retried frame by frame below
                 pass
-        records = {}
-        for i, frame in decoded:
-            try:
-                records[i] = self.pipeline([frame])[0]
-            except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
-                errors[i] = f"could not be processed ({describe(exc)})"
-        return records
+        frames = dict(decoded)
+        return one_by_one(lambda i: self.pipeline([frames[i]])[0], frames, errors)
 
     def _outcomes(self, items: list[InputItem], batch: list, decoded: list[tuple[int, Frame]],
                   pending: PendingBatch | None) -> list[Outcome]:
@@ -156,6 +169,9 @@ class LocalEngine:
         frames = dict(decoded)
         return [Outcome(items[i], records[i], frames[i] if self.keep_pixels else None)
                 if i in records else Outcome(items[i], [], error=errors[i]) for i, _, _ in batch]
+
+    def prepare_videos(self, items: list[InputItem]) -> None:
+        """Nothing to start early: this machine reads one video at a time."""
 
     def video(self, item: InputItem) -> _LocalVideo:
         return _LocalVideo(self, item)

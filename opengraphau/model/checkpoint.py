@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Literal, overload
 import torch
 
 from ..aus import NUM_MAIN_AUS
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, describe
 from .opengraphau import OpenGraphAU, build_model
 from .optimize import InferenceModel, check_precision, optimize_for_inference
 from .variants import VARIANTS, get_variant
@@ -45,17 +46,29 @@ def _unpickle(path: Path) -> object:
     if not path.is_file():
         raise _fail(path, "is not a regular file (a pipe or a device?); give a checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not head:
+        raise _fail(path, "is empty (0 bytes); download it again")
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: a zip, or (old) a pickle
+        raise _fail(path, "not a PyTorch checkpoint (it is neither the zip archive nor the pickle "
+                          "torch.save writes: a text, JSON or other file)")
+    try:
+        with warnings.catch_warnings():  # the unpickler's warnings would break stderr's lines
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError:
         raise _fail(path, "permission denied; make the file readable") from None
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        reason = text.splitlines()[0] if text else "unsafe pickle"
-        if "weights_only" in text or "Unsupported" in text:
-            reason = "it holds Python objects that would run code when loaded, so it was refused"
-        raise _fail(path, f"not a safe PyTorch checkpoint: {reason}") from None
+        if "unsupported global" in str(exc).lower():
+            raise _fail(path, "not a safe PyTorch checkpoint: it holds Python objects that would "
+                              "run code when loaded, so it was refused") from None
+        raise _fail(path, "not a PyTorch checkpoint (damaged, or a pickle of something else); "
+                          "download it again") from None
     except Exception as exc:  # noqa: BLE001 - the unpickler raises anything on a foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = describe(exc).split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
         kind = ("unreadable or truncated checkpoint"
                 if isinstance(exc, (RuntimeError, EOFError, OSError, zipfile.BadZipFile))
                 else "not a PyTorch checkpoint")

@@ -9,6 +9,9 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+_MAX_RESIZED_PIXELS = 1 << 24
+"""Above this the resize before the centre crop is skipped (see `_crop_then_resize`)."""
+
 
 @dataclass(frozen=True)
 class EvalTransform:
@@ -32,9 +35,28 @@ class EvalTransform:
         """The resized, centre-cropped image as a uint8 (3, crop, crop) tensor."""
         if image.mode != "RGB":
             image = image.convert("RGB")
-        image = TF.resize(image, self.resize, interpolation=InterpolationMode.BILINEAR)
-        image = TF.center_crop(image, self.crop)
+        width, height = image.size
+        short = min(width, height)
+        if int(self.resize * max(width, height) / short) * self.resize > _MAX_RESIZED_PIXELS:
+            image = self._crop_then_resize(image)
+        else:
+            image = TF.resize(image, self.resize, interpolation=InterpolationMode.BILINEAR)
+            image = TF.center_crop(image, self.crop)
         return torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).contiguous()
+
+    def _crop_then_resize(self, image: Image.Image) -> Image.Image:
+        """The same crop of the same resize, made by resizing only the source region the crop
+        keeps: a strip of 70000 x 2 pixels would otherwise be resized whole to 8960000 x 256
+        (7 GB) first. Equal to the long road within one grey level."""
+        width, height = image.size
+        if width <= height:
+            out_w, out_h = self.resize, int(self.resize * height / width)
+        else:
+            out_w, out_h = int(self.resize * width / height), self.resize
+        top, left = round((out_h - self.crop) / 2), round((out_w - self.crop) / 2)
+        sx, sy = width / out_w, height / out_h
+        box = (left * sx, top * sy, (left + self.crop) * sx, (top + self.crop) * sy)
+        return image.resize((self.crop, self.crop), Image.Resampling.BILINEAR, box=box)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (..., 3, H, W) on any device -> float32, the operations of torchvision's

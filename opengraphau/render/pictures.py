@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..aus import AU_IDS, AU_NAMES
-from ..records import FaceRecord
+from ..records import UNCONFIRMED, FaceRecord
 
 FONT_PX = 18
 LINE_PX = 24
@@ -102,33 +103,181 @@ def annotate_image(image: Image.Image, faces: Sequence[FaceRecord], *, threshold
     return canvas
 
 
+Rect = tuple[int, int, int, int]
+"""x0, y0, x1, y1 in pixels, x1 and y1 excluded."""
+
+FRAME_BOX_PX = 2
+"""Width of a confirmed face's box in a video frame; a face not yet confirmed gets a 1-pixel grey
+one and no label."""
+UNCONFIRMED_COLOR = (150, 150, 150)
+LABEL_PAD = 3
+_GAP = 2  # pixels between a box and its label
+_CELL = 4  # pixels per cell of the grid searched when no place beside the box is free
+_TITLE_AT = 6  # the title's distance from the frame's corner
+
+
+@dataclass(frozen=True)
+class FrameLabel:
+    """A face's label in a video frame: its rectangle (all its text is inside), its header
+    ("face N") and its AUs, most probable first."""
+
+    face: FaceRecord
+    rect: Rect
+    aus: tuple[int, ...]
+    line_px: int
+
+
+def _font_px(height: int) -> int:
+    return max(12, min(22, height // 30))
+
+
+def _color(face: FaceRecord) -> tuple[int, int, int]:
+    if face.face_id == UNCONFIRMED:
+        return UNCONFIRMED_COLOR
+    return BOX_COLORS[face.face_id % len(BOX_COLORS)]
+
+
+def _au_text(index: int, prob: float) -> str:
+    return f"AU{AU_IDS[index]} {prob:.2f}"
+
+
+def _intersects(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _box_rect(face: FaceRecord) -> Rect:
+    assert face.box is not None
+    x, y, w, h = face.box
+    return (math.floor(x), math.floor(y), math.ceil(x + w), math.ceil(y + h))
+
+
+def _free_cell(size: tuple[int, int], taken: list[Rect], faces: list[Rect], box: Rect,
+               width: int, height: int) -> Rect | None:
+    """The free place for a width x height label nearest to `box`, preferring one that covers no
+    face, on a grid of _CELL pixels (cells touched by a taken rectangle count as taken)."""
+    cols, rows = size[0] // _CELL, size[1] // _CELL
+    w, h = math.ceil(width / _CELL), math.ceil(height / _CELL)
+    if w > cols or h > rows:
+        return None
+
+    def counts(rects: list[Rect]) -> np.ndarray:
+        """Per top-left cell, how many taken cells a label there would cover."""
+        grid = np.zeros((rows + 1, cols + 1), np.int32)
+        for x0, y0, x1, y1 in rects:
+            grid[max(0, y0 // _CELL) + 1:max(0, -(-y1 // _CELL)) + 1,
+                 max(0, x0 // _CELL) + 1:max(0, -(-x1 // _CELL)) + 1] = 1
+        total = grid.cumsum(0).cumsum(1)
+        return (total[h:, w:] - total[:-h, w:] - total[h:, :-w] + total[:-h, :-w])
+
+    free = counts(taken) == 0
+    if not free.any():
+        return None
+    ys, xs = np.mgrid[0:rows - h + 1, 0:cols - w + 1]
+    centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    distance = np.hypot((xs + w / 2) * _CELL - centre_x, (ys + h / 2) * _CELL - centre_y)
+    score = np.where(free, distance + (counts(faces) > 0) * 1e9, np.inf)
+    row, col = np.unravel_index(int(np.argmin(score)), score.shape)
+    x0, y0 = int(col) * _CELL, int(row) * _CELL
+    return (x0, y0, x0 + width, y0 + height)
+
+
+def _place(size: tuple[int, int], taken: list[Rect], faces: list[Rect], box: Rect,
+           width: int, height: int) -> Rect | None:
+    """Where a width x height label of `box` goes: below, above, right or left of it (moved
+    inside the frame), the first on no other label, preferring one on no face; else the nearest
+    free place; None when there is none."""
+    if width > size[0] or height > size[1]:
+        return None
+    x0, y0, x1, y1 = box
+    corners = [(x0, y1 + _GAP), (x1 - width, y1 + _GAP), (x0, y0 - _GAP - height),
+               (x1 - width, y0 - _GAP - height), (x1 + _GAP, y0), (x0 - _GAP - width, y0),
+               (x1 + _GAP, y1 - height), (x0 - _GAP - width, y1 - height)]
+    options: list[tuple[bool, int, Rect]] = []  # (covers a face, preference, where)
+    for x, y in corners:
+        x, y = min(max(0, x), size[0] - width), min(max(0, y), size[1] - height)
+        rect = (x, y, x + width, y + height)
+        if not any(_intersects(rect, other) for other in taken):
+            options.append((any(_intersects(rect, face) for face in faces), len(options), rect))
+    if options and not min(options)[0]:
+        return min(options)[2]
+    return _free_cell(size, taken, faces, box, width, height) or (
+        min(options)[2] if options else None)
+
+
+def frame_labels(faces: Sequence[FaceRecord], size: tuple[int, int], *, top: int = 6,
+                 taken: Sequence[Rect] = ()) -> list[FrameLabel]:
+    """Labels of the confirmed faces of a `size` (width, height) frame: each beside its face if
+    it can, never on another label or on `taken`, wholly inside the frame. Larger faces are
+    placed first; a label that fits nowhere loses AU lines, down to its header, or is left out.
+    """
+    font = _font(_font_px(size[1]))
+    placed: list[Rect] = list(taken)
+    boxes = [_box_rect(f) for f in faces if f.box is not None]
+    labels = []
+    shown = [f for f in faces if f.box is not None and f.probs is not None
+             and f.face_id != UNCONFIRMED]
+    for face in sorted(shown, key=lambda f: -(f.box[2] * f.box[3]) if f.box else 0):
+        assert face.probs is not None
+        order = tuple(int(i) for i in np.argsort(-face.probs)[:top])
+        texts = [f"face {face.face_id}", *(_au_text(i, float(face.probs[i])) for i in order)]
+        extents = [font.getbbox(t) for t in texts]
+        line_px = math.ceil(max(e[3] for e in extents)) + 2
+        width = math.ceil(max(e[2] for e in extents)) + 2 * LABEL_PAD
+        for lines in range(len(texts), 0, -1):
+            rect = _place(size, placed, boxes, _box_rect(face), width,
+                          lines * line_px + 2 * LABEL_PAD)
+            if rect is not None:
+                placed.append(rect)
+                labels.append(FrameLabel(face, rect, order[:lines - 1], line_px))
+                break
+    return labels
+
+
+def title_rect(title: str, size: tuple[int, int]) -> Rect:
+    """The white block at the top left of a `size` (width, height) frame that holds `title`."""
+    right, bottom = _font(_font_px(size[1])).getbbox(title)[2:]
+    return (0, 0, min(size[0], math.ceil(right) + 2 * _TITLE_AT),
+            min(size[1], math.ceil(bottom) + 2 * _TITLE_AT))
+
+
 def annotate_frame(frame: np.ndarray, faces: Sequence[FaceRecord], *, threshold: float = 0.5,
                    top: int = 6, title: str | None = None) -> np.ndarray:
-    """A video frame (H x W x 3 RGB) with face boxes and, under each, a compact bar panel of
-    its `top` most probable AUs (active ones in red). Same size as the input frame."""
-    faces = [f for f in faces if f.success]
+    """A video frame (H x W x 3 RGB) with face boxes and, beside each confirmed face, a label:
+    its id and its `top` most probable AUs as bars (active ones in red). Labels never overlap
+    each other and their text stays on their own background. Same size as the input frame."""
     image = Image.fromarray(frame)
-    scale_px = max(12, min(22, frame.shape[0] // 30))
-    font = _font(scale_px)
+    height, width = frame.shape[:2]
+    font = _font(_font_px(height))
     draw = ImageDraw.Draw(image)
-    _draw_boxes(image, faces, 1.0)
+    taken = [title_rect(title, (width, height))] if title else []
     for face in faces:
-        probs = face.probs
-        if face.box is None or probs is None:
-            continue
-        x, y, w, h = face.box
-        order = np.argsort(-probs)[:top]
-        bar_w = max(60.0, w)
-        y0 = min(y + h + 4, frame.shape[0] - top * (scale_px + 4) - 4)
-        x0 = min(max(0.0, x), max(0.0, frame.shape[1] - bar_w - 4))
-        draw.rectangle((x0, y0, x0 + bar_w, y0 + top * (scale_px + 4)), fill=(255, 255, 255))
-        for k, idx in enumerate(order):
-            prob = float(probs[idx])
-            yy = y0 + k * (scale_px + 4)
-            color = RED if prob >= threshold else (90, 90, 90)
-            draw.rectangle((x0, yy + 2, x0 + bar_w * prob, yy + scale_px + 2), fill=(255, 200, 200)
-                           if prob >= threshold else (220, 220, 220))
-            draw.text((x0 + 2, yy + 1), f"AU{AU_IDS[idx]} {prob:.2f}", fill=color, font=font)
+        if face.box is not None and face.probs is not None:
+            draw.rectangle(_box_rect(face), outline=_color(face),
+                           width=1 if face.face_id == UNCONFIRMED else FRAME_BOX_PX)
+    for label in frame_labels(faces, (width, height), top=top, taken=taken):
+        _draw_label(draw, font, label, threshold)
     if title:
-        draw.text((8, 8), title, fill=RED, font=font)
+        draw.rectangle((0, 0, taken[0][2] - 1, taken[0][3] - 1), fill=WHITE)
+        draw.text((_TITLE_AT, _TITLE_AT), title, fill=RED, font=font)
     return np.asarray(image)
+
+
+def _draw_label(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+                label: FrameLabel, threshold: float) -> None:
+    x0, y0, x1, y1 = label.rect
+    color = _color(label.face)
+    draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=WHITE)
+    row = y0 + LABEL_PAD
+    draw.rectangle((x0, y0, x1 - 1, row + label.line_px - 1), fill=color)
+    dark = sum(c * w for c, w in zip(color, (0.299, 0.587, 0.114))) < 140
+    draw.text((x0 + LABEL_PAD, row), f"face {label.face.face_id}", font=font,
+              fill=WHITE if dark else BLACK)
+    assert label.face.probs is not None
+    for index in label.aus:
+        row += label.line_px
+        prob = float(label.face.probs[index])
+        active = prob >= threshold
+        draw.rectangle((x0, row + 1, x0 + round((x1 - x0 - 1) * prob), row + label.line_px - 2),
+                       fill=(255, 200, 200) if active else (225, 225, 225))
+        draw.text((x0 + LABEL_PAD, row), _au_text(index, prob), font=font,
+                  fill=RED if active else (70, 70, 70))

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ..errors import OutputError
-from ..sources.video import quiet_opencv
+from ..sources.video import opencv_path, quiet_opencv
 
 
 class VideoWriter:
@@ -32,7 +32,8 @@ class VideoWriter:
             raise OutputError("a folder stands where the video should be; move it away",
                               value=self.path)
         self.fps = fps
-        self._temporary = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.mp4")
+        # ASCII whatever the video's name: OpenCV is handed it (see `opencv_path`).
+        self._temporary = self.path.with_name(f".video.{os.getpid()}.{id(self):x}.tmp.mp4")
         self._writer: cv2.VideoWriter | None = None
         self._shape: tuple[int, ...] | None = None
 
@@ -58,10 +59,9 @@ class VideoWriter:
         height, width = shape[:2]
         size = (width + width % 2, height + height % 2)
         try:
-            with quiet_opencv():
-                writer = cv2.VideoWriter(str(self._temporary), cv2.VideoWriter.fourcc(*"mp4v"),
-                                         self.fps, size)
-        except cv2.error:
+            with quiet_opencv(), opencv_path(self._temporary, create=True) as name:
+                writer = cv2.VideoWriter(name, cv2.VideoWriter.fourcc(*"mp4v"), self.fps, size)
+        except (cv2.error, OSError, ValueError):
             writer = None
         if writer is None or not writer.isOpened():
             raise OutputError("cannot write video (the folder is not writable or this OpenCV "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePath
 from typing import IO
@@ -62,17 +64,41 @@ class OutputFolder:
                               "remove the link", param="output_dir", value=target.parent)
         return target
 
-    def open_append(self, name: str, *, text: bool = True) -> IO:
-        """`root/name` opened for appending, created if missing, never through a link."""
-        path = self.inside(name)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    def open_regular(self, rel: str | PurePath, flags: int) -> int:
+        """A descriptor of `root/rel` (os.open `flags`), never through a link and never of a pipe
+        or a device planted there: those would be written through or block for ever."""
+        path = self.inside(rel)
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
             raise output_error(path, exc) from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise OutputError(_ADVICE[errno.EISDIR] if stat.S_ISDIR(mode) else
+                              "is not a regular file (a pipe, a device or a socket); move it away",
+                              param="output_dir", value=path)
+        os.set_blocking(fd, True)
+        return fd
+
+    def open_append(self, name: str, *, text: bool = True) -> IO:
+        """`root/name` opened for appending, created if missing, never through a link."""
+        fd = self.open_regular(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         if text:
             return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
         return os.fdopen(fd, "ab")
+
+    def read_text(self, name: str) -> str | None:
+        """The text of `root/name` (None when it does not exist), read as `open_append` writes
+        it; a planted link, pipe or device is refused rather than followed or waited on."""
+        if not os.path.lexists(self.root / name):
+            return None
+        with os.fdopen(self.open_regular(name, os.O_RDONLY), encoding="utf-8",
+                       errors="surrogateescape", newline="") as f:
+            try:
+                return f.read()
+            except OSError as exc:
+                raise output_error(self.root / name, exc) from None
 
     @contextlib.contextmanager
     def replace(self, rel: str | PurePath) -> Iterator[Path]:
@@ -82,7 +108,14 @@ class OutputFolder:
         OS failures (a full disk) become OutputError; others (an encoder's) pass through.
         """
         target = self.inside(rel)
-        temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
+        try:  # created here, exclusively: a link planted at a guessable name is never followed
+            fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                                        dir=target.parent)
+            os.fchmod(fd, 0o644)
+            os.close(fd)
+        except OSError as exc:
+            raise output_error(target, exc) from None
+        temporary = Path(name)
         try:
             yield temporary
             os.replace(temporary, target)

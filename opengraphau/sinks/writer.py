@@ -4,7 +4,8 @@ Rows are appended and flushed as batches finish, so a crash or Ctrl-C loses at m
 flight. `completed.csv` lists every input whose rows are all written; a resumed run skips those
 inputs and drops any rows of inputs that were cut off half way (a video stopped mid-file), so
 resuming never duplicates or loses rows. File names are written by `records.display_name`, CSV
-fields quoted as RFC 4180 says (line breaks inside a name included).
+fields quoted as RFC 4180 says (line breaks inside a name included); completed.csv adds the
+bytes of names that are not UTF-8, so it tells apart names that display alike.
 """
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ from .files import OutputFolder, output_error
 
 CSV_HEADER: tuple[str, ...] = ("file", "frame", "timestamp", "face_id", "success", "confidence",
                                "x", "y", "w", "h", *AU_COLUMNS)
+#: The type of each column wherever rows are typed (Parquet, `read_results`); names that numpy,
+#: pandas and pyarrow all know. Faceless rows leave confidence, box and AUs empty (null, NaN).
+COLUMN_TYPES: dict[str, str] = {
+    "file": "string", "frame": "int64", "timestamp": "float64", "face_id": "int64",
+    "success": "bool", **dict.fromkeys(("confidence", "x", "y", "w", "h"), "float64"),
+    **dict.fromkeys(AU_COLUMNS, "float32"), "untrained": "bool"}
+#: Decimals every result file keeps: times to the millisecond, boxes to a tenth of a pixel,
+#: probabilities and detector scores to 1e-6 (so CSV, JSONL and Parquet hold the same numbers).
+DECIMALS: dict[str, int] = {"timestamp": 3, "box": 1, "score": 6}
 #: Output formats and the class writing each (module:class, imported when chosen).
 FORMATS: dict[str, str] = {"csv": "writer:CsvSink", "jsonl": "writer:JsonlSink",
                            "parquet": "parquet:ParquetSink"}
@@ -35,27 +45,29 @@ class RowSink(Protocol):
 
 
 def csv_fields(record: FaceRecord, untrained: bool) -> list[str]:
-    box = [f"{v:.1f}" for v in record.box] if record.box is not None else [""] * 4
-    probs = ([f"{float(p):.6f}" for p in record.probs] if record.probs is not None
+    b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
+    box = [f"{v:.{b}f}" for v in record.box] if record.box is not None else [""] * 4
+    probs = ([f"{float(p):.{s}f}" for p in record.probs] if record.probs is not None
              else [""] * len(AU_IDS))
-    confidence = f"{record.confidence:.6f}" if record.confidence is not None else ""
-    fields = [display_name(record.source), str(record.frame), f"{record.timestamp:.3f}",
+    confidence = f"{record.confidence:.{s}f}" if record.confidence is not None else ""
+    fields = [display_name(record.source), str(record.frame), f"{record.timestamp:.{t}f}",
               str(record.face_id), "1" if record.success else "0", confidence, *box, *probs]
     return fields + ["1"] if untrained else fields
 
 
 def json_record(record: FaceRecord, threshold: float, untrained: bool) -> dict:
-    box = (dict(zip("xywh", (round(v, 1) for v in record.box))) if record.box is not None
+    b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
+    box = (dict(zip("xywh", (round(v, b) for v in record.box))) if record.box is not None
            else None)
     aus = None
     if record.probs is not None:
-        aus = [{"id": f"AU{i}", "name": n, "probability": round(float(p), 6),
+        aus = [{"id": f"AU{i}", "name": n, "probability": round(float(p), s),
                 "active": bool(p >= threshold)}
                for i, n, p in zip(AU_IDS, AU_NAMES, record.probs)]
     out = {"file": display_name(record.source), "frame": record.frame,
-           "timestamp": round(record.timestamp, 3), "face": record.face_id,
+           "timestamp": round(record.timestamp, t), "face": record.face_id,
            "success": record.success,
-           "confidence": None if record.confidence is None else round(record.confidence, 6),
+           "confidence": None if record.confidence is None else round(record.confidence, s),
            "box": box, "aus": aus}
     if untrained:
         out["untrained"] = True
@@ -65,13 +77,7 @@ def json_record(record: FaceRecord, threshold: float, untrained: bool) -> dict:
 def _read_csv(folder: OutputFolder, name: str) -> list[list[str]]:
     """The complete rows of a CSV file (a last row cut off by a crash is dropped)."""
     path = folder.root / name
-    try:
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise output_error(path, exc) from None
+    text = folder.read_text(name) or ""
     if not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]
     try:
@@ -145,13 +151,7 @@ class JsonlSink:
         self.threshold, self.untrained = threshold, untrained
         keep = []
         if completed is not None:
-            path = folder.root / self.name
-            try:
-                text = path.read_text(encoding="utf-8", errors="surrogateescape")
-            except FileNotFoundError:
-                text = ""
-            except OSError as exc:
-                raise output_error(path, exc) from None
+            text = folder.read_text(self.name) or ""
             for line in text.split("\n")[:-1]:  # after the last newline: empty or cut off
                 try:
                     if json.loads(line).get("file") in completed:
@@ -185,6 +185,14 @@ def _sink_class(fmt: str) -> type:
     return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
+def completed_key(source: str) -> tuple[str, str]:
+    """How completed.csv names an input: its display name, and the bytes of its name in hex when
+    they are not UTF-8. Display names alone are ambiguous (a file named with the four
+    characters \\xff and one with the byte 0xff display alike); the pair is not."""
+    shown = display_name(source)
+    return shown, "" if shown == source else source.encode("utf-8", "surrogateescape").hex()
+
+
 class ResultWriter:
     """Appends rows to the chosen formats, flushing per batch; see the module docstring."""
 
@@ -192,16 +200,18 @@ class ResultWriter:
                  threshold: float = 0.5, untrained: bool = False, resume: bool = False) -> None:
         self.folder = folder
         completed_rows = _read_csv(folder, "completed.csv")[1:] if resume else []
-        self.completed: set[str] = {row[0] for row in completed_rows if row}
-        keep = self.completed if resume else None
+        self.completed: set[tuple[str, str]] = {(row[0], row[1] if len(row) > 1 else "")
+                                                for row in completed_rows if row}
+        keep = {shown for shown, _ in self.completed} if resume else None
         self._sinks: list[RowSink] = []
         try:
             for fmt in check_formats(formats):
                 self._sinks.append(_sink_class(fmt)(folder, completed=keep, threshold=threshold,
                                                     untrained=untrained))
             with folder.replace("completed.csv") as temporary:
-                temporary.write_text(_csv_text([["file"]] + [[f] for f in sorted(self.completed)]),
-                                     encoding="utf-8", errors="surrogateescape")
+                temporary.write_text(_csv_text([["file", "name_bytes_hex"],
+                                                *map(list, sorted(self.completed))]),
+                                     encoding="utf-8")
             self._completed = _AppendFile(folder, "completed.csv")
             with folder.replace("errors.csv") as temporary:
                 temporary.write_text(_csv_text([["file", "reason"]]), encoding="utf-8")
@@ -219,16 +229,16 @@ class ResultWriter:
         self.mark_completed(completed)
 
     def mark_completed(self, sources: Sequence[str]) -> None:
-        names = [display_name(s) for s in sources]
-        if names:
-            self._completed.append(_csv_text([n] for n in names))
-            self.completed.update(names)
+        keys = [completed_key(s) for s in sources]
+        if keys:
+            self._completed.append(_csv_text(keys))
+            self.completed.update(keys)
 
     def is_completed(self, source: str) -> bool:
-        return display_name(source) in self.completed
+        return completed_key(source) in self.completed
 
     def error(self, source: str, reason: str) -> None:
-        self._errors.append(_csv_text([[display_name(source), reason]]))
+        self._errors.append(_csv_text([[display_name(source), display_name(reason)]]))
         self.error_count += 1
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """Decoding images for the models: full decode, EXIF orientation, 8-bit RGB, one-line failures."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import warnings
@@ -29,10 +30,12 @@ def special_file_reason(path: str | Path) -> str | None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return "no such file"
+        return "is a symbolic link to a missing file" if os.path.islink(path) else "no such file"
     except PermissionError:
         return "permission denied"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link that loops (it leads back to itself)"
         return f"cannot be read ({exc.strerror or exc})"
     if stat.S_ISREG(mode):
         return None
@@ -85,7 +88,8 @@ def load_image(path: str | Path) -> Image.Image:
     if reason:
         raise ImageError(reason)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # a damaged file's warnings would break stderr's lines
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()

@@ -8,13 +8,15 @@ or of an unknown kind is reported, not fatal.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from ..errors import VideoError
-from .images import is_image_path
+from .images import is_image_path, special_file_reason
 from .video import is_video_path, parse_webcam
 
 _GLOB_CHARS = set("*?[")
@@ -41,21 +43,50 @@ def _kind(path: str) -> str | None:
     return "image" if is_image_path(path) else "video" if is_video_path(path) else None
 
 
-def _walk(folder: str) -> list[str]:
-    """Every file below `folder`, sorted by path components (a/deep/x before a/y before b/z)."""
-    found = [os.path.join(root, name) for root, _, files in os.walk(folder) for name in files]
+def _walk(folder: str, problems: list[tuple[str, str]]) -> list[str]:
+    """Every file below `folder`, sorted by path components (a/deep/x before a/y before b/z);
+    subfolders that cannot be listed are reported."""
+    def unlisted(exc: OSError) -> None:
+        problems.append((exc.filename or folder, f"cannot list folder ({exc.strerror or exc})"))
+
+    found = [os.path.join(root, name)
+             for root, _, files in os.walk(folder, onerror=unlisted) for name in files]
     return sorted(found, key=lambda p: Path(p).parts)
 
 
+def _read_list(list_path: str) -> list[str]:
+    """The lines of a list file, names of any bytes kept (`surrogateescape`, as `os` does);
+    OSError or ValueError (why, in one line) for a device or a binary file."""
+    mode = os.stat(list_path).st_mode  # a pipe is fine: --input @<(find ...)
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise ValueError(special_file_reason(list_path) or "not a regular file")
+    data = Path(list_path).read_bytes()
+    if b"\0" in data:
+        raise ValueError("it is a binary file, not one path a line")
+    return data.decode("utf-8", "surrogateescape").splitlines()
+
+
+def _glob_root(pattern: str) -> str:
+    """The folder a glob pattern searches: its leading components without wildcards."""
+    parts = Path(pattern).parts
+    fixed = parts[:next((i for i, p in enumerate(parts) if _GLOB_CHARS & set(p)), len(parts))]
+    return os.path.join(*fixed) if fixed else "."
+
+
 def _expand(spec: str, problems: list[tuple[str, str]],
-            seen_lists: set[str]) -> Iterator[tuple[str, str]]:
+            seen_lists: set[str]) -> Iterator[tuple[str, str, str]]:
+    """(path, kind, where): `where` is the real path of the folder, file or pattern root named
+    by the argument that reached it (what `collect_inputs` compares with the output folder)."""
+    if "\0" in spec:
+        problems.append((spec, "holds a NUL character, which no file name can"))
+        return
     try:
         camera = parse_webcam(spec)
     except VideoError as exc:
         problems.append((spec, str(exc)))
         return
     if camera is not None:
-        yield spec, "webcam"
+        yield spec, "webcam", ""
     elif spec.startswith("@"):
         list_path = spec[1:]
         key = os.path.realpath(list_path)
@@ -64,12 +95,12 @@ def _expand(spec: str, problems: list[tuple[str, str]],
             return
         seen_lists.add(key)
         try:
-            lines = Path(list_path).read_text(encoding="utf-8").splitlines()
+            lines = _read_list(list_path)
         except OSError as exc:
             problems.append((spec, f"cannot read list file ({exc.strerror or exc})"))
             return
-        except UnicodeDecodeError:
-            problems.append((spec, "cannot read list file (it is not UTF-8 text)"))
+        except ValueError as exc:
+            problems.append((spec, f"cannot read list file ({exc})"))
             return
         base = os.path.dirname(list_path)
         for line in lines:
@@ -80,28 +111,33 @@ def _expand(spec: str, problems: list[tuple[str, str]],
                 yield from _expand(entry, problems, seen_lists)
     elif os.path.isdir(spec):
         found = False
-        for path in _walk(spec):
+        where = os.path.realpath(spec)
+        for path in _walk(spec, problems):
             kind = _kind(path)
             if kind:
                 found = True
-                yield path, kind
+                yield path, kind, where
         if not found:
             problems.append((spec, "folder holds no images or videos"))
     elif os.path.exists(spec):
         kind = _kind(spec)
         if kind:
-            yield spec, kind
+            yield spec, kind, os.path.realpath(spec)
         else:
             problems.append((spec, "not an image or video file (unknown extension)"))
+    elif os.path.lexists(spec):  # a link to nothing, or one that loops
+        problems.append((spec, special_file_reason(spec) or "cannot be read"))
     elif _GLOB_CHARS & set(spec):
         matches = sorted(glob.glob(spec, recursive=True))
         if not matches:
             problems.append((spec, "pattern matches nothing"))
+        where = os.path.realpath(_glob_root(spec))
         for match in matches:
             if os.path.isdir(match):
-                yield from _expand(match, problems, seen_lists)
+                for path, kind, _ in _expand(match, problems, seen_lists):
+                    yield path, kind, where
             elif kind := _kind(match):
-                yield match, kind
+                yield match, kind, where
     else:
         problems.append((spec, "no such file or folder"))
 
@@ -118,8 +154,10 @@ def _mirror_paths(paths: list[str]) -> list[PurePath]:
 def collect_inputs(specs: Sequence[str], *, exclude: str | Path | None = None) -> InputPlan:
     """Expand the arguments, dropping repeats of the same file (the first one wins).
 
-    Files inside `exclude` (the output folder) are never inputs: reading our own pictures back
-    would feed results in as data. When that leaves an argument with nothing, it says so.
+    Files inside `exclude` (the output folder) are not inputs when an argument reaches them from
+    outside it (a folder holding it, a pattern): reading our own pictures back would feed
+    results in as data. Files, folders and patterns named inside it are taken as given. When
+    that leaves an argument with nothing, it says so.
     """
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -128,9 +166,10 @@ def collect_inputs(specs: Sequence[str], *, exclude: str | Path | None = None) -
     for spec in specs:
         excluded = 0
         kept = len(found)
-        for path, kind in _expand(spec, problems, set()):
+        for path, kind, where in _expand(spec, problems, set()):
             key = path if kind == "webcam" else os.path.realpath(path)
-            if inside and kind != "webcam" and key.startswith(inside):
+            if (inside and kind != "webcam" and key.startswith(inside)
+                    and not where.startswith(inside)):
                 excluded += 1
             elif key not in seen:
                 seen.add(key)
@@ -145,14 +184,35 @@ def collect_inputs(specs: Sequence[str], *, exclude: str | Path | None = None) -
     return InputPlan(items, problems)
 
 
+#: Output names are `stem` plus at most ~30 bytes (`_face12.jpg`, a temporary name's suffix):
+#: longer stems are cut and given a hash, as file names end at 255 bytes.
+_MAX_STEM_BYTES = 200
+
+
+def _fit(name: str) -> str:
+    raw = os.fsencode(name)
+    if len(raw) <= _MAX_STEM_BYTES:
+        return name
+    return f"{os.fsdecode(raw[:_MAX_STEM_BYTES - 11])}~{hashlib.sha1(raw).hexdigest()[:10]}"
+
+
 def _output_stems(rels: list[PurePath]) -> list[PurePath]:
     """`folder/name` for each input, or `folder/name_ext` where two inputs share a folder and
-    name (a.jpg and a.png), so no picture overwrites another. Compared case-insensitively, as
-    some file systems are."""
-    plain = [rel.parent / rel.stem for rel in rels]
+    name (a.jpg and a.png), and `_2`, `_3` where even that is taken (a_jpg.png beside them), so
+    no picture overwrites another. Compared case-insensitively, as some file systems are."""
+    plain = [rel.parent / _fit(rel.stem) for rel in rels]
     counts: dict[str, int] = {}
     for stem in plain:
         counts[str(stem).lower()] = counts.get(str(stem).lower(), 0) + 1
-    return [stem if counts[str(stem).lower()] == 1
-            else stem.parent / f"{stem.name}_{rel.suffix.lstrip('.')}"
-            for stem, rel in zip(plain, rels)]
+    used: set[str] = set()
+    stems = []
+    for stem, rel in zip(plain, rels):
+        if counts[str(stem).lower()] > 1:
+            stem = stem.parent / _fit(f"{rel.stem}_{rel.suffix.lstrip('.')}")
+        unique, n = stem, 1
+        while str(unique).lower() in used:
+            n += 1
+            unique = stem.parent / f"{stem.name}_{n}"
+        used.add(str(unique).lower())
+        stems.append(unique)
+    return stems

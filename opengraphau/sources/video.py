@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
 import threading
 import time
@@ -17,9 +18,14 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ..errors import VideoError
+from ..errors import VideoError, describe
 from ..records import Frame
 from .images import special_file_reason
+
+# FFmpeg, inside OpenCV, prints its own complaints about a damaged file ("moov atom not found")
+# straight to stderr, beside our one-line message. OpenCV reads this once, when it first uses
+# FFmpeg, which is after this import; a user's own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
@@ -72,6 +78,53 @@ def parse_webcam(spec: str) -> int | None:
     return int(number)
 
 
+def _open_capture(source: str | int) -> Capture:
+    """cv2.VideoCapture, files through FFmpeg when this OpenCV has it: the readers OpenCV would
+    try after FFmpeg print their complaints about a damaged file to stderr, whatever its log
+    level, and read nothing FFmpeg cannot."""
+    if isinstance(source, int):
+        return cv2.VideoCapture(source)
+    with opencv_path(source) as name:
+        if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG):
+            return cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        return cv2.VideoCapture(name)
+
+
+@contextlib.contextmanager
+def opencv_path(path: str | Path, *, create: bool = False) -> Iterator[str]:
+    """`path` as OpenCV may be given it, to open the file there (with `create`, to write a new
+    one, whose name must then be UTF-8) while the context lasts.
+
+    OpenCV kills the process with a segmentation fault when a path is not UTF-8 (Python holds
+    such bytes as lone surrogates). The file, or for `create` its folder (OpenCV's writers
+    choose the format by the name's suffix), is opened here instead and handed over as
+    /proc/self/fd/N, which OpenCV opens again for itself. ValueError where that cannot be.
+    """
+    text = os.fspath(path)
+    if _is_utf8(text):
+        yield text
+        return
+    folder, name = os.path.split(text)
+    if not os.path.isdir("/proc/self/fd") or (create and not _is_utf8(name)):
+        raise ValueError("its name is not UTF-8, which OpenCV cannot take here; rename it")
+    if create:
+        fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        fd = os.open(text, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        yield f"/proc/self/fd/{fd}" + (f"/{name}" if create else "")
+    finally:
+        os.close(fd)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own log while opening, so a failure shows only our VideoError message."""
@@ -121,7 +174,7 @@ class VideoSource:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-        factory = capture_factory or cv2.VideoCapture
+        factory = capture_factory or _open_capture
         camera = parse_webcam(source)
         self.is_camera = camera is not None
         reason = special_file_reason(source) if camera is None else None
@@ -132,6 +185,8 @@ class VideoSource:
                 self._capture = factory(source if camera is None else camera)
         except cv2.error as exc:
             raise VideoError(f"cannot open ({exc.err or exc})", value=source) from None
+        except (OSError, ValueError) as exc:
+            raise VideoError(f"cannot open ({describe(exc)})", value=source) from None
         try:
             self._open(camera)
         except BaseException:

@@ -1,0 +1,98 @@
+"""`read_results(folder)`: a results folder as one pandas DataFrame, typed the same whichever file
+the rows come from, with the folder's run.json in `df.attrs["run"]`.
+
+    from opengraphau import read_results
+    df = read_results("results/demo")
+    df[df.success].groupby("file")["AU12"].mean()
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import InputError
+from .manifest import MANIFEST_NAME
+from .writer import COLUMN_TYPES, CSV_HEADER, CsvSink
+
+#: ParquetSink.name, not imported from there: that module needs pyarrow, a CSV reader does not.
+_PARQUET = "predictions.parquet"
+
+
+def read_results(folder: str | Path) -> pd.DataFrame:
+    """Every row written to `folder`: from predictions.parquet when it is there, else from
+    predictions.csv. Columns as in predictions.csv, typed by `COLUMN_TYPES` (`file` a string,
+    frame and face_id int64, success bool, the rest floats, AUs float32), NaN where a row has no
+    face. `attrs["run"]` is run.json (None without one). InputError when there are no results."""
+    root = Path(folder)
+    if (root / _PARQUET).is_dir():
+        frame = _from_parquet(root / _PARQUET)
+    elif (root / CsvSink.name).is_file():
+        frame = _from_csv(root / CsvSink.name)
+    else:
+        raise InputError(f"holds no results ({_PARQUET} or {CsvSink.name}); give the output "
+                         "folder of a run", param="folder", value=root)
+    frame.attrs["run"] = _manifest(root / MANIFEST_NAME)
+    return frame
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype({c: COLUMN_TYPES[c] for c in frame.columns})
+
+
+def _from_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+
+    from .parquet import read_dataset
+    table = read_dataset(path)
+    if table is None:
+        return _typed(pd.DataFrame(columns=list(CSV_HEADER)))
+    return _typed(table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get))
+
+
+def _from_csv(path: Path) -> pd.DataFrame:
+    """predictions.csv read with explicit types: a file name is never taken for a number or NA,
+    an empty field is NaN, and a last line cut off by a crash is left out."""
+    try:
+        columns = pd.read_csv(path, nrows=0).columns.tolist()
+        if columns not in (list(CSV_HEADER), [*CSV_HEADER, "untrained"]):
+            raise InputError("its columns are not those this tool writes", param="folder",
+                             value=path)
+        types = {c: "int8" if COLUMN_TYPES[c] == "bool" else COLUMN_TYPES[c] for c in columns}
+        frame = pd.read_csv(_complete_lines(path), dtype=types, keep_default_na=False,
+                            na_values={c: [""] for c in columns if c != "file"})
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror or exc})", param="folder",
+                         value=path) from None
+    except ValueError as exc:  # pandas' ParserError included
+        raise InputError(f"is not a predictions file this tool wrote ({exc})", param="folder",
+                         value=path) from None
+    return _typed(frame)
+
+
+def _complete_lines(path: Path) -> Path | io.BytesIO:
+    """`path`, or its bytes up to the last line end when a crash cut the last line off."""
+    with open(path, "rb") as f:
+        if f.seek(0, io.SEEK_END) == 0:
+            return path
+        f.seek(-1, io.SEEK_END)
+        if f.read(1) == b"\n":
+            return path
+        f.seek(0)
+        data = f.read()
+    return io.BytesIO(data[:data.rfind(b"\n") + 1])
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror or exc})", param="folder",
+                         value=path) from None
+    except ValueError as exc:
+        raise InputError(f"is not valid JSON ({exc})", param="folder", value=path) from None

@@ -1,0 +1,241 @@
+"""BatchedMTCNN against facenet-pytorch's own `detect_face`, with the same loaded networks, on
+real photos (skimage's public-domain astronaut and cat) and on the edge cases facenet fails on."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from facenet_pytorch.models.utils import detect_face as facenet
+from PIL import Image
+from skimage import data
+from torchvision.ops import box_iou, nms
+
+from opengraphau.faces import mtcnn
+from opengraphau.faces.mtcnn import BatchedMTCNN
+
+MIN_IOU = 0.98
+MAX_DP = 1e-3
+
+
+def image(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(array))
+
+
+def resized(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def det() -> BatchedMTCNN:
+    return BatchedMTCNN()
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, torch.Tensor]:
+    astronaut = data.astronaut()
+    head = astronaut[20:260, 120:330]
+    two_faces = np.full((480, 640, 3), 128, np.uint8)
+    two_faces[120:291, 60:210] = resized(head, 150, 171)
+    two_faces[200:337, 400:520] = resized(head[:, ::-1], 120, 137)
+    return {
+        "astronaut": image(astronaut),
+        "cat": image(data.chelsea()),
+        "two_faces": image(two_faces),
+        "astronaut_1024x768": image(resized(astronaut, 1024, 768)),
+        "head_30x40": image(resized(head, 30, 40)),
+        "tiny_8x8": image(resized(astronaut, 8, 8)),
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(det, photos):
+    """facenet's boxes (N, 5) and landmarks (N, 5, 2) for one photo, with det's networks."""
+    cache: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def run(name: str, min_face: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if (name, min_face) not in cache:
+            with torch.inference_mode():
+                boxes, points = facenet.detect_face(
+                    photos[name], min_face, det.pnet, det.rnet, det.onet,
+                    list(det.thresholds), det.factor, "cpu",
+                )
+            cache[name, min_face] = (
+                torch.as_tensor(np.asarray(boxes[0], np.float32).reshape(-1, 5)),
+                torch.as_tensor(np.asarray(points[0], np.float32).reshape(-1, 5, 2)),
+            )
+        return cache[name, min_face]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def alone(det, photos):
+    """det's result for one photo detected on its own (memoized)."""
+    cache: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def run(name: str, min_face: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if (name, min_face) not in cache:
+            cache[name, min_face] = det.detect_with_landmarks([photos[name]], min_face)[0]
+        return cache[name, min_face]
+
+    return run
+
+
+def assert_same_faces(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Same count; each face matches a reference face (best IoU) within MIN_IOU and MAX_DP."""
+    assert got.shape == want.shape, f"{len(got)} faces, facenet finds {len(want)}"
+    if len(want) == 0:
+        return
+    iou = box_iou(got[:, :4].double(), want[:, :4].double())
+    best, match = iou.max(1)
+    assert match.unique().numel() == len(want), "two faces matched the same reference face"
+    assert best.min() >= MIN_IOU, best
+    assert (got[:, 4] - want[match, 4]).abs().max() <= MAX_DP
+
+
+@pytest.mark.parametrize(
+    ("name", "min_face", "faces"),
+    [
+        ("astronaut", 20, 1),
+        ("cat", 20, 0),
+        ("two_faces", 20, 2),
+        ("astronaut_1024x768", 40, 1),
+        ("head_30x40", 12, 1),
+    ],
+)
+def test_matches_facenet(reference, alone, name, min_face, faces):
+    got, marks = alone(name, min_face)
+    want, want_marks = reference(name, min_face)
+    assert_same_faces(got, want)
+    assert len(got) == faces
+    if faces:
+        assert got.dtype == torch.float32 and (got[:-1, 4] >= got[1:, 4]).all(), "by probability"
+        assert torch.allclose(marks, want_marks, atol=0.05)
+
+
+def test_mixed_sizes_in_one_batch(det, photos, reference, alone):
+    """Differently sized images, each with its own min_face, in one call: what facenet finds
+    per image, and what the same detector finds one image at a time."""
+    names = ["astronaut", "tiny_8x8", "two_faces", "cat", "head_30x40", "astronaut_1024x768"]
+    min_faces = [20, 20, 24, 20, 12, 40]
+    batch = det.detect([photos[n] for n in names], min_faces)
+    assert len(batch) == len(names)
+    for name, min_face, got in zip(names, min_faces, batch):
+        single = alone(name, min_face)[0]
+        assert got.shape == single.shape, name
+        # R-/O-Net's last bits depend on how many crops share a call.
+        torch.testing.assert_close(got, single, atol=1e-3, rtol=0)
+        if name != "tiny_8x8":  # facenet cannot build a pyramid for it
+            assert_same_faces(got, reference(name, min_face)[0])
+
+
+def test_same_size_batch_equals_one_by_one(det, photos, alone):
+    """The video case: frames of one size share every P-Net call."""
+    mirrored = image(data.astronaut()[:, ::-1])
+    batch = det.detect([photos["astronaut"], mirrored, photos["astronaut"]], 20)
+    torch.testing.assert_close(batch[0], alone("astronaut", 20)[0], atol=1e-3, rtol=0)
+    torch.testing.assert_close(batch[2], batch[0], atol=1e-3, rtol=0)
+    torch.testing.assert_close(batch[1], det.detect([mirrored], 20)[0], atol=1e-3, rtol=0)
+
+
+def test_no_images(det):
+    assert det.detect([], 20) == []
+    assert det.detect_with_landmarks([], []) == []
+
+
+@pytest.mark.parametrize(("height", "width", "min_face"), [(8, 8, 12), (11, 40, 12), (30, 40, 40)])
+def test_image_too_small_for_a_face(det, height, width, min_face):
+    """No pyramid level holds a 12 px window: no faces (facenet raises on an empty pyramid)."""
+    img = torch.full((height, width, 3), 128, dtype=torch.uint8)
+    (boxes, marks), = det.detect_with_landmarks([img], min_face)
+    assert boxes.shape == (0, 5) and marks.shape == (0, 5, 2)
+
+
+def test_rejects_bad_input(det, photos):
+    with pytest.raises(ValueError):
+        det.detect([photos["astronaut"].float()], 20)
+    with pytest.raises(ValueError):
+        det.detect([photos["astronaut"]], [20, 30])
+    with pytest.raises(ValueError):
+        det.detect([photos["astronaut"]], 0)
+
+
+def test_crops_are_facenets_imresample(photos):
+    """Box crops from the integral image equal, bit for bit, facenet's pad() + per-box
+    imresample, for boxes inside, across and (dropped) outside the image edges."""
+    img = photos["astronaut"]
+    h, w = img.shape[:2]
+    gen = torch.Generator().manual_seed(0)
+    x1 = torch.rand(300, generator=gen) * w - 40
+    y1 = torch.rand(300, generator=gen) * h - 40
+    side = torch.rand(300, generator=gen) * 300 + 0.5
+    boxes = torch.stack([x1, y1, x1 + side, y1 + side, torch.rand(300, generator=gen)], 1)
+    boxes = torch.cat([boxes, torch.tensor([[w + 5.0, 10, w + 40, 50, 0.9]])])  # off the image
+    image_of = torch.zeros(len(boxes), dtype=torch.long)
+    sizes = torch.tensor([[h, w]])
+    planes = img.permute(2, 0, 1)[None].float()
+    y, ey, x, ex = facenet.pad(boxes.clone(), w, h)
+    inside = [k for k in range(len(boxes)) if ey[k] > y[k] - 1 and ex[k] > x[k] - 1]
+    assert len(boxes) - 1 - 20 < len(inside) < len(boxes)
+    for size in (24, 48):
+        kept, _, crops = mtcnn._crops(boxes, image_of, sizes, [mtcnn._integral(img)], size)
+        assert torch.equal(kept, boxes[inside])
+        want = torch.cat([
+            facenet.imresample(planes[:, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]], (size, size))
+            for k in inside
+        ])
+        assert torch.equal(crops, (want - 127.5) * 0.0078125)
+
+
+@pytest.mark.parametrize(("out_h", "out_w"), [(289, 385), (145, 194), (14, 18), (13, 13)])
+def test_pyramid_levels_are_area_interpolation(photos, out_h, out_w):
+    img = photos["cat"]
+    h, w = img.shape[:2]
+    got = torch.empty(out_h, out_w, 3)
+    bins = mtcnn._level_bins(h, w, out_h, out_w, img.device)
+    mtcnn._resize_level(mtcnn._integral(img), *bins, got)
+    want = F.interpolate(img.permute(2, 0, 1)[None].float(), (out_h, out_w), mode="area")
+    assert torch.equal(got.permute(2, 0, 1), (want[0] - 127.5) * 0.0078125)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool_is_ceil_mode_max_pool(size, channels_last):
+    pool = torch.nn.MaxPool2d(size, 2, ceil_mode=True)
+    for h in range(size, 12):
+        for w in (size, size + 1, 11, 12):
+            x = torch.randn(2, 5, h, w)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            assert torch.equal(mtcnn._max_pool(x, size), pool(x)), (h, w)
+
+
+def test_greedy_nms_matches_torchvision_and_facenet():
+    """Per image, IoU NMS keeps what torchvision.ops.nms keeps and 'Min' NMS what facenet's
+    numpy NMS keeps, in the same order."""
+    gen = torch.Generator().manual_seed(1)
+    xy = torch.rand(400, 2, generator=gen) * 200
+    boxes = torch.cat([xy, xy + 10 + torch.rand(400, 2, generator=gen) * 60], 1)
+    score = torch.rand(400, generator=gen)
+    image_of = torch.randint(0, 3, (400,), generator=gen)
+    for threshold in (0.5, 0.7):
+        keep = mtcnn._greedy_nms(boxes, score, image_of, threshold, minimum=False)
+        keep_min = mtcnn._greedy_nms(boxes, score, image_of, threshold, minimum=True)
+        for i in range(3):
+            index = torch.nonzero(image_of == i).squeeze(1)
+            one, scores, zeros = boxes[index], score[index], torch.zeros_like(index)
+            want = index[nms(one, scores, threshold)]
+            assert torch.equal(keep[image_of[keep] == i], want)
+            want = index[facenet.batched_nms_numpy(one, scores, zeros, threshold, "Min")]
+            assert torch.equal(keep_min[image_of[keep_min] == i], want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(photos, alone):
+    names = ["astronaut", "two_faces", "cat", "tiny_8x8"]
+    gpu = BatchedMTCNN(device="cuda").detect([photos[n].cuda() for n in names], 20)
+    for name, got in zip(names, gpu):
+        assert got.device.type == "cuda"
+        assert_same_faces(got.cpu(), alone(name, 20)[0])

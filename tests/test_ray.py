@@ -1,0 +1,240 @@
+"""--engine ray against --engine local on one local Ray (2 CPUs, shared by the module): the same
+rows, errors, pictures, resuming, exit codes and summary; videos; cameras; the FaceAUs snippet."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from factories import FACE, ROOT, FakeCamera, read_rows, run_main, write_video
+from opengraphau.aus import AU_COLUMNS
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
+import ray  # noqa: E402 - after its settings
+
+import opengraphau.engines.ray as ray_engine  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+NUMBERS = ("timestamp", "confidence", "x", "y", "w", "h", *AU_COLUMNS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    """One Ray for the module: the engine uses a connection it finds and leaves it open."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Faces, faceless and broken images, over sub-folders."""
+    root = tmp_path_factory.mktemp("images")
+    for sub in ("a", "b", "c"):
+        (root / sub).mkdir()
+    shutil.copy(FACE, root / "a" / "astronaut_face.jpg")
+    shutil.copy(ROOT / "demo_imgs" / "two_faces.jpg", root / "a" / "two_faces.jpg")
+    shutil.copy(ROOT / "demo_imgs" / "astronaut.jpg", root / "c" / "astronaut.jpg")
+    Image.fromarray(np.full((90, 120, 3), 128, np.uint8)).save(root / "b" / "grey.png")
+    noise = np.random.default_rng(0).integers(0, 256, (112, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "b" / "noise.jpg")
+    (root / "broken.jpg").write_text("not an image")
+    data = (root / "a" / "two_faces.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    return root
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One batch per Ray Data block, so even these few images cross blocks and tasks."""
+    monkeypatch.setattr(ray_engine, "_BATCHES_PER_BLOCK", 1)
+
+
+def _run(ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = (), capture_factory=None
+         ) -> int:
+    return run_main("--resume", str(ck), "--quiet", "--workers", "0", "--batch-size", "2",
+                    "--output-dir", str(out), "--input", *inputs, *extra,
+                    capture_factory=capture_factory)
+
+
+def _summary(text: str) -> str:
+    """The summary line without its times and output folder."""
+    line = text.strip().splitlines()[-1].split("; outputs in")[0]
+    return re.sub(r"[\d.]+ s\b|[\d.]+ images(\+frames)?/s", "T", line)
+
+
+def _errors(out: Path) -> list[tuple[str, str]]:
+    with open(out / "errors.csv", newline="") as f:
+        return [(r["file"], r["reason"]) for r in csv.DictReader(f)]
+
+
+def _numbers(rows: list[dict[str, str]]) -> np.ndarray:
+    return np.array([[float(r[c]) if r[c] else np.nan for c in NUMBERS] for r in rows])
+
+
+def _same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
+    keys = ("file", "frame", "face_id", "success")
+    assert [tuple(r[k] for k in keys) for r in a] == [tuple(r[k] for k in keys) for r in b]
+    np.testing.assert_allclose(_numbers(a), _numbers(b), atol=1e-5, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def local(folder: Path, resnet18_s1: Path, tmp_path_factory: pytest.TempPathFactory
+          ) -> tuple[Path, str]:
+    """The local engine's run on `folder`, pictures included, and its summary line: what Ray
+    must reproduce."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert _run(resnet18_s1, out, str(folder), extra=("--draw_text",)) == 1
+    return out, _summary(printed.getvalue())
+
+
+def test_images_match_local(folder: Path, resnet18_s1: Path, local: tuple[Path, str],
+                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expected, summary = local
+    out = tmp_path / "ray"
+    capsys.readouterr()
+    assert _run(resnet18_s1, out, str(folder), extra=("--engine", "ray")) == 1
+    captured = capsys.readouterr()
+    assert _summary(captured.out) == summary
+    assert "Traceback" not in captured.err
+    rows = read_rows(out)
+    _same_rows(rows, read_rows(expected))
+    assert {r["file"] for r in rows if r["success"] == "1"} >= {
+        str(folder / "a" / "astronaut_face.jpg"), str(folder / "a" / "two_faces.jpg")}
+    assert _errors(out) == _errors(expected)
+    assert {Path(f).name for f, _ in _errors(out)} == {"broken.jpg", "truncated.jpg"}
+    assert (out / "completed.csv").read_text() == (expected / "completed.csv").read_text()
+
+
+def test_faces_found_in_the_actors_with_pictures(folder: Path, resnet18_s1: Path,
+                                                 local: tuple[Path, str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU layout (the model's actors search for faces), here on CPU actors."""
+    expected = local[0]
+    placement = ray_engine._placement
+    monkeypatch.setattr(ray_engine, "_placement", lambda options: dataclasses.replace(
+        placement(options), search_in_tasks=False))
+    out = tmp_path / "ray"
+    assert _run(resnet18_s1, out, str(folder), extra=("--engine", "ray", "--draw_text")) == 1
+    _same_rows(read_rows(out), read_rows(expected))
+    assert _errors(out) == _errors(expected)
+    pictures = sorted(p.relative_to(expected) for p in expected.rglob("*.jpg"))
+    assert pictures and sorted(p.relative_to(out) for p in out.rglob("*.jpg")) == pictures
+
+
+def test_whole_frames_resumed_with_skip_existing(folder: Path, resnet18_s1: Path,
+                                                 tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    whole = ("--no-detect",)
+    assert _run(resnet18_s1, tmp_path / "local", str(folder), extra=whole) == 1
+    out = tmp_path / "ray"
+    ray_args = (*whole, "--engine", "ray", "--skip-existing")
+    assert _run(resnet18_s1, out, str(folder / "a"), extra=ray_args) == 0
+    capsys.readouterr()
+    assert _run(resnet18_s1, out, str(folder), extra=ray_args) == 1
+    assert "2 skipped (already done)" in capsys.readouterr().out
+    def by_file(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        return sorted(rows, key=lambda r: (r["file"], r["face_id"]))
+
+    _same_rows(by_file(read_rows(out)), by_file(read_rows(tmp_path / "local")))
+    assert _errors(out) == _errors(tmp_path / "local")
+
+
+def test_videos_match_local(resnet18_s1: Path, tmp_path: Path) -> None:
+    """Three videos, the later ones started while the first is read; two of them broken."""
+    clip = write_video(tmp_path / "clip.mp4", 16, face_until=12)
+    (tmp_path / "garbage.mp4").write_bytes(b"\x00" * 1000)
+    cut = write_video(tmp_path / "cut.mkv", 30, face_until=0, fourcc="MJPG")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    inputs = (str(clip), str(tmp_path / "garbage.mp4"), str(cut))
+    video = ("--batch-size", "5", "--smooth", "3")
+    assert _run(resnet18_s1, tmp_path / "local", *inputs, extra=video) == 1
+    out = tmp_path / "ray"
+    assert _run(resnet18_s1, out, *inputs, extra=(*video, "--engine", "ray")) == 1
+    expected = read_rows(tmp_path / "local")
+    _same_rows(read_rows(out), expected)
+    assert _errors(out) == _errors(tmp_path / "local")
+    assert {Path(f).name for f, _ in _errors(out)} == {"garbage.mp4", "cut.mkv"}
+    # Frames travel too when they are drawn.
+    drawn = tmp_path / "drawn"
+    assert _run(resnet18_s1, drawn, str(clip), extra=(*video, "--engine", "ray", "--draw_text",
+                                                      "--max-frames", "6")) == 0
+    _same_rows(read_rows(drawn), expected[:6])
+    capture = cv2.VideoCapture(str(drawn / "clip_pred.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    capture.release()
+
+
+def test_webcam_stays_local(resnet18_s1: Path, tmp_path: Path) -> None:
+    cameras: list[FakeCamera] = []
+
+    def factory(index: int) -> FakeCamera:
+        cameras.append(FakeCamera())
+        return cameras[-1]
+
+    assert _run(resnet18_s1, tmp_path / "out", "webcam:0",
+                extra=("--engine", "ray", "--no-detect", "--max-frames", "5"),
+                capture_factory=factory) == 0
+    assert len(read_rows(tmp_path / "out")) == 5 and cameras[0].released
+
+
+def test_face_aus_snippet_of_the_docs(folder: Path, resnet18_s1: Path, tmp_path: Path) -> None:
+    """docs/ray.md's FaceAUs example, run as written on a small folder."""
+    import pyarrow.parquet as pq
+
+    from opengraphau.predictor import AUPredictor
+    text = (ROOT / "docs" / "ray.md").read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S)
+                   if "FaceAUs" in block)
+    photos = tmp_path / "photos"
+    shutil.copytree(folder / "a", photos)
+    checkpoint = '"checkpoints/OpenGprahAU-ResNet50_first_stage.pth"'
+    snippet = (snippet.replace('"photos/"', repr(str(photos)))
+               .replace(checkpoint, repr(str(resnet18_s1)))
+               .replace('"aus/"', repr(str(tmp_path / "aus"))))
+    exec(compile(snippet, "docs/ray.md", "exec"), {})
+    table = pq.read_table(tmp_path / "aus").to_pandas().sort_values(["file", "face_id"])
+    expected = AUPredictor(resnet18_s1, detect_faces=True, batch_size=16).predict(
+        sorted(photos.iterdir()))
+    faces = [face for result in expected for face in result.faces]
+    assert list(table["file"]) == [face.source for face in faces]
+    assert list(table.columns[:10]) == ["file", "frame", "timestamp", "face_id", "success",
+                                        "confidence", "x", "y", "w", "h"]
+    np.testing.assert_allclose(table[list(AU_COLUMNS)].to_numpy(),
+                               np.stack([face.probs for face in faces]), atol=1e-5)
+    np.testing.assert_allclose(table[["x", "y", "w", "h"]].to_numpy(),
+                               np.array([face.box for face in faces]), atol=1e-5)
+
+
+def test_a_worker_without_the_checkpoint_is_one_error(folder: Path, tmp_path: Path) -> None:
+    """What a node that does not see the checkpoint (no shared file system) comes to."""
+    import torch
+
+    from opengraphau.errors import OpenGraphAUError
+    from opengraphau.options import Options
+    from opengraphau.pipeline import Pipeline
+    from opengraphau.predictor import build_model_for
+    from opengraphau.sources.inputs import collect_inputs
+    options = Options(inputs=(str(folder / "b"),), untrained=True, arch="resnet18", engine="ray")
+    model = build_model_for(None, arch="resnet18", stage=None, device=torch.device("cpu"),
+                            precision="fp32")
+    engine = ray_engine.RayEngine(Pipeline(model), options, checkpoint=tmp_path / "elsewhere.pth",
+                                  keep_pixels=False)
+    with pytest.raises(OpenGraphAUError, match=r"a Ray worker failed \(.*no such checkpoint"):
+        list(engine.images(collect_inputs(options.inputs).items))
+    engine.close()
+    assert ray.is_initialized()  # the module's connection, which the engine did not open
