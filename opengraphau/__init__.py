@@ -6,6 +6,7 @@
 
 Names are imported on first use, so `import opengraphau` (and the CLI's --help) is instant.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -36,15 +37,43 @@ if TYPE_CHECKING:
     from .sinks.results import read_results
 
 _HOMES = {
-    "AUPredictor": "predictor", "ImageResult": "predictor", "load_model": "model",
-    "Options": "options", "Pipeline": "pipeline", "FaceRecord": "records", "Frame": "records",
-    "run": "jobs", "Reporter": "jobs", "RunStats": "jobs", "read_results": "sinks.results",
+    "AUPredictor": "predictor",
+    "ImageResult": "predictor",
+    "load_model": "model",
+    "Options": "options",
+    "Pipeline": "pipeline",
+    "FaceRecord": "records",
+    "Frame": "records",
+    "run": "jobs",
+    "Reporter": "jobs",
+    "RunStats": "jobs",
+    "read_results": "sinks.results",
 }
 
-__all__ = ["AUPredictor", "BusyError", "CheckpointError", "ConfigError", "DeviceError",
-           "ExportError", "FaceRecord", "Frame", "ImageError", "ImageResult", "InputError",
-           "OpenGraphAUError", "Options", "OutputError", "Pipeline", "Reporter", "RunStats",
-           "VideoError", "__version__", "load_model", "read_results", "run"]
+__all__ = [
+    "AUPredictor",
+    "BusyError",
+    "CheckpointError",
+    "ConfigError",
+    "DeviceError",
+    "ExportError",
+    "FaceRecord",
+    "Frame",
+    "ImageError",
+    "ImageResult",
+    "InputError",
+    "OpenGraphAUError",
+    "Options",
+    "OutputError",
+    "Pipeline",
+    "Reporter",
+    "RunStats",
+    "VideoError",
+    "__version__",
+    "load_model",
+    "read_results",
+    "run",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
 """`python -m opengraphau`: the same command as `opengraphau` and the clone's `demo.py`."""
+
 import sys
 
 from .cli.main import main

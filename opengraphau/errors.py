@@ -5,6 +5,7 @@ argument of the Python API at fault (``"checkpoint"``, ``"threshold"``, ...) and
 was, so a front end can speak of its own spelling of that argument: the CLI turns
 ``param="output_dir"`` into ``--output-dir``. Library code never speaks of flags.
 """
+
 from __future__ import annotations
 
 

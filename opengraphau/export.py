@@ -4,6 +4,7 @@
 
 The file takes normalised images `images` (B, 3, 224, 224), B free, and gives `probs` (B, 41).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,15 +31,20 @@ def export_onnx(model: OpenGraphAU, path: str | Path, *, opset: int = 17) -> flo
     ExportError when it exceeds 1e-4.
     """
     if isinstance(model, InferenceModel):
-        raise ConfigError("export needs the plain model: load it with load_model(path, "
-                          "optimize=False)", param="model", value=type(model).__name__)
-    if model.training or any(p.device.type != "cpu" or p.dtype != torch.float32
-                             for p in model.parameters()):
+        raise ConfigError(
+            "export needs the plain model: load it with load_model(path, optimize=False)",
+            param="model",
+            value=type(model).__name__,
+        )
+    if model.training or any(
+        p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()
+    ):
         model = copy.deepcopy(model).eval().float().cpu()  # the caller's model stays as it is
     path = Path(path)
     if not path.parent.is_dir():
-        raise ExportError(f"folder {path.parent} does not exist; create it or choose another path",
-                          value=path)
+        raise ExportError(
+            f"folder {path.parent} does not exist; create it or choose another path", value=path
+        )
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     try:
         diff = _export_and_check(model, temporary, path, opset)
@@ -64,9 +70,16 @@ def _export_and_check(model: OpenGraphAU, temporary: Path, path: Path, opset: in
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(model, (batches[0],), str(temporary), dynamo=False,
-                          opset_version=opset, input_names=["images"], output_names=["probs"],
-                          dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (batches[0],),
+            str(temporary),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=["probs"],
+            dynamic_axes={"images": {0: "batch"}, "probs": {0: "batch"}},
+        )
         expected = [model(images) for images in batches]
     session = ort.InferenceSession(str(temporary), providers=["CPUExecutionProvider"])
     diffs = []
@@ -74,11 +87,17 @@ def _export_and_check(model: OpenGraphAU, temporary: Path, path: Path, opset: in
         try:
             (got,) = session.run(["probs"], {"images": images.numpy()})
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises types of its own
-            raise ExportError(f"onnxruntime cannot run it on a batch of {len(images)}: "
-                              f"{str(exc).splitlines()[0]}", value=path) from None
+            raise ExportError(
+                f"onnxruntime cannot run it on a batch of {len(images)}: "
+                f"{str(exc).splitlines()[0]}",
+                value=path,
+            ) from None
         diffs.append(float((torch.from_numpy(got) - want).abs().max()))
     bad = [d for d in diffs if not d <= TOLERANCE]  # NaN counts as bad
     if bad:
-        raise ExportError(f"onnxruntime differs from PyTorch by {bad[0]:.2e} (> {TOLERANCE:g}); "
-                          "the file is not usable", value=path)
+        raise ExportError(
+            f"onnxruntime differs from PyTorch by {bad[0]:.2e} (> {TOLERANCE:g}); "
+            "the file is not usable",
+            value=path,
+        )
     return max(diffs)

@@ -6,6 +6,7 @@
 The CLI is a thin shell around this. `Reporter` is how a front end hears of progress; the
 default one says nothing.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,8 +96,7 @@ class Reporter:
         """The run is over."""
 
 
-def run(options: Options, reporter: Reporter | None = None, *,
-        capture_factory=None) -> RunStats:
+def run(options: Options, reporter: Reporter | None = None, *, capture_factory=None) -> RunStats:
     """Process every input of `options`; the counts come back, the results go to the files.
 
     Raises OpenGraphAUError subclasses for problems that stop the run before or while it writes
@@ -120,14 +120,20 @@ class _Run:
         plan = collect_inputs(o.inputs, exclude=o.output_dir)
         if not plan.items:
             reasons = "; ".join(f"{display_name(spec)}: {why}" for spec, why in plan.problems)
-            raise InputError(f"no images or videos found ({reasons or 'nothing given'})",
-                             param="inputs")
+            raise InputError(
+                f"no images or videos found ({reasons or 'nothing given'})", param="inputs"
+            )
         self.inputs = {os.path.realpath(i.path) for i in plan.items if i.kind != "webcam"}
         folder = OutputFolder(o.output_dir)
         with RunLock(folder):
             engine = self._engine()
-            with ResultWriter(folder, formats=o.formats, threshold=o.threshold,
-                              untrained=o.untrained, resume=o.skip_existing) as writer:
+            with ResultWriter(
+                folder,
+                formats=o.formats,
+                threshold=o.threshold,
+                untrained=o.untrained,
+                resume=o.skip_existing,
+            ) as writer:
                 self.folder, self.writer = folder, writer
                 kept = {name for name, _ in writer.completed} if o.skip_existing else None
                 self.summary = VideoSummary(folder, threshold=o.threshold, completed=kept)
@@ -153,12 +159,24 @@ class _Run:
                     self.reporter.close()
                     s = self.stats
                     # When the run already fails (a full disk), that error is the one to tell.
-                    with (contextlib.suppress(OutputError) if status == "failed"
-                          else contextlib.nullcontext()):
-                        self.manifest.finish(status, error, {
-                            "images": s.images, "videos": s.videos, "frames": s.frames,
-                            "faces": s.faces, "no_face": s.no_face, "failed": s.failed,
-                            "skipped": s.skipped})
+                    with (
+                        contextlib.suppress(OutputError)
+                        if status == "failed"
+                        else contextlib.nullcontext()
+                    ):
+                        self.manifest.finish(
+                            status,
+                            error,
+                            {
+                                "images": s.images,
+                                "videos": s.videos,
+                                "frames": s.frames,
+                                "faces": s.faces,
+                                "no_face": s.no_face,
+                                "failed": s.failed,
+                                "skipped": s.skipped,
+                            },
+                        )
         return self.stats
 
     # -- set-up -------------------------------------------------------------------------------
@@ -168,30 +186,46 @@ class _Run:
         from .pipeline import Pipeline
         from .predictor import build_model_for
         from .weights import find_checkpoint
+
         o = self.options
         checkpoint = None
         if not o.untrained:
             checkpoint = o.checkpoint or find_checkpoint(o.checkpoint_dir, o.arch, o.stage)
         device = resolve_device(o.device)
-        model = build_model_for(checkpoint, arch=o.arch, stage=o.stage, device=device,
-                                precision=o.precision)
-        detector = (FaceDetector(device=device, min_face_size=o.min_face_size,
-                                 max_faces=o.max_faces) if o.detect else None)
+        model = build_model_for(
+            checkpoint, arch=o.arch, stage=o.stage, device=device, precision=o.precision
+        )
+        detector = (
+            FaceDetector(device=device, min_face_size=o.min_face_size, max_faces=o.max_faces)
+            if o.detect
+            else None
+        )
         pipeline = Pipeline(model, detector=detector, batch_size=o.batch_size)
-        self.reporter.model_ready(f"{model.arch} stage {model.stage} "
-                                  f"({'random weights' if checkpoint is None else checkpoint}) "
-                                  f"on {device}", o.untrained)
+        self.reporter.model_ready(
+            f"{model.arch} stage {model.stage} "
+            f"({'random weights' if checkpoint is None else checkpoint}) "
+            f"on {device}",
+            o.untrained,
+        )
         self.checkpoint = checkpoint
-        self.entry = run_entry(o, device=str(device), arch=model.arch, stage=model.stage,
-                               checkpoint=checkpoint)
+        self.entry = run_entry(
+            o, device=str(device), arch=model.arch, stage=model.stage, checkpoint=checkpoint
+        )
         if o.engine == "ray":
             from .engines.ray import RayEngine
-            return RayEngine(pipeline, o, checkpoint=checkpoint,
-                             keep_pixels=o.draw or o.save_crops,
-                             capture_factory=self.capture_factory)
+
+            return RayEngine(
+                pipeline,
+                o,
+                checkpoint=checkpoint,
+                keep_pixels=o.draw or o.save_crops,
+                capture_factory=self.capture_factory,
+            )
         from .engines.local import LocalEngine
-        return LocalEngine(pipeline, o, keep_pixels=o.draw or o.save_crops,
-                           capture_factory=self.capture_factory)
+
+        return LocalEngine(
+            pipeline, o, keep_pixels=o.draw or o.save_crops, capture_factory=self.capture_factory
+        )
 
     # -- processing ---------------------------------------------------------------------------
     def _stop_if_asked(self) -> None:
@@ -237,6 +271,7 @@ class _Run:
     def _pictures(self, outcome) -> None:
         from .faces.crop import square_crop
         from .render.pictures import annotate_image
+
         item, frame = outcome.item, outcome.frame
         image = Image.fromarray(frame.image)
 
@@ -244,20 +279,34 @@ class _Run:
             def save(path: Path) -> None:
                 picture = draw()
                 if max(picture.size) > JPEG_MAX_SIDE:  # libjpeg would print its own complaint
-                    raise ValueError(f"{picture.width} x {picture.height} pixels, more than "
-                                     f"JPEG's {JPEG_MAX_SIDE} a side")
+                    raise ValueError(
+                        f"{picture.width} x {picture.height} pixels, more than "
+                        f"JPEG's {JPEG_MAX_SIDE} a side"
+                    )
                 picture.save(path, format="JPEG", quality=95)
+
             return save
 
         if self.options.save_crops and self.options.detect:
             for record in outcome.records:
                 if record.success:
-                    self._save_picture(f"crops/{item.stem}_face{record.face_id}.jpg",
-                                       jpeg(functools.partial(square_crop, image, record.box)))
+                    self._save_picture(
+                        f"crops/{item.stem}_face{record.face_id}.jpg",
+                        jpeg(functools.partial(square_crop, image, record.box)),
+                    )
         if self.options.draw:
-            self._save_picture(f"{item.stem}_pred.jpg", jpeg(lambda: annotate_image(
-                image, outcome.records, threshold=self.options.threshold, title=self._title(),
-                show_boxes=self.options.detect)))
+            self._save_picture(
+                f"{item.stem}_pred.jpg",
+                jpeg(
+                    lambda: annotate_image(
+                        image,
+                        outcome.records,
+                        threshold=self.options.threshold,
+                        title=self._title(),
+                        show_boxes=self.options.detect,
+                    )
+                ),
+            )
 
     def _save_picture(self, rel: str, write: Callable[[Path], None]) -> None:
         """Draw one picture into a temporary file that is renamed into place. One that cannot be
@@ -272,8 +321,9 @@ class _Run:
         except OutputError:
             raise
         except Exception as exc:  # noqa: BLE001 - any drawing failure skips only the picture
-            self._warn(f"{display_name(str(self.folder.root / rel))}: picture skipped "
-                       f"({describe(exc)})")
+            self._warn(
+                f"{display_name(str(self.folder.root / rel))}: picture skipped ({describe(exc)})"
+            )
 
     def _may_write(self, rel: str) -> bool:
         """False, with a warning, when `rel` would replace one of this run's inputs (possible
@@ -334,6 +384,7 @@ class _Run:
 
     def _video_writer(self, item: InputItem, fps: float):
         from .render.video import VideoWriter
+
         rel = f"{item.stem}_pred.mp4"
         if not self._may_write(rel):
             return None
@@ -342,6 +393,7 @@ class _Run:
     def _frames_done(self, outcomes: list, writer, timeline: _Timeline) -> bool:
         """Write a batch of video frames; True when the user asked to stop."""
         from .render.pictures import annotate_frame
+
         rows: list[FaceRecord] = []
         stop = False
         for outcome in outcomes:
@@ -352,16 +404,22 @@ class _Run:
             path = outcome.item.path
             if (writer is not None or self.options.show) and path not in self.undrawable:
                 try:
-                    drawn = annotate_frame(outcome.frame.image, outcome.records,
-                                           threshold=self.options.threshold, title=self._title())
+                    drawn = annotate_frame(
+                        outcome.frame.image,
+                        outcome.records,
+                        threshold=self.options.threshold,
+                        title=self._title(),
+                    )
                     if writer is not None:
                         writer.write(drawn)
                 except OutputError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the rows go on without the drawing
                     self.undrawable.add(path)
-                    self._warn(f"{display_name(path)}: annotated video stopped at frame "
-                               f"{outcome.frame.index} ({describe(exc)})")
+                    self._warn(
+                        f"{display_name(path)}: annotated video stopped at frame "
+                        f"{outcome.frame.index} ({describe(exc)})"
+                    )
                     continue
                 if self.options.show and self.reporter.preview(drawn):
                     stop = True
@@ -374,15 +432,24 @@ class _Run:
         if not self.options.draw or not timeline.times:
             return
         from .render.plots import plot_timeline
+
         picked = timeline.longest()
         if picked is None:
             return
         track, probs = picked
         title = f"{display_name(item.path)} (face {track})" + (
-            f" - {UNTRAINED_BANNER}" if self.options.untrained else "")
-        self._save_picture(f"{item.stem}_aus.png", lambda path: plot_timeline(
-            np.asarray(timeline.times), probs, path, threshold=self.options.threshold,
-            title=title))
+            f" - {UNTRAINED_BANNER}" if self.options.untrained else ""
+        )
+        self._save_picture(
+            f"{item.stem}_aus.png",
+            lambda path: plot_timeline(
+                np.asarray(timeline.times),
+                probs,
+                path,
+                threshold=self.options.threshold,
+                title=title,
+            ),
+        )
 
     def _fail(self, source: str, reason: str) -> None:
         self.writer.error(source, reason)

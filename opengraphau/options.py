@@ -3,6 +3,7 @@
 Checked when made: a bad value raises ConfigError naming the parameter, which the CLI turns into
 its flag. Importing this loads no PyTorch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -68,8 +69,11 @@ class Options:
             return ConfigError(reason, param=param, value=getattr(self, param))
 
         if not self.inputs:
-            raise ConfigError("give at least one image, folder, glob, @list, video or webcam:N",
-                              param="inputs", value="()")
+            raise ConfigError(
+                "give at least one image, folder, glob, @list, video or webcam:N",
+                param="inputs",
+                value="()",
+            )
         if self.arch is not None and self.arch not in ARCHS:
             raise bad("arch", f"choose one of {', '.join(ARCHS)}")
         if self.stage is not None and self.stage not in STAGES:

@@ -8,6 +8,7 @@ Crops travel as uint8 and are normalised on the model's device. `submit` returns
 model's work is queued, so on a GPU an engine can prepare the next batch while this one runs;
 `result` waits for it.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,9 +40,14 @@ class PipelineTimes:
 class PendingBatch:
     """A batch whose model work is queued; `result()` waits for it and builds the records."""
 
-    def __init__(self, pipeline: Pipeline, frames: Sequence[Frame],
-                 located: list[list[Detection]], probs: torch.Tensor,
-                 embeddings: torch.Tensor) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        frames: Sequence[Frame],
+        located: list[list[Detection]],
+        probs: torch.Tensor,
+        embeddings: torch.Tensor,
+    ) -> None:
         self._pipeline, self._frames, self._located = pipeline, frames, located
         self._probs, self._embeddings = probs, embeddings
 
@@ -55,11 +61,23 @@ class PendingBatch:
         for frame, found in zip(self._frames, self._located):
             records = []
             for face_id, (box, confidence) in enumerate(found):
-                records.append(FaceRecord(frame.source, frame.index, frame.timestamp, face_id,
-                                          box, confidence, probs[k], embeddings[k]))
+                records.append(
+                    FaceRecord(
+                        frame.source,
+                        frame.index,
+                        frame.timestamp,
+                        face_id,
+                        box,
+                        confidence,
+                        probs[k],
+                        embeddings[k],
+                    )
+                )
                 k += 1
-            results.append(records or [FaceRecord(frame.source, frame.index, frame.timestamp,
-                                                  0, None, None, None)])
+            results.append(
+                records
+                or [FaceRecord(frame.source, frame.index, frame.timestamp, 0, None, None, None)]
+            )
         return results
 
 
@@ -72,8 +90,14 @@ class Pipeline:
     level of Pillow); "auto" takes "tensor" on CUDA and "pil" elsewhere.
     """
 
-    def __init__(self, model: InferenceModel, *, detector: FaceDetector | None = None,
-                 batch_size: int = 16, crop: str = "auto") -> None:
+    def __init__(
+        self,
+        model: InferenceModel,
+        *,
+        detector: FaceDetector | None = None,
+        batch_size: int = 16,
+        crop: str = "auto",
+    ) -> None:
         if batch_size < 1:
             raise ConfigError("must be at least 1", param="batch_size", value=batch_size)
         if crop not in CROP_MODES:
@@ -88,8 +112,9 @@ class Pipeline:
         """Per frame its records: one per face, left to right, or one `success` False record."""
         return self.submit(frames).result()
 
-    def submit(self, frames: Sequence[Frame],
-               located: Sequence[Sequence[Detection]] | None = None) -> PendingBatch:
+    def submit(
+        self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]] | None = None
+    ) -> PendingBatch:
         """Find the faces and queue the model's work on them; the records come from `result()`.
 
         `located` brings faces found elsewhere (the Ray engine searches in CPU tasks, beside the
@@ -103,25 +128,40 @@ class Pipeline:
     def locate(self, frames: Sequence[Frame]) -> list[list[Detection]]:
         """Per frame its faces, or the whole frame (confidence 1) without a detector."""
         if self.detector is None:
-            return [[Detection((0.0, 0.0, float(f.size[0]), float(f.size[1])), 1.0)]
-                    for f in frames]
+            return [
+                [Detection((0.0, 0.0, float(f.size[0]), float(f.size[1])), 1.0)] for f in frames
+            ]
         start = time.perf_counter()
         found = self.detector.detect([_pixels(f) for f in frames])
         self.times.detect += time.perf_counter() - start
         return found
 
-    def pixels(self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]], *,
-               whole: bool | None = None) -> torch.Tensor:
+    def pixels(
+        self,
+        frames: Sequence[Frame],
+        located: Sequence[Sequence[Detection]],
+        *,
+        whole: bool | None = None,
+    ) -> torch.Tensor:
         """(faces, 3, 224, 224) uint8 crops on the model's device, in record order; `whole`
         (default: when there is no detector) takes each frame as its face."""
         if whole or (whole is None and self.detector is None):
-            return self._to_device([f.prepared if f.prepared is not None
-                                    else self.preprocess.pixels(Image.fromarray(_pixels(f)))
-                                    for f in frames])
+            return self._to_device(
+                [
+                    f.prepared
+                    if f.prepared is not None
+                    else self.preprocess.pixels(Image.fromarray(_pixels(f)))
+                    for f in frames
+                ]
+            )
         if self.crop == "pil":
-            return self._to_device([
-                self.preprocess.pixels(square_crop(Image.fromarray(_pixels(f)), d.box))
-                for f, found in zip(frames, located) for d in found])
+            return self._to_device(
+                [
+                    self.preprocess.pixels(square_crop(Image.fromarray(_pixels(f)), d.box))
+                    for f, found in zip(frames, located)
+                    for d in found
+                ]
+            )
         parts = []
         for frame, found in zip(frames, located):
             if found:
@@ -161,6 +201,9 @@ class Pipeline:
 
 def _pixels(frame: Frame) -> np.ndarray:
     if frame.image is None:
-        raise ConfigError("this step needs the frame's pixels, but only its prepared tensor was "
-                          "kept", param="frames", value=frame.source)
+        raise ConfigError(
+            "this step needs the frame's pixels, but only its prepared tensor was kept",
+            param="frames",
+            value=frame.source,
+        )
     return frame.image

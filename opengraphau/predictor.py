@@ -1,11 +1,12 @@
 """Load once, predict many: the Python API.
 
-    from opengraphau import AUPredictor
-    predictor = AUPredictor("checkpoints/OpenGprahAU-ResNet50_first_stage.pth", detect_faces=True)
-    for result in predictor.predict(["a.jpg", "b.png"]):
-        for face in result.faces:
-            print(face.box, face.aus["AU12"])
+from opengraphau import AUPredictor
+predictor = AUPredictor("checkpoints/OpenGprahAU-ResNet50_first_stage.pth", detect_faces=True)
+for result in predictor.predict(["a.jpg", "b.png"]):
+    for face in result.faces:
+        print(face.box, face.aus["AU12"])
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,22 +38,38 @@ class ImageResult:
     faces: list[FaceRecord] = field(default_factory=list)
 
 
-def build_model_for(checkpoint: str | Path | None, *, arch: str | None, stage: int | None,
-                    device: torch.device, precision: str) -> InferenceModel:
+def build_model_for(
+    checkpoint: str | Path | None,
+    *,
+    arch: str | None,
+    stage: int | None,
+    device: torch.device,
+    precision: str,
+) -> InferenceModel:
     """The fast inference model of `checkpoint`, or seeded random weights when it is None."""
     if checkpoint is None:
-        return optimize_for_inference(untrained_model(arch, stage), precision=precision,
-                                      device=device, inplace=True)
+        return optimize_for_inference(
+            untrained_model(arch, stage), precision=precision, device=device, inplace=True
+        )
     return load_model(checkpoint, arch=arch, stage=stage, device=device, precision=precision)
 
 
 class AUPredictor:
     """Holds the model (and the face detector when asked) and predicts on batches of images."""
 
-    def __init__(self, checkpoint: str | Path | None = None, *, arch: str | None = None,
-                 stage: int | None = None, device: str = "auto", detect_faces: bool = False,
-                 min_face_size: int = 20, max_faces: int | None = None,
-                 batch_size: int = 16, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        *,
+        arch: str | None = None,
+        stage: int | None = None,
+        device: str = "auto",
+        detect_faces: bool = False,
+        min_face_size: int = 20,
+        max_faces: int | None = None,
+        batch_size: int = 16,
+        precision: str = "fp32",
+    ) -> None:
         """`checkpoint` None means random weights (`untrained` is then True).
 
         `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
@@ -60,10 +77,14 @@ class AUPredictor:
         """
         self.device = resolve_device(device)
         self.untrained = checkpoint is None
-        self.model = build_model_for(checkpoint, arch=arch, stage=stage, device=self.device,
-                                     precision=precision)
-        self.detector = (FaceDetector(device=self.device, min_face_size=min_face_size,
-                                      max_faces=max_faces) if detect_faces else None)
+        self.model = build_model_for(
+            checkpoint, arch=arch, stage=stage, device=self.device, precision=precision
+        )
+        self.detector = (
+            FaceDetector(device=self.device, min_face_size=min_face_size, max_faces=max_faces)
+            if detect_faces
+            else None
+        )
         self.pipeline = Pipeline(self.model, detector=self.detector, batch_size=batch_size)
 
     def predict(self, images: Sequence[ImageLike]) -> list[ImageResult]:
@@ -73,5 +94,7 @@ class AUPredictor:
             pil = load_image(image) if isinstance(image, (str, Path)) else as_pil(image)
             source = str(image) if isinstance(image, (str, Path)) else f"<image {n}>"
             frames.append(Frame.of(source, np.asarray(pil)))
-        return [ImageResult(frame.size, [r for r in records if r.success])
-                for frame, records in zip(frames, self.pipeline(frames))]
+        return [
+            ImageResult(frame.size, [r for r in records if r.success])
+            for frame, records in zip(frames, self.pipeline(frames))
+        ]

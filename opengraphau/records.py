@@ -2,6 +2,7 @@
 
 A photo is a frame too (index 0, time 0), so images, videos and webcams share one road.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

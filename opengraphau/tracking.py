@@ -4,6 +4,7 @@ Per-frame detections come in no particular order; tracking turns them into "face
 so a row, a timeline or a summary line follows one person, and smoothing removes frame-to-frame
 flicker. How ids behave for a user is told in docs/tracking.md.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,8 +86,7 @@ def _centre_size(box: Box) -> tuple[float, float, float]:
 
 
 def _overlap(a: Box, b: Box) -> bool:
-    return (a[0] < b[0] + b[2] and b[0] < a[0] + a[2]
-            and a[1] < b[1] + b[3] and b[1] < a[1] + a[3])
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 class _AppearanceScale:
@@ -103,8 +103,11 @@ class _AppearanceScale:
     def update(self) -> None:
         if len(self.same) >= _MIN_SAMPLES:
             self.typical = max(statistics.median(self.same), _TINY)
-        self.separates = (self.typical is not None and len(self.different) >= _MIN_SAMPLES
-                          and statistics.median(self.different) >= _SEPARATION * self.typical)
+        self.separates = (
+            self.typical is not None
+            and len(self.different) >= _MIN_SAMPLES
+            and statistics.median(self.different) >= _SEPARATION * self.typical
+        )
 
 
 class FaceTracker:
@@ -132,17 +135,25 @@ class FaceTracker:
     Ids are never reused.
     """
 
-    def __init__(self, *, max_distance: float = 0.5, confirm_frames: int = 3,
-                 confirm_score: float | None = None, max_lost_s: float = 1.0,
-                 reid_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_distance: float = 0.5,
+        confirm_frames: int = 3,
+        confirm_score: float | None = None,
+        max_lost_s: float = 1.0,
+        reid_s: float = 3.0,
+    ) -> None:
         if not max_distance > 0:
-            raise ConfigError("must be positive (face sizes)", param="max_distance",
-                              value=max_distance)
+            raise ConfigError(
+                "must be positive (face sizes)", param="max_distance", value=max_distance
+            )
         if confirm_frames < 1:
             raise ConfigError("must be at least 1", param="confirm_frames", value=confirm_frames)
         if confirm_score is not None and not 0 < confirm_score <= 1:
-            raise ConfigError("must be None or in (0, 1]", param="confirm_score",
-                              value=confirm_score)
+            raise ConfigError(
+                "must be None or in (0, 1]", param="confirm_score", value=confirm_score
+            )
         if not max_lost_s >= 0:
             raise ConfigError("must be 0 s or more", param="max_lost_s", value=max_lost_s)
         if not reid_s >= max_lost_s:
@@ -168,8 +179,9 @@ class FaceTracker:
         now = self._advance(timestamp)
         found = [self._face(record) for record in faces]
         for face in found:
-            face.crowded = any(_overlap(face.crop, other.box) for other in found
-                               if other is not face)
+            face.crowded = any(
+                _overlap(face.crop, other.box) for other in found if other is not face
+            )
         self._learn_differences(found)
         ranked = self._pairs(found, now)
         ids = [UNCONFIRMED] * len(found)
@@ -184,8 +196,16 @@ class FaceTracker:
             ids[d], self.keys[d] = track.id, track.key
         for d, face in enumerate(found):
             if self.keys[d] < 0:
-                track = _Track(self._next_key, UNCONFIRMED, face.cx, face.cy, face.size, now,
-                               self._step, None if face.crowded else face.embedding)
+                track = _Track(
+                    self._next_key,
+                    UNCONFIRMED,
+                    face.cx,
+                    face.cy,
+                    face.size,
+                    now,
+                    self._step,
+                    None if face.crowded else face.embedding,
+                )
                 self._next_key += 1
                 self._confirm(track, face, now)
                 self._tracks.append(track)
@@ -217,23 +237,36 @@ class FaceTracker:
             vector = np.asarray(record.embedding, np.float64).ravel()
             norm = np.linalg.norm(vector)
             embedding = vector / norm if math.isfinite(norm) and norm > 0 else None
-        return _Face(cx, cy, size, record.box, crop_box(record.box), embedding,
-                     1.0 if record.confidence is None else float(record.confidence))
+        return _Face(
+            cx,
+            cy,
+            size,
+            record.box,
+            crop_box(record.box),
+            embedding,
+            1.0 if record.confidence is None else float(record.confidence),
+        )
 
     def _learn_differences(self, found: list[_Face]) -> None:
         """Faces in one frame are different people: how far apart they look."""
         vectors = [f.embedding for f in found if f.embedding is not None and not f.crowded]
         for i, a in enumerate(vectors):
-            for b in vectors[i + 1:]:
+            for b in vectors[i + 1 :]:
                 self._scale.different.append(float(np.linalg.norm(a - b)))
 
     def _distances(self, found: list[_Face]) -> list[list[float | None]]:
         """Per track and face, how far the face's embedding is from the track's appearance;
         None when either is unknown or the face's crop holds part of another face (say one it
         is emerging from behind)."""
-        return [[None if track.appearance is None or face.embedding is None or face.crowded
-                 else float(np.linalg.norm(face.embedding - track.appearance)) for face in found]
-                for track in self._tracks]
+        return [
+            [
+                None
+                if track.appearance is None or face.embedding is None or face.crowded
+                else float(np.linalg.norm(face.embedding - track.appearance))
+                for face in found
+            ]
+            for track in self._tracks
+        ]
 
     def _motion(self, track: _Track, face: _Face | _Track, now: float) -> float:
         """How far `face` is from where `track` expects it, as a share of the motion gate (more
@@ -266,10 +299,16 @@ class FaceTracker:
                     continue
                 distance = distances[t][d]
                 looks = None if distance is None or typical is None else distance / typical
-                if missed and distance is not None and (
+                if (
+                    missed
+                    and distance is not None
+                    and (
                         (looks is not None and looks > _SAME)
-                        or any((other := row[d]) is not None and other < distance
-                                for row in distances)):
+                        or any(
+                            (other := row[d]) is not None and other < distance for row in distances
+                        )
+                    )
+                ):
                     continue
                 hidden = gap - self._frame_s  # the frames it was missing in
                 if hidden > self.max_lost_s + _SLACK_S and not self._clear(t, d, distances):
@@ -303,8 +342,9 @@ class FaceTracker:
                     self._scale.same.append(distance)
                 typical = self._scale.typical
                 if typical is None or distance <= _CLEAR * typical:
-                    mixed = track.appearance + _APPEARANCE_GAIN * (face.embedding
-                                                                   - track.appearance)
+                    mixed = track.appearance + _APPEARANCE_GAIN * (
+                        face.embedding - track.appearance
+                    )
                     track.appearance = mixed / np.linalg.norm(mixed)
         track.cx, track.cy, track.size = face.cx, face.cy, face.size
         track.time, track.step = now, self._step
@@ -316,12 +356,20 @@ class FaceTracker:
         hidden person coming back (say from behind the face still in front of it): then it waits
         until its looks can tell, or the hidden track ends."""
         if track.id != UNCONFIRMED or not (
-                track.hits >= self.confirm_frames
-                or (self.confirm_score is not None and face.confidence >= self.confirm_score)):
+            track.hits >= self.confirm_frames
+            or (self.confirm_score is not None and face.confidence >= self.confirm_score)
+        ):
             return
-        if track.appearance is None and face.embedding is not None and any(
-                other.id != UNCONFIRMED and other.step < self._step
-                and self._motion(other, track, now) <= 1 for other in self._tracks):
+        if (
+            track.appearance is None
+            and face.embedding is not None
+            and any(
+                other.id != UNCONFIRMED
+                and other.step < self._step
+                and self._motion(other, track, now) <= 1
+                for other in self._tracks
+            )
+        ):
             return
         track.id = self._next_id
         self._next_id += 1
@@ -409,6 +457,11 @@ class TrackedFaces:
         if not faces:
             return list(records)
         smooth = self.smoother
-        return [replace(r, face_id=i, probs=smooth(k, r.probs)
-                        if smooth is not None and r.probs is not None else r.probs)
-                for r, i, k in zip(faces, ids, keys)]
+        return [
+            replace(
+                r,
+                face_id=i,
+                probs=smooth(k, r.probs) if smooth is not None and r.probs is not None else r.probs,
+            )
+            for r, i, k in zip(faces, ids, keys)
+        ]

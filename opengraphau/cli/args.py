@@ -4,6 +4,7 @@ The only module that knows flags. Library errors name parameters (`output_dir`);
 gives the flag a user typed for it (`--output-dir`), so a message blames only what was given.
 Importing this loads no PyTorch, so `--help` is instant.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,14 @@ from ..sinks.writer import FORMATS
 from ..weights import CHECKPOINT_DIR
 
 #: `Options` fields whose flag's argparse name differs.
-_DESTS = {"arch": "arc", "checkpoint": "resume", "draw": "draw_text", "formats": "format",
-          "inputs": "input", "detect": "no_detect"}
+_DESTS = {
+    "arch": "arc",
+    "checkpoint": "resume",
+    "draw": "draw_text",
+    "formats": "format",
+    "inputs": "input",
+    "detect": "no_detect",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,81 +39,171 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description="Predict 41 facial action units with OpenGraphAU.")
     ref = p.add_argument_group("reference demo flags")
     ref.add_argument("--arc", choices=ARCHS, help="backbone; default: what the checkpoint holds")
-    ref.add_argument("--stage", type=int, choices=(1, 2),
-                     help="1 = ANFL, 2 = MEFL; default: what the checkpoint holds")
-    ref.add_argument("--resume", metavar="FILE", default="",
-                     help="checkpoint file; default: the one in --checkpoint-dir")
-    ref.add_argument("--input", nargs="+", metavar="PATH", default=[],
-                     help="images, folders, globs, @list.txt files, videos or webcam:N")
-    ref.add_argument("--draw_text", action="store_true",
-                     help="write annotated pictures (and videos) to the output folder")
+    ref.add_argument(
+        "--stage",
+        type=int,
+        choices=(1, 2),
+        help="1 = ANFL, 2 = MEFL; default: what the checkpoint holds",
+    )
+    ref.add_argument(
+        "--resume",
+        metavar="FILE",
+        default="",
+        help="checkpoint file; default: the one in --checkpoint-dir",
+    )
+    ref.add_argument(
+        "--input",
+        nargs="+",
+        metavar="PATH",
+        default=[],
+        help="images, folders, globs, @list.txt files, videos or webcam:N",
+    )
+    ref.add_argument(
+        "--draw_text",
+        action="store_true",
+        help="write annotated pictures (and videos) to the output folder",
+    )
     ref.add_argument("--exp-name", default="demo", help="output folder name under results/")
     out = p.add_argument_group("outputs")
     out.add_argument("--output-dir", metavar="DIR", help="default: results/<exp-name>")
-    out.add_argument("--format", default="csv", metavar="LIST",
-                     help=f"comma-separated output formats: {', '.join(FORMATS)} (default: csv)")
-    out.add_argument("--threshold", type=float, default=0.5,
-                     help="probability at or above which an AU counts as present (default 0.5)")
-    out.add_argument("--skip-existing", action="store_true",
-                     help="continue an interrupted run: skip inputs already completed in DIR")
+    out.add_argument(
+        "--format",
+        default="csv",
+        metavar="LIST",
+        help=f"comma-separated output formats: {', '.join(FORMATS)} (default: csv)",
+    )
+    out.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="probability at or above which an AU counts as present (default 0.5)",
+    )
+    out.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="continue an interrupted run: skip inputs already completed in DIR",
+    )
     out.add_argument("--save-crops", action="store_true", help="write each face crop to DIR/crops/")
     out.add_argument("--quiet", action="store_true", help="no progress bar and no AU tables")
     run = p.add_argument_group("model and speed")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                     help="fp32 (default); bf16 on CUDA or CPUs with native bf16; fp16 on CUDA")
-    run.add_argument("--export-onnx", metavar="FILE", type=Path,
-                     help="write the loaded model as ONNX (dynamic batch), checked with "
-                     "onnxruntime")
+    run.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default); bf16 on CUDA or CPUs with native bf16; fp16 on CUDA",
+    )
+    run.add_argument(
+        "--export-onnx",
+        metavar="FILE",
+        type=Path,
+        help="write the loaded model as ONNX (dynamic batch), checked with onnxruntime",
+    )
     run.add_argument("--batch-size", type=int, default=16, metavar="N", help="faces per model call")
-    run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="image decoding processes (default: half the CPU cores, at least 1)")
-    run.add_argument("--checkpoint-dir", type=Path, default=Path(CHECKPOINT_DIR), metavar="DIR",
-                     help="where to look when --resume is not given (default: checkpoints/)")
-    run.add_argument("--untrained", action="store_true",
-                     help="random weights, for smoke tests without a checkpoint")
-    run.add_argument("--engine", choices=ENGINES, default="local",
-                     help="local (default) or ray: the same job on Ray Data")
-    run.add_argument("--ray-address", metavar="ADDR",
-                     help="Ray cluster to join (default: start a local Ray on this machine)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="image decoding processes (default: half the CPU cores, at least 1)",
+    )
+    run.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=Path(CHECKPOINT_DIR),
+        metavar="DIR",
+        help="where to look when --resume is not given (default: checkpoints/)",
+    )
+    run.add_argument(
+        "--untrained",
+        action="store_true",
+        help="random weights, for smoke tests without a checkpoint",
+    )
+    run.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local (default) or ray: the same job on Ray Data",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join (default: start a local Ray on this machine)",
+    )
     vid = p.add_argument_group("video and webcam")
     vid.add_argument("--every", type=int, default=1, metavar="N", help="keep every Nth frame")
     vid.add_argument("--start", type=float, metavar="SEC", help="skip frames before this time")
     vid.add_argument("--end", type=float, metavar="SEC", help="stop after this time")
-    vid.add_argument("--max-frames", type=int, metavar="N",
-                     help="stop each video or webcam after N processed frames")
-    vid.add_argument("--smooth", type=int, default=0, metavar="K",
-                     help="temporal smoothing over K frames per face track (default off)")
+    vid.add_argument(
+        "--max-frames",
+        type=int,
+        metavar="N",
+        help="stop each video or webcam after N processed frames",
+    )
+    vid.add_argument(
+        "--smooth",
+        type=int,
+        default=0,
+        metavar="K",
+        help="temporal smoothing over K frames per face track (default off)",
+    )
     vid.add_argument("--smooth-mode", choices=SMOOTH_MODES, default="median")
-    vid.add_argument("--show", action="store_true",
-                     help="live preview window (q quits) when a display exists")
+    vid.add_argument(
+        "--show", action="store_true", help="live preview window (q quits) when a display exists"
+    )
     faces = p.add_argument_group("faces")
-    faces.add_argument("--no-detect", action="store_true",
-                       help="use the whole image as the face crop (the reference's behaviour)")
+    faces.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="use the whole image as the face crop (the reference's behaviour)",
+    )
     faces.add_argument("--max-faces", type=int, metavar="N", help="keep the N largest faces")
-    faces.add_argument("--min-face-size", type=int, default=20, metavar="PX",
-                       help="smallest face to detect, in pixels (default 20)")
+    faces.add_argument(
+        "--min-face-size",
+        type=int,
+        default=20,
+        metavar="PX",
+        help="smallest face to detect, in pixels (default 20)",
+    )
     return p
 
 
 def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
     """The parsed flags as `Options` (ConfigError, naming the parameter, for a bad value)."""
     return Options(
-        inputs=tuple(args.input), command=(sys.argv[0], *argv),
+        inputs=tuple(args.input),
+        command=(sys.argv[0], *argv),
         output_dir=Path(args.output_dir) if args.output_dir else Path("results") / args.exp_name,
-        checkpoint=Path(args.resume) if args.resume else None, checkpoint_dir=args.checkpoint_dir,
-        untrained=args.untrained, arch=args.arc, stage=args.stage,
-        formats=tuple(args.format.split(",")), threshold=args.threshold,
-        skip_existing=args.skip_existing, draw=args.draw_text, save_crops=args.save_crops,
-        device=args.device, precision=args.precision, batch_size=args.batch_size,
-        workers=args.workers, detect=not args.no_detect, max_faces=args.max_faces,
-        min_face_size=args.min_face_size, every=args.every, start=args.start, end=args.end,
-        max_frames=args.max_frames, smooth=args.smooth, smooth_mode=args.smooth_mode,
-        show=args.show, engine=args.engine, ray_address=args.ray_address)
+        checkpoint=Path(args.resume) if args.resume else None,
+        checkpoint_dir=args.checkpoint_dir,
+        untrained=args.untrained,
+        arch=args.arc,
+        stage=args.stage,
+        formats=tuple(args.format.split(",")),
+        threshold=args.threshold,
+        skip_existing=args.skip_existing,
+        draw=args.draw_text,
+        save_crops=args.save_crops,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        detect=not args.no_detect,
+        max_faces=args.max_faces,
+        min_face_size=args.min_face_size,
+        every=args.every,
+        start=args.start,
+        end=args.end,
+        max_frames=args.max_frames,
+        smooth=args.smooth,
+        smooth_mode=args.smooth_mode,
+        show=args.show,
+        engine=args.engine,
+        ray_address=args.ray_address,
+    )
 
 
-def flag_for(parser: argparse.ArgumentParser, param: str | None,
-             argv: Sequence[str]) -> str | None:
+def flag_for(parser: argparse.ArgumentParser, param: str | None, argv: Sequence[str]) -> str | None:
     """The flag of `param` if the user typed it (so a message never blames a default)."""
     dest = _DESTS.get(param or "", param)
     for action in parser._actions:

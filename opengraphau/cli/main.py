@@ -4,6 +4,7 @@ Exit status: 0 every input succeeded, 1 some inputs failed (listed on stderr and
 2 a usage problem (bad flag, no inputs, bad checkpoint, unusable output folder) or a failure
 of this program itself (one line, never a traceback), 130 Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
     from .report import TerminalReporter
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau",
-         capture_factory=None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = "opengraphau", capture_factory=None
+) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); returns the exit status.
 
     `capture_factory` opens videos and cameras instead of OpenCV (tests pass a fake camera).
@@ -36,14 +38,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau",
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     from .report import terminal_text  # after parsing: --help loads nothing more
+
     try:
         if args.untrained and args.resume:
             raise _UsageError("--untrained and --resume exclude each other")
         if args.export_onnx:
             return _export(args, argv)
         if not args.input:
-            raise _UsageError("--input is required (images, folders, globs, @lists, videos or "
-                              "webcam:N)")
+            raise _UsageError(
+                "--input is required (images, folders, globs, @lists, videos or webcam:N)"
+            )
         return _run(args, argv, capture_factory)
     except _UsageError as exc:
         print(f"{prog}: error: {terminal_text(str(exc))}", file=sys.stderr)
@@ -54,9 +58,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau",
     except KeyboardInterrupt:  # Ctrl-C while loading or summing up: what was written stays
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug of ours still gets one line, not a traceback
-        print(f"{prog}: error: internal error ({terminal_text(describe(exc))}); the results "
-              "written so far are kept; please report this with the command line",
-              file=sys.stderr)
+        print(
+            f"{prog}: error: internal error ({terminal_text(describe(exc))}); the results "
+            "written so far are kept; please report this with the command line",
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -64,14 +70,17 @@ class _UsageError(Exception):
     """A problem only the command line can have."""
 
 
-def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError,
-              argv: Sequence[str]) -> str:
+def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequence[str]) -> str:
     """The library's message, with the flag the user typed for its parameter in front."""
     from ..weights import CheckpointNotFound
+
     flag = flag_for(parser, exc.param, argv)
     if isinstance(exc, CheckpointNotFound):
-        advice = ("choose one with --resume FILE (or narrow with --arc/--stage)" if exc.candidates
-                  else "pass --resume FILE, or use --untrained for a smoke test")
+        advice = (
+            "choose one with --resume FILE (or narrow with --arc/--stage)"
+            if exc.candidates
+            else "pass --resume FILE, or use --untrained for a smoke test"
+        )
         return f"no checkpoint given; {exc.value}: {exc.reason}; {advice}"
     if flag is None:
         return str(exc)
@@ -84,6 +93,7 @@ def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError,
 def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
     from ..jobs import run
     from .report import TerminalReporter, format_summary
+
     reporter = TerminalReporter(quiet=args.quiet)
     with _ctrl_c(reporter):
         options = to_options(args, argv)
@@ -141,9 +151,11 @@ def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from ..model.checkpoint import load_model
     from ..model.opengraphau import untrained_model
     from ..weights import find_checkpoint
+
     if not args.export_onnx.parent.is_dir():  # before loading: a large model takes seconds
-        raise _UsageError(f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} "
-                          "does not exist")
+        raise _UsageError(
+            f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} does not exist"
+        )
     model: torch.nn.Module
     if args.untrained:
         model = untrained_model(args.arc, args.stage)
@@ -152,7 +164,9 @@ def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
         model = load_model(checkpoint, arch=args.arc, stage=args.stage, optimize=False)
     diff = export_onnx(model, args.export_onnx)
     note = f" ({UNTRAINED_BANNER})" if args.untrained else ""
-    print(f"wrote {args.export_onnx}: {model.arch} stage {model.stage}, input 'images' "
-          f"(B, 3, 224, 224), output 'probs' (B, 41); onnxruntime matches PyTorch to "
-          f"{diff:.1e}{note}")
+    print(
+        f"wrote {args.export_onnx}: {model.arch} stage {model.stage}, input 'images' "
+        f"(B, 3, 224, 224), output 'probs' (B, 41); onnxruntime matches PyTorch to "
+        f"{diff:.1e}{note}"
+    )
     return 0

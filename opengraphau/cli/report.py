@@ -1,5 +1,6 @@
 """What the terminal shows: the model line, AU tables for small runs, a progress bar, errors on
 stderr, a live preview for videos, and one summary line at the end."""
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,10 @@ def format_summary(stats: RunStats) -> str:
         parts.append(f"{len(s.warnings)} pictures skipped")
     timing = f"model {s.model_s:.1f} s" + (f", detection {s.detect_s:.1f} s" if s.detect else "")
     unit = "images+frames" if s.frames else "images"
-    text = (f"{', '.join(parts)}; {s.elapsed_s:.1f} s, {rate:.2f} {unit}/s ({timing}); "
-            f"outputs in {terminal_text(str(s.output_dir))}/")
+    text = (
+        f"{', '.join(parts)}; {s.elapsed_s:.1f} s, {rate:.2f} {unit}/s ({timing}); "
+        f"outputs in {terminal_text(str(s.output_dir))}/"
+    )
     return f"{UNTRAINED_BANNER}\n{text}" if s.untrained else text
 
 
@@ -63,6 +66,7 @@ def screen_size() -> tuple[int, int]:
     """The display's (width, height) in pixels as Tk sees it, or DEFAULT_SCREEN."""
     try:
         import tkinter
+
         root = tkinter.Tk()
         try:
             size = (root.winfo_screenwidth(), root.winfo_screenheight())
@@ -77,12 +81,16 @@ def fit_to_screen(frame: np.ndarray, screen: tuple[int, int]) -> np.ndarray:
     """`frame` shrunk (never enlarged) so its window, title bar and the desktop's panels
     included, fits on a `screen` of (width, height) pixels. Only the preview is shrunk."""
     import cv2
+
     height, width = frame.shape[:2]
     scale = min(1.0, 0.95 * screen[0] / width, 0.85 * screen[1] / height)
     if scale >= 1.0:
         return frame
-    return cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        frame,
+        (max(1, round(width * scale)), max(1, round(height * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
 
 
 class _Preview:
@@ -94,9 +102,13 @@ class _Preview:
 
     def __init__(self) -> None:
         import cv2
+
         self.cv2 = cv2
-        self.enabled = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                            or sys.platform in ("win32", "darwin"))
+        self.enabled = bool(
+            os.environ.get("DISPLAY")
+            or os.environ.get("WAYLAND_DISPLAY")
+            or sys.platform in ("win32", "darwin")
+        )
         self.screen = screen_size() if self.enabled else DEFAULT_SCREEN
         self.opened = False
         if not self.enabled:
@@ -108,8 +120,7 @@ class _Preview:
             return False
         try:
             if not self.opened:
-                self.cv2.namedWindow(_WINDOW, self.cv2.WINDOW_AUTOSIZE
-                                     | self.cv2.WINDOW_GUI_NORMAL)
+                self.cv2.namedWindow(_WINDOW, self.cv2.WINDOW_AUTOSIZE | self.cv2.WINDOW_GUI_NORMAL)
                 self.opened = True
             self.cv2.imshow(_WINDOW, fit_to_screen(frame_rgb, self.screen)[..., ::-1])
             return (self.cv2.waitKey(1) & 0xFF) == ord("q")
@@ -144,10 +155,12 @@ class TerminalReporter(Reporter):
 
     def start_images(self, total: int) -> None:
         from tqdm import tqdm
+
         self.processing = True
         self.tables = not self.quiet and total <= TABLE_LIMIT
-        self._progress = tqdm(total=total, unit="img", file=sys.stderr,
-                              disable=self.quiet or not sys.stderr.isatty())
+        self._progress = tqdm(
+            total=total, unit="img", file=sys.stderr, disable=self.quiet or not sys.stderr.isatty()
+        )
 
     def images_done(self, outcomes: list, threshold: float, detect: bool) -> None:
         if self._progress is not None:
@@ -157,9 +170,15 @@ class TerminalReporter(Reporter):
         for outcome in outcomes:
             name = outcome.records[0].source if outcome.records else ""
             for record in outcome.records:
-                where = "" if not detect else (
-                    f"  face {record.face_id} box {tuple(round(v) for v in record.box)}"
-                    if record.success else "  no face found")
+                where = (
+                    ""
+                    if not detect
+                    else (
+                        f"  face {record.face_id} box {tuple(round(v) for v in record.box)}"
+                        if record.success
+                        else "  no face found"
+                    )
+                )
                 title = f"{terminal_text(name)}{where}"
                 print(format_table(title, record.probs, threshold) if record.success else title)
 

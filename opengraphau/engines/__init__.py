@@ -3,6 +3,7 @@
 `local`: decoding workers and one model in this process. `ray`: Ray Data tasks and actors, from
 one machine to a cluster.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -53,5 +54,6 @@ class Engine(Protocol):
     def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]: ...
     def prepare_videos(self, items: list[InputItem]) -> None:
         """The videos `video` will be asked for, in order: an engine may start some early."""
+
     def video(self, item: InputItem) -> VideoStream: ...
     def close(self) -> None: ...

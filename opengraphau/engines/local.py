@@ -3,6 +3,7 @@
 Workers decode (and, without face detection, preprocess) the next batches while the model runs
 on this one; on CUDA the batches reach the device from pinned memory without blocking.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,8 +41,9 @@ class Decode(Dataset):
 
     The Ray engine's decoding tasks use it too, so both engines fail an image alike."""
 
-    def __init__(self, items: Sequence[InputItem], preprocess: EvalTransform, *, pixels: bool,
-                 prepare: bool) -> None:
+    def __init__(
+        self, items: Sequence[InputItem], preprocess: EvalTransform, *, pixels: bool, prepare: bool
+    ) -> None:
         self.items, self.preprocess = items, preprocess
         self.pixels, self.prepare = pixels, prepare
 
@@ -52,8 +54,18 @@ class Decode(Dataset):
         path = self.items[i].path
         try:
             image = load_image(path)
-            return i, Frame(path, 0, 0.0, np.asarray(image) if self.pixels else None, image.size,
-                            self.preprocess.pixels(image) if self.prepare else None), None
+            return (
+                i,
+                Frame(
+                    path,
+                    0,
+                    0.0,
+                    np.asarray(image) if self.pixels else None,
+                    image.size,
+                    self.preprocess.pixels(image) if self.prepare else None,
+                ),
+                None,
+            )
         except ImageError as exc:
             return i, None, exc.reason
         except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
@@ -71,8 +83,9 @@ def _as_list(batch: list) -> list:
     return batch
 
 
-def one_by_one(run: Callable[[int], T], indices: Iterable[int], errors: dict[int, str]
-               ) -> dict[int, T]:
+def one_by_one(
+    run: Callable[[int], T], indices: Iterable[int], errors: dict[int, str]
+) -> dict[int, T]:
     """Results by index, each input run alone after its batch failed: only the input at fault
     fails (its reason goes into `errors`) and the others go on."""
     results: dict[int, T] = {}
@@ -90,22 +103,32 @@ class _LocalVideo:
     def __init__(self, engine: LocalEngine, item: InputItem) -> None:
         o = engine.options
         self.item, self.pipeline = item, engine.pipeline
-        self.source = VideoSource(item.path, every=o.every, start=o.start, end=o.end,
-                                  max_frames=o.max_frames, capture_factory=engine.capture_factory)
-        self.info = VideoInfo(self.source.fps, self.source.size, self.source.frame_count,
-                              self.source.is_camera)
+        self.source = VideoSource(
+            item.path,
+            every=o.every,
+            start=o.start,
+            end=o.end,
+            max_frames=o.max_frames,
+            capture_factory=engine.capture_factory,
+        )
+        self.info = VideoInfo(
+            self.source.fps, self.source.size, self.source.frame_count, self.source.is_camera
+        )
         self.error: str | None = None
         tracker = FaceTracker() if o.detect else None
-        self.tracked = TrackedFaces(tracker, Smoother(o.smooth, o.smooth_mode)
-                                    if o.smooth > 1 else None)
+        self.tracked = TrackedFaces(
+            tracker, Smoother(o.smooth, o.smooth_mode) if o.smooth > 1 else None
+        )
         self.batch_size = 1 if self.source.is_camera else o.batch_size
 
     def __iter__(self) -> Iterator[list[Outcome]]:
         with self.source:
             frames = iter(self.source)
             while batch := list(itertools.islice(frames, self.batch_size)):
-                yield [Outcome(self.item, self.tracked(records), frame)
-                       for frame, records in zip(batch, self.pipeline(batch))]
+                yield [
+                    Outcome(self.item, self.tracked(records), frame)
+                    for frame, records in zip(batch, self.pipeline(batch))
+                ]
         self.error = self.source.error
 
     def close(self) -> None:
@@ -115,8 +138,14 @@ class _LocalVideo:
 class LocalEngine:
     """Runs everything in this process (plus decoding workers for images)."""
 
-    def __init__(self, pipeline: Pipeline, options: Options, *, keep_pixels: bool,
-                 capture_factory: Callable[[str | int], Capture] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        options: Options,
+        *,
+        keep_pixels: bool,
+        capture_factory: Callable[[str | int], Capture] | None = None,
+    ) -> None:
         """`keep_pixels`: hand each image's pixels back with its outcome (to draw or crop);
         `capture_factory` opens videos and cameras (cv2.VideoCapture unless a test fakes it)."""
         self.pipeline, self.options = pipeline, options
@@ -125,12 +154,18 @@ class LocalEngine:
 
     def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]:
         detect = self.pipeline.detector is not None
-        dataset = Decode(items, self.pipeline.preprocess, pixels=detect or self.keep_pixels,
-                         prepare=not detect)
+        dataset = Decode(
+            items, self.pipeline.preprocess, pixels=detect or self.keep_pixels, prepare=not detect
+        )
         workers = self.options.workers if self.options.workers is not None else default_workers()
-        loader = DataLoader(dataset, batch_size=self.options.batch_size, num_workers=workers,
-                            collate_fn=_as_list, worker_init_fn=_worker_init if workers else None,
-                            prefetch_factor=2 if workers else None)
+        loader = DataLoader(
+            dataset,
+            batch_size=self.options.batch_size,
+            num_workers=workers,
+            collate_fn=_as_list,
+            worker_init_fn=_worker_init if workers else None,
+            prefetch_factor=2 if workers else None,
+        )
         # On a GPU the next batch is prepared while this one runs: results lag one batch.
         lag = 1 if self.pipeline.device.type == "cuda" else 0
         queued: collections.deque = collections.deque()
@@ -150,8 +185,9 @@ class LocalEngine:
         except Exception:  # noqa: BLE001 - retried frame by frame in _records
             return None
 
-    def _records(self, decoded: list[tuple[int, Frame]], pending: PendingBatch | None,
-                 errors: dict[int, str]) -> dict[int, list[FaceRecord]]:
+    def _records(
+        self, decoded: list[tuple[int, Frame]], pending: PendingBatch | None, errors: dict[int, str]
+    ) -> dict[int, list[FaceRecord]]:
         """Records by item index. A batch that fails is run again frame by frame, so only the
         input at fault fails (its reason goes into `errors`) and the others go on."""
         if pending is not None:
@@ -162,13 +198,22 @@ class LocalEngine:
         frames = dict(decoded)
         return one_by_one(lambda i: self.pipeline([frames[i]])[0], frames, errors)
 
-    def _outcomes(self, items: list[InputItem], batch: list, decoded: list[tuple[int, Frame]],
-                  pending: PendingBatch | None) -> list[Outcome]:
+    def _outcomes(
+        self,
+        items: list[InputItem],
+        batch: list,
+        decoded: list[tuple[int, Frame]],
+        pending: PendingBatch | None,
+    ) -> list[Outcome]:
         errors = {i: error for i, _, error in batch if error is not None}
         records = self._records(decoded, pending, errors)
         frames = dict(decoded)
-        return [Outcome(items[i], records[i], frames[i] if self.keep_pixels else None)
-                if i in records else Outcome(items[i], [], error=errors[i]) for i, _, _ in batch]
+        return [
+            Outcome(items[i], records[i], frames[i] if self.keep_pixels else None)
+            if i in records
+            else Outcome(items[i], [], error=errors[i])
+            for i, _, _ in batch
+        ]
 
     def prepare_videos(self, items: list[InputItem]) -> None:
         """Nothing to start early: this machine reads one video at a time."""

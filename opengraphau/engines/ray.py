@@ -14,6 +14,7 @@ Every node must see the inputs and the checkpoint at the same paths (a shared fi
 only this process writes, into its output folder. `FaceAUs` is the building block for Ray Data
 pipelines of one's own.
 """
+
 from __future__ import annotations
 
 import functools
@@ -79,11 +80,16 @@ def _connect(address: str | None) -> bool:
     if target not in ("local", "auto"):
         _probe(target)
     try:
-        ray.init(target, include_dashboard=False if target == "local" else None,
-                 log_to_driver=False, logging_level=logging.ERROR)
+        ray.init(
+            target,
+            include_dashboard=False if target == "local" else None,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds for an address it cannot join
-        raise ConfigError(f"cannot join a Ray cluster there ({describe(exc)})",
-                          param="ray_address", value=target) from None
+        raise ConfigError(
+            f"cannot join a Ray cluster there ({describe(exc)})", param="ray_address", value=target
+        ) from None
     # Ray Data's progress lines would break the terminal's; this tool reports progress itself.
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     return True
@@ -93,15 +99,21 @@ def _probe(address: str) -> None:
     """Fail in seconds when nothing answers at `address`, where Ray would retry for minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError("not a Ray address; give HOST:PORT as `ray start --head` prints it, "
-                          "or auto", param="ray_address", value=address)
+        raise ConfigError(
+            "not a Ray address; give HOST:PORT as `ray start --head` prints it, or auto",
+            param="ray_address",
+            value=address,
+        )
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=_PROBE_SECONDS):
             pass
     except OSError as exc:
-        raise ConfigError(f"no Ray cluster answers there ({exc.strerror or exc}); start one "
-                          "with `ray start --head`, or check the address", param="ray_address",
-                          value=address) from None
+        raise ConfigError(
+            f"no Ray cluster answers there ({exc.strerror or exc}); start one "
+            "with `ray start --head`, or check the address",
+            param="ray_address",
+            value=address,
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -130,17 +142,25 @@ def _placement(options: Options) -> _Placement:
     if gpus and options.device != "cpu":
         return _Placement(True, gpus, 1.0, 1.0, False, gpus)
     if options.device not in ("auto", "cpu"):
-        raise DeviceError("the Ray cluster has no GPU; use auto or cpu", param="device",
-                          value=options.device)
+        raise DeviceError(
+            "the Ray cluster has no GPU; use auto or cpu", param="device", value=options.device
+        )
     cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
     if not any(cpus):
-        raise ConfigError("the Ray cluster has no CPU to run on", param="ray_address",
-                          value=options.ray_address)
+        raise ConfigError(
+            "the Ray cluster has no CPU to run on", param="ray_address", value=options.ray_address
+        )
     total = sum(cpus)
     task = min(1.0, total / 2)  # one core per task; half a core each on a one-core machine
     share = max(task, float(min(c for c in cpus if c) // 2))
-    return _Placement(False, max(1, int(total / 2 // share)), share, task, options.detect,
-                      max(1, int(total // share)))
+    return _Placement(
+        False,
+        max(1, int(total / 2 // share)),
+        share,
+        task,
+        options.detect,
+        max(1, int(total // share)),
+    )
 
 
 def _use_assigned_cpus() -> None:
@@ -167,10 +187,18 @@ class _ModelSpec:
     def build(self) -> Pipeline:
         _use_assigned_cpus()
         device = torch.device("cuda" if self.gpu else "cpu")
-        model = build_model_for(self.checkpoint, arch=self.arch, stage=self.stage,
-                                device=device, precision=self.precision)
-        detector = (FaceDetector(device=device, min_face_size=self.min_face_size,
-                                 max_faces=self.max_faces) if self.search else None)
+        model = build_model_for(
+            self.checkpoint,
+            arch=self.arch,
+            stage=self.stage,
+            device=device,
+            precision=self.precision,
+        )
+        detector = (
+            FaceDetector(device=device, min_face_size=self.min_face_size, max_faces=self.max_faces)
+            if self.search
+            else None
+        )
         return Pipeline(model, detector=detector, batch_size=self.batch_size)
 
 
@@ -194,24 +222,35 @@ def _face_arrays(records: Sequence[FaceRecord]) -> dict[str, np.ndarray]:
     return {
         "face_id": np.array([r.face_id for r in records], np.int64),
         "success": np.array([r.success for r in records], np.bool_),
-        "box": np.array([none_box if r.box is None else r.box for r in records],
-                        np.float64).reshape(-1, 4),
-        "score": np.array([np.nan if r.confidence is None else r.confidence for r in records],
-                          np.float64),
-        "probs": np.array([none_probs if r.probs is None else r.probs for r in records],
-                          np.float32).reshape(-1, len(AU_COLUMNS)),
+        "box": np.array(
+            [none_box if r.box is None else r.box for r in records], np.float64
+        ).reshape(-1, 4),
+        "score": np.array(
+            [np.nan if r.confidence is None else r.confidence for r in records], np.float64
+        ),
+        "probs": np.array(
+            [none_probs if r.probs is None else r.probs for r in records], np.float32
+        ).reshape(-1, len(AU_COLUMNS)),
     }
 
 
-def _face_records(columns: Columns, k: int, source: str, frame: int,
-                  timestamp: float) -> list[FaceRecord]:
+def _face_records(
+    columns: Columns, k: int, source: str, frame: int, timestamp: float
+) -> list[FaceRecord]:
     """Row `k`'s records, rebuilt from what `_face_arrays` shipped."""
     face_id, success, box, score, probs = (columns[c][k] for c in _FACE_COLUMNS)
-    return [FaceRecord(source, frame, timestamp, int(face_id[j]),
-                       None if np.isnan(box[j][0]) else _box(box[j]),
-                       None if np.isnan(score[j]) else float(score[j]),
-                       np.array(probs[j], np.float32) if success[j] else None)
-            for j in range(len(face_id))]
+    return [
+        FaceRecord(
+            source,
+            frame,
+            timestamp,
+            int(face_id[j]),
+            None if np.isnan(box[j][0]) else _box(box[j]),
+            None if np.isnan(score[j]) else float(score[j]),
+            np.array(probs[j], np.float32) if success[j] else None,
+        )
+        for j in range(len(face_id))
+    ]
 
 
 def _box(values: np.ndarray) -> Box:
@@ -244,8 +283,9 @@ def _first_row(seconds: float, rows: int) -> np.ndarray:
     return column
 
 
-def _records_or_errors(run: Callable[[list[int]], list[list[FaceRecord]]], keys: list[int],
-                       errors: dict[int, str]) -> dict[int, list[FaceRecord]]:
+def _records_or_errors(
+    run: Callable[[list[int]], list[list[FaceRecord]]], keys: list[int], errors: dict[int, str]
+) -> dict[int, list[FaceRecord]]:
     """Records by row, the batch run at once or, when that fails, row by row (as the local
     engine does), so only the input at fault fails."""
     try:
@@ -255,8 +295,16 @@ def _records_or_errors(run: Callable[[list[int]], list[list[FaceRecord]]], keys:
 
 
 # -- the image stages -------------------------------------------------------------------------
-def _decode(batch: Columns, *, preprocess: EvalTransform, pixels: bool, prepare: bool,
-            search: bool, min_face_size: int, max_faces: int | None) -> Columns:
+def _decode(
+    batch: Columns,
+    *,
+    preprocess: EvalTransform,
+    pixels: bool,
+    prepare: bool,
+    search: bool,
+    min_face_size: int,
+    max_faces: int | None,
+) -> Columns:
     """The CPU stage, as Ray tasks: decode a batch with the local engine's `Decode` (so an
     image fails alike in both engines) and, with `search`, find its faces. An input that fails
     is its `error`; nothing here stops the dataset."""
@@ -290,10 +338,15 @@ def _decode(batch: Columns, *, preprocess: EvalTransform, pixels: bool, prepare:
         except Exception:  # noqa: BLE001 - retried frame by frame, as the local engine does
             found = one_by_one(lambda k: detector.detect([images[k]])[0], keys, errors)
         seconds = time.perf_counter() - start
-        out["box"] = _ragged([np.array([d.box for d in found.get(k, [])], np.float64)
-                              .reshape(-1, 4) for k in range(rows)])
-        out["score"] = _ragged([np.array([d.confidence for d in found.get(k, [])], np.float64)
-                                for k in range(rows)])
+        out["box"] = _ragged(
+            [
+                np.array([d.box for d in found.get(k, [])], np.float64).reshape(-1, 4)
+                for k in range(rows)
+            ]
+        )
+        out["score"] = _ragged(
+            [np.array([d.confidence for d in found.get(k, [])], np.float64) for k in range(rows)]
+        )
     for k in errors:  # those the search failed on, too
         sizes.pop(k, None)
         images.pop(k, None)
@@ -325,18 +378,32 @@ class _Model:
         errors = {k: _text(e) for k, e in enumerate(batch["error"]) if len(e)}
         keys = [k for k in range(rows) if k not in errors]
         frames = {k: self._frame(batch, k) for k in keys}
-        located = ({k: [Detection(_box(box), float(score))
-                        for box, score in zip(batch["box"][k], batch["score"][k])]
-                    for k in keys} if "box" in batch else None)
+        located = (
+            {
+                k: [
+                    Detection(_box(box), float(score))
+                    for box, score in zip(batch["box"][k], batch["score"][k])
+                ]
+                for k in keys
+            }
+            if "box" in batch
+            else None
+        )
         times = self.pipeline.times
         detect, model = times.detect, times.model
-        records = _records_or_errors(lambda ks: self.pipeline.submit(
-            [frames[k] for k in ks], None if located is None else [located[k] for k in ks]
-        ).result(), keys, errors)
+        records = _records_or_errors(
+            lambda ks: self.pipeline.submit(
+                [frames[k] for k in ks], None if located is None else [located[k] for k in ks]
+            ).result(),
+            keys,
+            errors,
+        )
         faces = [_face_arrays(records.get(k, [])) for k in range(rows)]
-        out: Columns = {"index": batch["index"],
-                        "error": _bytes([errors.get(k, "") for k in range(rows)]),
-                        **{c: _ragged([f[c] for f in faces]) for c in _FACE_COLUMNS}}
+        out: Columns = {
+            "index": batch["index"],
+            "error": _bytes([errors.get(k, "") for k in range(rows)]),
+            **{c: _ragged([f[c] for f in faces]) for c in _FACE_COLUMNS},
+        }
         if self.pixels:
             out["image"] = batch["image"]
         out["detect_s"] = batch["detect_s"] + _first_row(times.detect - detect, rows)
@@ -348,16 +415,13 @@ class _Model:
     @staticmethod
     def _frame(batch: Columns, k: int) -> Frame:
         image = batch["image"][k] if "image" in batch else None
-        prepared = torch.from_numpy(np.array(batch["prepared"][k])) if "prepared" in batch \
-            else None
-        return Frame("", 0, 0.0, image, (int(batch["width"][k]), int(batch["height"][k])),
-                     prepared)
+        prepared = torch.from_numpy(np.array(batch["prepared"][k])) if "prepared" in batch else None
+        return Frame("", 0, 0.0, image, (int(batch["width"][k]), int(batch["height"][k])), prepared)
 
 
 # -- videos -----------------------------------------------------------------------------------
 @ray.remote(num_returns="streaming")
-def _video_task(spec: _ModelSpec, options: Options, item: InputItem,
-                pixels: bool) -> Iterator[Any]:
+def _video_task(spec: _ModelSpec, options: Options, item: InputItem, pixels: bool) -> Iterator[Any]:
     """One video through the local engine's video loop (frames in order, faces tracked, so rows
     and track ids are the local engine's): its VideoInfo, then ("rows", columns) per batch as
     it is done, then ("end", why it ended early, or None). Exceptions travel to the driver,
@@ -374,7 +438,9 @@ def _video_task(spec: _ModelSpec, options: Options, item: InputItem,
                 "frame": np.array([f.index for f in frames], np.int64),
                 "timestamp": np.array([f.timestamp for f in frames], np.float64),
                 "size": [f.size for f in frames],
-                "detect_s": times.detect - detect, "model_s": times.model - model}
+                "detect_s": times.detect - detect,
+                "model_s": times.model - model,
+            }
             faces = [_face_arrays(o.records) for o in outcomes]
             columns.update({c: [f[c] for f in faces] for c in _FACE_COLUMNS})
             if pixels:
@@ -393,8 +459,10 @@ def _worker_failure(exc: ray.exceptions.RayError, options: Options) -> OpenGraph
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return OpenGraphAUError(
         f"a Ray worker failed ({lines[-1] if lines else type(exc).__name__}); every node needs "
-        "this package, and the inputs and checkpoint at the same paths", param="ray_address",
-        value=options.ray_address)
+        "this package, and the inputs and checkpoint at the same paths",
+        param="ray_address",
+        value=options.ray_address,
+    )
 
 
 def _get(ref: ray.ObjectRef) -> Any:
@@ -435,8 +503,9 @@ class _RayVideo:
         index, timestamp = int(columns["frame"][k]), float(columns["timestamp"][k])
         image = columns["image"][k] if "image" in columns else None
         frame = Frame(self.item.path, index, timestamp, image, tuple(columns["size"][k]))
-        return Outcome(self.item, _face_records(columns, k, self.item.path, index, timestamp),
-                       frame)
+        return Outcome(
+            self.item, _face_records(columns, k, self.item.path, index, timestamp), frame
+        )
 
     def close(self) -> None:
         """Stop the task when this process stops reading early."""
@@ -449,9 +518,15 @@ class _RayVideo:
 class RayEngine:
     """Runs the job on a Ray cluster: `options.ray_address`, or a new local Ray."""
 
-    def __init__(self, pipeline: Pipeline, options: Options, *,
-                 checkpoint: str | os.PathLike[str] | None, keep_pixels: bool,
-                 capture_factory: Callable[[str | int], Capture] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        options: Options,
+        *,
+        checkpoint: str | os.PathLike[str] | None,
+        keep_pixels: bool,
+        capture_factory: Callable[[str | int], Capture] | None = None,
+    ) -> None:
         """`pipeline`: the one jobs.py built, for cameras (which stay here) and as the pattern
         the workers rebuild from `checkpoint`; `keep_pixels`: images come back with their pixels
         (to draw or crop); `capture_factory` opens cameras (tests fake one)."""
@@ -467,43 +542,63 @@ class RayEngine:
             self.close()
             raise
         spec = functools.partial(
-            _ModelSpec, None if checkpoint is None else os.path.abspath(checkpoint),
-            pipeline.model.arch, pipeline.model.stage, options.precision, options.batch_size,
-            self.placement.gpu, min_face_size=options.min_face_size,
-            max_faces=options.max_faces)
+            _ModelSpec,
+            None if checkpoint is None else os.path.abspath(checkpoint),
+            pipeline.model.arch,
+            pipeline.model.stage,
+            options.precision,
+            options.batch_size,
+            self.placement.gpu,
+            min_face_size=options.min_face_size,
+            max_faces=options.max_faces,
+        )
         self.image_spec = spec(search=options.detect and not self.placement.search_in_tasks)
         self._pixels_of_videos = keep_pixels or options.show
         self._upcoming: list[InputItem] = []
         self._started: dict[InputItem, ObjectRefGenerator] = {}
         self._actor_memory = _ACTOR_MEMORY + sum(
             t.numel() * t.element_size()
-            for t in (*pipeline.model.parameters(), *pipeline.model.buffers()))
+            for t in (*pipeline.model.parameters(), *pipeline.model.buffers())
+        )
         self.video_spec = spec(search=options.detect)
 
     def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]:
         """Outcomes in input order (Ray Data's `preserve_order`: the rows come out as the local
         engine writes them, at the cost of holding finished batches behind a slow one)."""
         o, placement = self.options, self.placement
-        rows = [{"index": i, "path": os.fsencode(os.path.abspath(item.path))}
-                for i, item in enumerate(items)]
+        rows = [
+            {"index": i, "path": os.fsencode(os.path.abspath(item.path))}
+            for i, item in enumerate(items)
+        ]
         per_block = o.batch_size * _BATCHES_PER_BLOCK
         ds: ray.data.Dataset = ray.data.from_items(
-            rows, override_num_blocks=-(-len(rows) // per_block))
+            rows, override_num_blocks=-(-len(rows) // per_block)
+        )
         ds = ds.map_batches(
-            functools.partial(_decode, preprocess=self.pipeline.preprocess,
-                              pixels=o.detect or self.keep_pixels, prepare=not o.detect,
-                              search=placement.search_in_tasks, min_face_size=o.min_face_size,
-                              max_faces=o.max_faces),
-            batch_size=o.batch_size, num_cpus=placement.task_cpus)
+            functools.partial(
+                _decode,
+                preprocess=self.pipeline.preprocess,
+                pixels=o.detect or self.keep_pixels,
+                prepare=not o.detect,
+                search=placement.search_in_tasks,
+                min_face_size=o.min_face_size,
+                max_faces=o.max_faces,
+            ),
+            batch_size=o.batch_size,
+            num_cpus=placement.task_cpus,
+        )
         # Each actor reserves what it holds, so Ray puts no more actors on a node than its
         # memory takes; the stages' different needs also keep Ray Data from fusing decoding into
         # the actors, whose one process would then decode, search and run the model in turn.
         ds = ds.map_batches(
-            _Model, batch_size=o.batch_size,
+            _Model,
+            batch_size=o.batch_size,
             compute=ray.data.ActorPoolStrategy(size=placement.actors),
-            num_cpus=placement.actor_cpus, num_gpus=1 if placement.gpu else None,
-            memory=self._actor_memory, fn_constructor_kwargs={"spec": self.image_spec,
-                                                              "pixels": self.keep_pixels})
+            num_cpus=placement.actor_cpus,
+            num_gpus=1 if placement.gpu else None,
+            memory=self._actor_memory,
+            fn_constructor_kwargs={"spec": self.image_spec, "pixels": self.keep_pixels},
+        )
         ds.context.execution_options.preserve_order = True
         ds.context.enable_progress_bars = False
         try:
@@ -531,12 +626,16 @@ class RayEngine:
         """A video file in a Ray task; a camera here, with this process's pipeline (its frames
         are live: sending them away and back would only add delay)."""
         if item.kind == "webcam":
-            return LocalEngine(self.pipeline, self.options, keep_pixels=self.keep_pixels,
-                               capture_factory=self.capture_factory).video(item)
+            return LocalEngine(
+                self.pipeline,
+                self.options,
+                keep_pixels=self.keep_pixels,
+                capture_factory=self.capture_factory,
+            ).video(item)
         refs = self._started.pop(item, None) or self._start(item)
         if item in self._upcoming:
-            self._upcoming = self._upcoming[self._upcoming.index(item) + 1:]
-            for ahead in self._upcoming[:self.placement.slots]:
+            self._upcoming = self._upcoming[self._upcoming.index(item) + 1 :]
+            for ahead in self._upcoming[: self.placement.slots]:
                 if ahead not in self._started:
                     self._started[ahead] = self._start(ahead)
         return _RayVideo(item, refs, self.times)
@@ -550,13 +649,18 @@ class RayEngine:
             self._upcoming = [i for i in items if i.kind != "webcam"]
 
     def _start(self, item: InputItem) -> ObjectRefGenerator:
-        args: dict[str, Any] = ({"num_gpus": 1} if self.placement.gpu
-                                else {"num_cpus": self.placement.actor_cpus})
+        args: dict[str, Any] = (
+            {"num_gpus": 1} if self.placement.gpu else {"num_cpus": self.placement.actor_cpus}
+        )
         if self._pixels_of_videos:
             args["_generator_backpressure_num_objects"] = _VIDEO_AHEAD
         where = InputItem(os.path.abspath(item.path), item.kind, item.stem)
-        return cast(ObjectRefGenerator, _video_task.options(**args).remote(
-            self.video_spec, self.options, where, self._pixels_of_videos))
+        return cast(
+            ObjectRefGenerator,
+            _video_task.options(**args).remote(
+                self.video_spec, self.options, where, self._pixels_of_videos
+            ),
+        )
 
     def close(self) -> None:
         """Stop the videos started ahead and not read; leave the cluster if this engine joined
@@ -584,25 +688,45 @@ class FaceAUs:
     MTCNN) load once per actor, on its GPU when it has one (`num_gpus=1`).
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, *,
-                 arch: str | None = None, stage: int | None = None, device: str = "auto",
-                 detect_faces: bool = True, min_face_size: int = 20,
-                 max_faces: int | None = None, batch_size: int = 16,
-                 precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        *,
+        arch: str | None = None,
+        stage: int | None = None,
+        device: str = "auto",
+        detect_faces: bool = True,
+        min_face_size: int = 20,
+        max_faces: int | None = None,
+        batch_size: int = 16,
+        precision: str = "fp32",
+    ) -> None:
         """As `AUPredictor`'s arguments (`checkpoint` None: random weights, a smoke test)."""
         from ..predictor import AUPredictor
+
         self.pipeline = AUPredictor(
-            checkpoint, arch=arch, stage=stage, device=device, detect_faces=detect_faces,
-            min_face_size=min_face_size, max_faces=max_faces, batch_size=batch_size,
-            precision=precision).pipeline
+            checkpoint,
+            arch=arch,
+            stage=stage,
+            device=device,
+            detect_faces=detect_faces,
+            min_face_size=min_face_size,
+            max_faces=max_faces,
+            batch_size=batch_size,
+            precision=precision,
+        ).pipeline
 
     def __call__(self, batch: Columns) -> Columns:
         if "image" not in batch and "path" not in batch:
-            raise ConfigError("needs an 'image' or a 'path' column", param="batch",
-                              value=sorted(batch))
+            raise ConfigError(
+                "needs an 'image' or a 'path' column", param="batch", value=sorted(batch)
+            )
         rows = len(batch["image" if "image" in batch else "path"])
-        paths = ([p if isinstance(p, str) else os.fsdecode(bytes(p)) for p in batch["path"]]
-                 if "path" in batch else [""] * rows)
+        paths = (
+            [p if isinstance(p, str) else os.fsdecode(bytes(p)) for p in batch["path"]]
+            if "path" in batch
+            else [""] * rows
+        )
         frames: dict[int, Frame] = {}
         errors: dict[int, str] = {}
         for k in range(rows):
@@ -613,19 +737,29 @@ class FaceAUs:
                 errors[k] = exc.reason
             except Exception as exc:  # noqa: BLE001 - one image's failure must not end the batch
                 errors[k] = f"could not be prepared ({describe(exc)})"
-        records = _records_or_errors(lambda ks: self.pipeline([frames[k] for k in ks]),
-                                     list(frames), errors)
-        found = {k: records.get(k) or [FaceRecord(paths[k], 0, 0.0, 0, None, None, None)]
-                 for k in range(rows)}
+        records = _records_or_errors(
+            lambda ks: self.pipeline([frames[k] for k in ks]), list(frames), errors
+        )
+        found = {
+            k: records.get(k) or [FaceRecord(paths[k], 0, 0.0, 0, None, None, None)]
+            for k in range(rows)
+        }
         source = [k for k in range(rows) for _ in found[k]]
         faces = _face_arrays([r for k in range(rows) for r in found[k]])
         box, probs = faces["box"], faces["probs"]
         values: Columns = {
             "file": np.array([display_name(paths[k]) for k in source], dtype=object),
-            "frame": np.zeros(len(source), np.int64), "timestamp": np.zeros(len(source)),
-            "face_id": faces["face_id"], "success": faces["success"],
-            "confidence": faces["score"], "x": box[:, 0], "y": box[:, 1], "w": box[:, 2],
-            "h": box[:, 3], **{c: probs[:, j] for j, c in enumerate(AU_COLUMNS)}}
+            "frame": np.zeros(len(source), np.int64),
+            "timestamp": np.zeros(len(source)),
+            "face_id": faces["face_id"],
+            "success": faces["success"],
+            "confidence": faces["score"],
+            "x": box[:, 0],
+            "y": box[:, 1],
+            "w": box[:, 2],
+            "h": box[:, 3],
+            **{c: probs[:, j] for j, c in enumerate(AU_COLUMNS)},
+        }
         out = {c: values[c] for c in CSV_HEADER}
         out["error"] = np.array([display_name(errors.get(k, "")) for k in source], dtype=object)
         for name, column in batch.items():

@@ -5,6 +5,7 @@ square around MTCNN's box, widened by `MARGIN`, and resized to `CROP_SIZE`; the 
 `EvalTransform` then takes it from there. `square_crop` is the exact (Pillow) form; `crop_faces`
 the batched tensor form for GPUs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,8 +46,9 @@ def _pixel_square(box: Box, margin: float) -> tuple[int, int, int]:
     return round(left), round(top), max(1, round(side))
 
 
-def square_crop(image: Image.Image, box: Box, margin: float = MARGIN,
-                size: int = CROP_SIZE) -> Image.Image:
+def square_crop(
+    image: Image.Image, box: Box, margin: float = MARGIN, size: int = CROP_SIZE
+) -> Image.Image:
     """Cut `crop_box(box, margin)` out of `image` and resize it to size x size (bilinear).
 
     The square is snapped to whole pixels so the result is an exact crop of the original.
@@ -64,8 +66,9 @@ def square_crop(image: Image.Image, box: Box, margin: float = MARGIN,
     return canvas.resize((size, size), Image.Resampling.BILINEAR)
 
 
-def crop_faces(image: torch.Tensor, boxes: Sequence[Box], margin: float = MARGIN,
-               size: int = CROP_SIZE) -> torch.Tensor:
+def crop_faces(
+    image: torch.Tensor, boxes: Sequence[Box], margin: float = MARGIN, size: int = CROP_SIZE
+) -> torch.Tensor:
     """`square_crop` for a (3, H, W) uint8 tensor on any device: (N, 3, size, size) uint8.
 
     The same pixel squares and black outside; the resize is torch's antialiased bilinear, which
@@ -81,8 +84,13 @@ def crop_faces(image: torch.Tensor, boxes: Sequence[Box], margin: float = MARGIN
         if x0 >= x1 or y0 >= y1:
             continue
         canvas = image.new_zeros((3, side, side))
-        canvas[:, y0 - top:y1 - top, x0 - left:x1 - left] = image[:, y0:y1, x0:x1]
-        resized = F.interpolate(canvas[None].float(), size=(size, size), mode="bilinear",
-                                align_corners=False, antialias=True)
+        canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] = image[:, y0:y1, x0:x1]
+        resized = F.interpolate(
+            canvas[None].float(),
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
         out[n] = resized[0].round_().clamp_(0, 255).to(torch.uint8)
     return out

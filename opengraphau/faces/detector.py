@@ -3,6 +3,7 @@
 Large frames are searched on a copy whose longer side is at most `max_side`; boxes come back in
 the frame's own pixels. The crop itself is `faces.crop`'s job.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -39,9 +40,15 @@ class _SearchCopy(NamedTuple):
 class FaceDetector:
     """MTCNN, loaded once: frames in, detections out, left to right."""
 
-    def __init__(self, *, device: str | torch.device = "cpu", min_face_size: int = 20,
-                 max_faces: int | None = None, max_side: int = 1024,
-                 threshold: float = 0.9) -> None:
+    def __init__(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        min_face_size: int = 20,
+        max_faces: int | None = None,
+        max_side: int = 1024,
+        threshold: float = 0.9,
+    ) -> None:
         """
         min_face_size: smallest face to look for, in frame pixels (never below MTCNN's 12 px
             on the copy it actually searches).
@@ -56,16 +63,19 @@ class FaceDetector:
         if max_faces is not None and max_faces < 1:
             raise ConfigError("must be None or at least 1", param="max_faces", value=max_faces)
         if min_face_size < 1:
-            raise ConfigError("must be at least 1 pixel", param="min_face_size",
-                              value=min_face_size)
+            raise ConfigError(
+                "must be at least 1 pixel", param="min_face_size", value=min_face_size
+            )
         if max_side < MTCNN_MIN_FACE:
-            raise ConfigError(f"must be at least {MTCNN_MIN_FACE:g}", param="max_side",
-                              value=max_side)
+            raise ConfigError(
+                f"must be at least {MTCNN_MIN_FACE:g}", param="max_side", value=max_side
+            )
         self.min_face_size = min_face_size
         self.max_faces = max_faces
         self.max_side = max_side
         self.threshold = threshold
         from facenet_pytorch import MTCNN  # its weights load with it: only when detecting
+
         self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, device=device).eval()
 
     def detect(self, frames: Sequence[np.ndarray | Image.Image]) -> list[list[Detection]]:
@@ -96,24 +106,39 @@ class FaceDetector:
         if scale < 1.0:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             small = image.resize(size, Image.Resampling.BILINEAR)
-        return _SearchCopy(small, image.width / small.width, image.height / small.height,
-                           max(MTCNN_MIN_FACE, self.min_face_size * small.width / image.width))
+        return _SearchCopy(
+            small,
+            image.width / small.width,
+            image.height / small.height,
+            max(MTCNN_MIN_FACE, self.min_face_size * small.width / image.width),
+        )
 
     def _run_mtcnn(self, images: list[Image.Image], min_face: float) -> list[np.ndarray]:
         """(N, 5) arrays of x1, y1, x2, y2, probability per image, from one batched MTCNN pass."""
         from facenet_pytorch.models.utils.detect_face import detect_face
+
         m = self._mtcnn
         with torch.inference_mode():
-            batch, _ = detect_face(images, min_face, m.pnet, m.rnet, m.onet, m.thresholds,
-                                   m.factor, m.device)
+            batch, _ = detect_face(
+                images, min_face, m.pnet, m.rnet, m.onet, m.thresholds, m.factor, m.device
+            )
         return [np.asarray(rows, dtype=np.float64).reshape(-1, 5) for rows in batch]
 
     def _select(self, copy: _SearchCopy, rows: np.ndarray) -> list[Detection]:
         """Back to frame pixels; threshold, the largest `max_faces`, then left to right."""
         rows = rows[rows[:, 4] >= self.threshold]
-        found = [Detection((x1 * copy.scale_x, y1 * copy.scale_y, (x2 - x1) * copy.scale_x,
-                            (y2 - y1) * copy.scale_y), float(p))
-                 for x1, y1, x2, y2, p in rows.tolist()]
+        found = [
+            Detection(
+                (
+                    x1 * copy.scale_x,
+                    y1 * copy.scale_y,
+                    (x2 - x1) * copy.scale_x,
+                    (y2 - y1) * copy.scale_y,
+                ),
+                float(p),
+            )
+            for x1, y1, x2, y2, p in rows.tolist()
+        ]
         if self.max_faces is not None:
-            found = sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)[:self.max_faces]
+            found = sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)[: self.max_faces]
         return sorted(found, key=lambda d: d.box[0])

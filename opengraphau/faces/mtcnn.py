@@ -14,6 +14,7 @@ size), then crops and area-resizes every candidate box for R-Net and O-Net in a 
   what facenet gives it alone (up to the last bits of the convolutions, which depend on the
   batch shape in any implementation).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict

@@ -3,6 +3,7 @@
 Names are imported on first use, so `opengraphau.model.variants` (the variant table) can be
 read without loading PyTorch.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,16 +17,35 @@ if TYPE_CHECKING:
     from .variants import ARCHS, STAGES, VARIANTS, Variant
 
 _HOMES = {
-    "checkpoint_filter_fn": "checkpoint", "detect_arch_stage": "checkpoint",
-    "load_model": "checkpoint", "OpenGraphAU": "opengraphau", "build_model": "opengraphau",
-    "untrained_model": "opengraphau", "InferenceModel": "optimize",
+    "checkpoint_filter_fn": "checkpoint",
+    "detect_arch_stage": "checkpoint",
+    "load_model": "checkpoint",
+    "OpenGraphAU": "opengraphau",
+    "build_model": "opengraphau",
+    "untrained_model": "opengraphau",
+    "InferenceModel": "optimize",
     "optimize_for_inference": "optimize",
-    "EvalTransform": "transforms", "ARCHS": "variants", "STAGES": "variants",
-    "VARIANTS": "variants", "Variant": "variants",
+    "EvalTransform": "transforms",
+    "ARCHS": "variants",
+    "STAGES": "variants",
+    "VARIANTS": "variants",
+    "Variant": "variants",
 }
-__all__ = ["ARCHS", "EvalTransform", "InferenceModel", "OpenGraphAU", "STAGES", "VARIANTS",
-           "Variant", "build_model", "checkpoint_filter_fn", "detect_arch_stage", "load_model",
-           "optimize_for_inference", "untrained_model"]
+__all__ = [
+    "ARCHS",
+    "EvalTransform",
+    "InferenceModel",
+    "OpenGraphAU",
+    "STAGES",
+    "VARIANTS",
+    "Variant",
+    "build_model",
+    "checkpoint_filter_fn",
+    "detect_arch_stage",
+    "load_model",
+    "optimize_for_inference",
+    "untrained_model",
+]
 
 
 def __getattr__(name: str) -> Any:

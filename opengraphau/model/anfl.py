@@ -1,4 +1,5 @@
 """Stage-1 head (ANFL): AU node features + a dynamic top-K graph and one GNN layer."""
+
 from __future__ import annotations
 
 import torch

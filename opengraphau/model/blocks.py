@@ -1,4 +1,5 @@
 """Building blocks shared by the stage-1 and stage-2 heads."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,9 @@ from ..aus import NUM_MAIN_AUS, NUM_SUB_AUS, SUB_AU_PARENTS
 BN_EPS = 1e-5
 
 
-def _affine(weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
-            eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _affine(
+    weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     scale = weight * torch.rsqrt(var + eps)
     return scale, bias - mean * scale
 

@@ -7,6 +7,7 @@ finite where the model holds floats), the layout is converted to this package's 
 `checkpoint_filter_fn`, and the model is loaded strictly: every tensor it needs must come from the
 file with the right shape.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -26,9 +27,14 @@ from .optimize import InferenceModel, check_precision, optimize_for_inference
 from .variants import VARIANTS, get_variant
 
 _AU_BLOCK = re.compile(r"^head\.main_class_linears\.(\d+)\.(fc|bn)\.(\w+)$")
-_AU_FIELDS = {("fc", "weight"): "weight", ("fc", "bias"): "bias", ("bn", "weight"): "bn_weight",
-              ("bn", "bias"): "bn_bias", ("bn", "running_mean"): "bn_mean",
-              ("bn", "running_var"): "bn_var"}
+_AU_FIELDS = {
+    ("fc", "weight"): "weight",
+    ("fc", "bias"): "bias",
+    ("bn", "weight"): "bn_weight",
+    ("bn", "bias"): "bn_bias",
+    ("bn", "running_mean"): "bn_mean",
+    ("bn", "running_var"): "bn_var",
+}
 #: Integer tensors the official files hold on purpose: counters and index tables.
 _INTEGER_KEYS = ("num_batches_tracked", "relative_position_index")
 
@@ -53,8 +59,11 @@ def _unpickle(path: Path) -> object:
     if not head:
         raise _fail(path, "is empty (0 bytes); download it again")
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: a zip, or (old) a pickle
-        raise _fail(path, "not a PyTorch checkpoint (it is neither the zip archive nor the pickle "
-                          "torch.save writes: a text, JSON or other file)")
+        raise _fail(
+            path,
+            "not a PyTorch checkpoint (it is neither the zip archive nor the pickle "
+            "torch.save writes: a text, JSON or other file)",
+        )
     try:
         with warnings.catch_warnings():  # the unpickler's warnings would break stderr's lines
             warnings.simplefilter("ignore")
@@ -63,15 +72,22 @@ def _unpickle(path: Path) -> object:
         raise _fail(path, "permission denied; make the file readable") from None
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():
-            raise _fail(path, "not a safe PyTorch checkpoint: it holds Python objects that would "
-                              "run code when loaded, so it was refused") from None
-        raise _fail(path, "not a PyTorch checkpoint (damaged, or a pickle of something else); "
-                          "download it again") from None
+            raise _fail(
+                path,
+                "not a safe PyTorch checkpoint: it holds Python objects that would "
+                "run code when loaded, so it was refused",
+            ) from None
+        raise _fail(
+            path,
+            "not a PyTorch checkpoint (damaged, or a pickle of something else); download it again",
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the unpickler raises anything on a foreign file
         first = describe(exc).split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
-        kind = ("unreadable or truncated checkpoint"
-                if isinstance(exc, (RuntimeError, EOFError, OSError, zipfile.BadZipFile))
-                else "not a PyTorch checkpoint")
+        kind = (
+            "unreadable or truncated checkpoint"
+            if isinstance(exc, (RuntimeError, EOFError, OSError, zipfile.BadZipFile))
+            else "not a PyTorch checkpoint"
+        )
         raise _fail(path, f"{kind} ({first}); download it again") from None
 
 
@@ -87,8 +103,11 @@ def _check_tensor(path: Path, key: str, value: torch.Tensor) -> None:
         raise _fail(path, f"tensor {key} holds {value.dtype}, not floating-point weights")
     if not bool(torch.isfinite(value).all()):
         bad = int((~torch.isfinite(value)).sum())
-        raise _fail(path, f"tensor {key} holds {bad} NaN or infinite values; the file is "
-                          "damaged or from a diverged training run")
+        raise _fail(
+            path,
+            f"tensor {key} holds {bad} NaN or infinite values; the file is "
+            "damaged or from a diverged training run",
+        )
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -96,8 +115,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     obj = _unpickle(path)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
         raise _fail(path, "not a model checkpoint (no 'state_dict' of tensors found)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     for key, value in state.items():
@@ -141,8 +163,9 @@ def _stack_au_blocks(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def checkpoint_filter_fn(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
     """Official layout (without `module.`) -> this package's layout, for the given backbone."""
     family = get_variant(arch).family_module()
-    backbone = {k.removeprefix("backbone."): v for k, v in state.items()
-                if k.startswith("backbone.")}
+    backbone = {
+        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
+    }
     out = {"backbone." + k: v for k, v in family.checkpoint_filter_fn(backbone).items()}
     out.update(_stack_au_blocks({k: v for k, v in state.items() if not k.startswith("backbone.")}))
     return out
@@ -152,8 +175,11 @@ def _strict_problems(state: dict[str, torch.Tensor], model: OpenGraphAU) -> str:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {list(state[k].shape)} vs {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:
@@ -162,16 +188,34 @@ def _strict_problems(state: dict[str, torch.Tensor], model: OpenGraphAU) -> str:
 
 
 @overload
-def load_model(path: str | Path, arch: str | None = ..., stage: int | None = ...,
-               device: str | torch.device = ..., *, optimize: Literal[True] = ...,
-               precision: str = ...) -> InferenceModel: ...
+def load_model(
+    path: str | Path,
+    arch: str | None = ...,
+    stage: int | None = ...,
+    device: str | torch.device = ...,
+    *,
+    optimize: Literal[True] = ...,
+    precision: str = ...,
+) -> InferenceModel: ...
 @overload
-def load_model(path: str | Path, arch: str | None = ..., stage: int | None = ...,
-               device: str | torch.device = ..., *, optimize: Literal[False],
-               precision: str = ...) -> OpenGraphAU: ...
-def load_model(path: str | Path, arch: str | None = None, stage: int | None = None,
-               device: str | torch.device = "cpu", *, optimize: bool = True,
-               precision: str = "fp32") -> InferenceModel | OpenGraphAU:
+def load_model(
+    path: str | Path,
+    arch: str | None = ...,
+    stage: int | None = ...,
+    device: str | torch.device = ...,
+    *,
+    optimize: Literal[False],
+    precision: str = ...,
+) -> OpenGraphAU: ...
+def load_model(
+    path: str | Path,
+    arch: str | None = None,
+    stage: int | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    optimize: bool = True,
+    precision: str = "fp32",
+) -> InferenceModel | OpenGraphAU:
     """Build the model a checkpoint holds and load it strictly; eval mode, on `device`.
 
     `arch`/`stage` default to what the file holds; when given and the file says otherwise a
@@ -184,17 +228,24 @@ def load_model(path: str | Path, arch: str | None = None, stage: int | None = No
     if optimize:
         check_precision(precision, device)
     elif precision != "fp32":
-        raise ConfigError("the plain model (optimize=False) is fp32 only", param="precision",
-                          value=precision)
+        raise ConfigError(
+            "the plain model (optimize=False) is fp32 only", param="precision", value=precision
+        )
     state = read_state_dict(path)
     found = detect_arch_stage(state)
     if found is None:
-        raise _fail(path, "not an OpenGraphAU checkpoint (its keys match none of the "
-                          f"{len(VARIANTS)} backbones with a stage-1 or stage-2 head)")
+        raise _fail(
+            path,
+            "not an OpenGraphAU checkpoint (its keys match none of the "
+            f"{len(VARIANTS)} backbones with a stage-1 or stage-2 head)",
+        )
     if (arch and arch != found[0]) or (stage and stage != found[1]):
-        raise _fail(path, f"holds a {found[0]} stage-{found[1]} model, not {arch or found[0]} "
-                          f"stage-{stage or found[1]}; ask for {found[0]} stage {found[1]}, or "
-                          "leave the backbone and stage out and let the file decide")
+        raise _fail(
+            path,
+            f"holds a {found[0]} stage-{found[1]} model, not {arch or found[0]} "
+            f"stage-{stage or found[1]}; ask for {found[0]} stage {found[1]}, or "
+            "leave the backbone and stage out and let the file decide",
+        )
     model = build_model(arch=found[0], stage=found[1])
     state = checkpoint_filter_fn(state, found[0])
     problems = _strict_problems(state, model)

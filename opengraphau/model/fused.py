@@ -9,6 +9,7 @@ Elsewhere (CUDA, or a PyTorch without those oneDNN ops) it is a plain channels-l
 The oneDNN ops are the ones torch.compile emits for this fusion; they are not public API, so
 their presence is checked and the plain conv2d is the fallback.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,9 +25,12 @@ from .resnet import ResNetTokens
 
 def onednn_fused_conv_available() -> bool:
     """Whether this PyTorch has oneDNN's fused convolution ops enabled (CPU only)."""
-    return (torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
+    return (
+        torch.backends.mkldnn.is_available()
+        and bool(torch.backends.mkldnn.enabled)
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")
+    )
 
 
 class FusedConv(nn.Module):
@@ -51,8 +55,9 @@ class FusedConv(nn.Module):
         """ReLU?(conv(x) + bias (+ residual)). `residual` may be overwritten with the result."""
         if x.is_cpu and onednn_fused_conv_available():
             return self._onednn(x, residual)
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                     self.groups)
+        y = F.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
         if residual is not None:
             y += residual
         return F.relu(y, inplace=True) if self.relu else y
@@ -62,16 +67,23 @@ class FusedConv(nn.Module):
         weight = self._packed.get(key)
         if weight is None:
             weight = torch.ops.mkldnn._reorder_convolution_weight(
-                self.weight.to(x.dtype), self.padding, self.stride, self.dilation, self.groups,
-                list(x.shape))
+                self.weight.to(x.dtype),
+                self.padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+                list(x.shape),
+            )
             self._packed[key] = weight
         bias = self.bias.to(x.dtype)
         args = (self.padding, self.stride, self.dilation, self.groups)
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(
-                x, weight, bias, *args, "relu" if self.relu else "none", [], "")
+                x, weight, bias, *args, "relu" if self.relu else "none", [], ""
+            )
         return torch.ops.mkldnn._convolution_pointwise_.binary(
-            residual, x, weight, bias, *args, "add", 1.0, "relu" if self.relu else None, [], "")
+            residual, x, weight, bias, *args, "add", 1.0, "relu" if self.relu else None, [], ""
+        )
 
     def _apply(self, fn: Any, recurse: bool = True) -> FusedConv:
         self._packed = {}  # laid out for the old device/dtype
@@ -93,8 +105,11 @@ class FusedBlock(nn.Module):
         if isinstance(block, Bottleneck):
             pairs.append((block.conv3, block.bn3))
         self.convs = nn.ModuleList(FusedConv(c, b, relu=True) for c, b in pairs)
-        self.downsample = (FusedConv(block.downsample[0], block.downsample[1], relu=False)
-                           if block.downsample is not None else None)
+        self.downsample = (
+            FusedConv(block.downsample[0], block.downsample[1], relu=False)
+            if block.downsample is not None
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The shortcut is overwritten by the last conv; x itself is not needed after conv 1.
@@ -113,9 +128,13 @@ class FusedResNetTokens(nn.Module):
         self.num_features = resnet.num_features
         self.stem = FusedConv(resnet.conv1, resnet.bn1, relu=True)
         self.maxpool = resnet.maxpool
-        self.blocks = nn.Sequential(*(FusedBlock(block) for layer in
-                                      (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
-                                      for block in layer))
+        self.blocks = nn.Sequential(
+            *(
+                FusedBlock(block)
+                for layer in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+                for block in layer
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x.contiguous(memory_format=torch.channels_last))

@@ -3,6 +3,7 @@
 The official checkpoints hold the encoder of the MAE pre-training model (`encoder.*`, separate
 `q_bias`/`v_bias`, no position table); `checkpoint_filter_fn` converts it.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -29,13 +30,24 @@ class MAETokens(VisionTransformer):
     """ViT-B/16 encoder: (B, 3, 224, 224) -> (B, 196, 768), positions from a fixed table."""
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12) -> None:
-        super().__init__(img_size=224, patch_size=16, embed_dim=embed_dim, depth=depth,
-                         num_heads=num_heads, mlp_ratio=4.0, qkv_bias=True, class_token=False,
-                         global_pool="", num_classes=0, pos_embed="none",
-                         norm_layer=partial(nn.LayerNorm, eps=1e-6))
+        super().__init__(
+            img_size=224,
+            patch_size=16,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=4.0,
+            qkv_bias=True,
+            class_token=False,
+            global_pool="",
+            num_classes=0,
+            pos_embed="none",
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        )
         num_patches = self.patch_embed.num_patches
-        self.register_buffer("pos_table", sinusoid_table(num_patches, self.embed_dim),
-                             persistent=False)
+        self.register_buffer(
+            "pos_table", sinusoid_table(num_patches, self.embed_dim), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         x = self.patch_embed(x) + self.pos_table
@@ -49,8 +61,8 @@ def build(variant: Variant) -> MAETokens:
 def matches(variant: Variant, state: dict[str, torch.Tensor]) -> bool:
     """Whether `state` holds an MAE encoder (pre-training layout, or already timm's)."""
     return "backbone.encoder.patch_embed.proj.weight" in state or (
-        "backbone.patch_embed.proj.weight" in state
-        and "backbone.blocks.0.attn.qkv.weight" in state)
+        "backbone.patch_embed.proj.weight" in state and "backbone.blocks.0.attn.qkv.weight" in state
+    )
 
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ such a mix commutes with affine maps:
 * The first GNN layer's E is linear as well, so E(edge) comes from E(basis) (D rows), not
   from an (N*N, C) x (C, C) product.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,8 +71,9 @@ class EdgeFeatures(nn.Module):
         self.bn = nn.BatchNorm2d(num_nodes * num_nodes)
         nn.init.normal_(self.edge_proj.weight, 0.0, (2.0 / channels) ** 0.5)
 
-    def forward(self, au_maps: torch.Tensor, tokens: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, au_maps: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, D, N, C) per-AU maps, (B, D, C) tokens -> weights (B, N*N, D), basis (B, D, C).
 
         Edge e = i*N + j before the BatchNorm is weights[e] @ basis: returned factored, so a
@@ -82,20 +84,21 @@ class EdgeFeatures(nn.Module):
         _, d, n, c = au_maps.shape  # the batch stays -1 in reshapes, for dynamic exports
         fam, arm = self.FAM, self.ARM
         # FAM: q_n k^T = au_n (k W_q)^T + k b_q, so the queries are never projected.
-        key = fam.linear_k(tokens)                                          # (B, D, C/2)
-        key_in = torch.matmul(key, fam.linear_q.weight) * fam.scale         # (B, D, C)
-        key_bias = torch.matmul(key, fam.linear_q.bias) * fam.scale         # (B, D)
-        scores = torch.baddbmm(key_bias.unsqueeze(1), au_maps.reshape(-1, d * n, c),
-                               key_in.transpose(1, 2))
-        attn = torch.softmax(scores, dim=-1).view(-1, d, n, d)              # [dq, n, dk]
-        attn = attn.transpose(1, 2).contiguous()                            # (B, N, D, D)
+        key = fam.linear_k(tokens)  # (B, D, C/2)
+        key_in = torch.matmul(key, fam.linear_q.weight) * fam.scale  # (B, D, C)
+        key_bias = torch.matmul(key, fam.linear_q.bias) * fam.scale  # (B, D)
+        scores = torch.baddbmm(
+            key_bias.unsqueeze(1), au_maps.reshape(-1, d * n, c), key_in.transpose(1, 2)
+        )
+        attn = torch.softmax(scores, dim=-1).view(-1, d, n, d)  # [dq, n, dk]
+        attn = attn.transpose(1, 2).contiguous()  # (B, N, D, D)
         # ARM on FAM's output attn_n @ values: project the D value rows once per image.
         values = fam.linear_v(tokens)
         # In log2 units: the pair softmax below uses exp2, several times faster than exp here.
         gram = torch.bmm(arm.linear_q(values), arm.linear_k(values).transpose(1, 2))
         gram *= arm.scale * LOG2_E
-        left = torch.matmul(attn, gram.unsqueeze(1))                        # attn_j @ gram
-        mean_attn = self._mean_attention(left, attn).transpose(1, 2)        # [i, j, dk]
+        left = torch.matmul(attn, gram.unsqueeze(1))  # attn_j @ gram
+        mean_attn = self._mean_attention(left, attn).transpose(1, 2)  # [i, j, dk]
         weights = torch.matmul(mean_attn, attn).view(-1, n * n, d)
         return weights, self.edge_proj(arm.linear_v(values))
 
@@ -113,8 +116,9 @@ class EdgeFeatures(nn.Module):
         per_j = n * d * d
         if torch.jit.is_tracing():
             step = max(1, self.scores_per_block // per_j)
-            return torch.cat([_pair_softmax_mean(left[:, j:j + step], attn)
-                              for j in range(0, n, step)], dim=1)
+            return torch.cat(
+                [_pair_softmax_mean(left[:, j : j + step], attn) for j in range(0, n, step)], dim=1
+            )
         if not left.is_cpu:
             return _batched_pair_softmax_mean(left, attn, self.scores_per_gpu_chunk)
         if per_j <= self.scores_per_block:
@@ -126,24 +130,38 @@ class EdgeFeatures(nn.Module):
         for image in range(b):
             for j0, j1 in j_blocks:
                 for i0, i1 in i_blocks:
-                    out[image, j0:j1, i0:i1] = _pair_softmax_mean(left[image:image + 1, j0:j1],
-                                                                  attn[image:image + 1, i0:i1])[0]
+                    out[image, j0:j1, i0:i1] = _pair_softmax_mean(
+                        left[image : image + 1, j0:j1], attn[image : image + 1, i0:i1]
+                    )[0]
         return out
 
 
-def _batched_pair_softmax_mean(left: torch.Tensor, attn: torch.Tensor, budget: int
-                               ) -> torch.Tensor:
+def _batched_pair_softmax_mean(left: torch.Tensor, attn: torch.Tensor, budget: int) -> torch.Tensor:
     """`_pair_softmax_mean` over whole images, as many per call as `budget` scores allow, or
     over chunks of query AUs of one image at a time when even one image is larger."""
     b, n, d, _ = left.shape
     per_j = n * d * d
     images = budget // (n * per_j)
     if images >= 1:
-        return torch.cat([_pair_softmax_mean(left[i:i + images], attn[i:i + images])
-                          for i in range(0, b, images)])
+        return torch.cat(
+            [
+                _pair_softmax_mean(left[i : i + images], attn[i : i + images])
+                for i in range(0, b, images)
+            ]
+        )
     step = max(1, budget // per_j)
-    return torch.cat([torch.cat([_pair_softmax_mean(left[i:i + 1, j:j + step], attn[i:i + 1])
-                                 for j in range(0, n, step)], dim=1) for i in range(b)])
+    return torch.cat(
+        [
+            torch.cat(
+                [
+                    _pair_softmax_mean(left[i : i + 1, j : j + step], attn[i : i + 1])
+                    for j in range(0, n, step)
+                ],
+                dim=1,
+            )
+            for i in range(b)
+        ]
+    )
 
 
 def _even_blocks(n: int, most: int) -> list[tuple[int, int]]:
@@ -163,7 +181,7 @@ def _pair_softmax_mean(left: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     _, nj, d, _ = left.shape
     ni = attn.shape[1]
     scores = torch.matmul(left.reshape(-1, nj * d, d), attn.reshape(-1, ni * d, d).transpose(1, 2))
-    scores = scores.view(-1, nj, d, ni, d)                                  # [j, dq, i, dk]
+    scores = scores.view(-1, nj, d, ni, d)  # [j, dq, i, dk]
     scores -= scores.amax(dim=-1, keepdim=True)
     probs = _exp2_(scores)
     probs /= probs.sum(dim=-1, keepdim=True)
@@ -186,8 +204,9 @@ class GatedGNNLayer(nn.Module):
         self.bnv = nn.BatchNorm1d(num_nodes)
         self.bne = nn.BatchNorm1d(num_nodes * num_nodes)
 
-    def forward(self, x: torch.Tensor, edge: torch.Tensor, edge_e: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, edge: torch.Tensor, edge_e: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, N, C), edge (B, N*N, C) with e = i*N + j -> updated (x, edge).
 
         `edge_e` is E(edge) when the caller has it for less than the (N*N, C) x (C, C) product.
@@ -219,8 +238,9 @@ class GatedGNN(nn.Module):
     def first_layer(self) -> GatedGNNLayer:
         return cast(GatedGNNLayer, self.graph_layers[0])
 
-    def forward(self, x: torch.Tensor, edge: torch.Tensor, edge_e: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, edge: torch.Tensor, edge_e: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`edge_e`: the first layer's E(edge), if already known."""
         for layer in self.graph_layers:
             x, edge = layer(x, edge, edge_e)

@@ -1,4 +1,5 @@
 """The whole OpenGraphAU network: backbone tokens -> global LinearBlock -> ANFL or MEFL head."""
+
 from __future__ import annotations
 
 import torch

@@ -15,6 +15,7 @@ reference equations); it only removes work that eager PyTorch would redo on ever
 the global LinearBlock in that type; the AU head stays fp32, since its top-K graph and softmaxes
 are where a low-precision rounding would flip a decision, and it is a small part of the cost.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,15 +35,18 @@ from .resnet import ResNetTokens
 from .transforms import EvalTransform
 
 PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
 }
 
 
 def check_precision(precision: str, device: str | torch.device) -> torch.dtype:
     """The dtype for `precision` on `device`; DeviceError (one line) if it cannot run there."""
     if precision not in PRECISIONS:
-        raise ConfigError(f"choose one of {', '.join(PRECISIONS)}", param="precision",
-                          value=precision)
+        raise ConfigError(
+            f"choose one of {', '.join(PRECISIONS)}", param="precision", value=precision
+        )
     device = torch.device(device)
     reason = None
     if precision == "fp16" and device.type != "cuda":
@@ -55,8 +59,7 @@ def check_precision(precision: str, device: str | torch.device) -> torch.dtype:
         elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
             reason = "bf16 is not supported by this GPU; use fp16 or fp32"
         elif device.type == "cpu" and not cpu_supports_bf16():
-            reason = ("bf16 needs a CPU with AVX512-BF16 or AMX (oneDNN reports none here); "
-                      "use fp32")
+            reason = "bf16 needs a CPU with AVX512-BF16 or AMX (oneDNN reports none here); use fp32"
     if reason:
         raise DeviceError(reason, param="precision", value=precision)
     return PRECISIONS[precision]
@@ -64,9 +67,11 @@ def check_precision(precision: str, device: str | torch.device) -> torch.dtype:
 
 def cpu_supports_bf16() -> bool:
     """Whether oneDNN has native bf16 kernels on this CPU (without them bf16 is slower)."""
-    return (torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported")
-            and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported")
+        and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    )
 
 
 @contextlib.contextmanager
@@ -95,8 +100,17 @@ class InferenceModel(nn.Module):
     `arch`, `stage` and `preprocess`; `precision` says what the backbone computes in.
     """
 
-    def __init__(self, backbone: nn.Module, global_linear: nn.Module, head: AUHead, *,
-                 arch: str, stage: int, preprocess: EvalTransform, precision: str) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        global_linear: nn.Module,
+        head: AUHead,
+        *,
+        arch: str,
+        stage: int,
+        preprocess: EvalTransform,
+        precision: str,
+    ) -> None:
         super().__init__()
         self.backbone, self.global_linear, self.head = backbone, global_linear, head
         self.arch, self.stage, self.preprocess = arch, stage, preprocess
@@ -120,14 +134,19 @@ class InferenceModel(nn.Module):
 
 
 def _fold_linear_block(block: LinearBlock) -> nn.Sequential:
-    return nn.Sequential(fuse_linear_bn_eval(block.fc.eval(), block.bn.eval()),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        fuse_linear_bn_eval(block.fc.eval(), block.bn.eval()), nn.ReLU(inplace=True)
+    )
 
 
 @torch.no_grad()
-def optimize_for_inference(model: OpenGraphAU, *, precision: str = "fp32",
-                           device: str | torch.device | None = None,
-                           inplace: bool = False) -> InferenceModel:
+def optimize_for_inference(
+    model: OpenGraphAU,
+    *,
+    precision: str = "fp32",
+    device: str | torch.device | None = None,
+    inplace: bool = False,
+) -> InferenceModel:
     """A fast inference copy of `model` (left untouched) on `device` (default: the model's).
 
     `inplace=True` reuses `model`'s modules instead of copying them (then `model` must not be
@@ -149,8 +168,13 @@ def optimize_for_inference(model: OpenGraphAU, *, precision: str = "fp32",
     if isinstance(head.au_linears, AUBlocks):
         head.au_linears = FoldedAUBlocks(head.au_linears)
     global_linear = _fold_linear_block(model.global_linear)
-    fast = InferenceModel(backbone.to(device=device, dtype=dtype),
-                          global_linear.to(device=device, dtype=dtype), head.to(device),
-                          arch=model.arch, stage=model.stage, preprocess=model.preprocess,
-                          precision=precision)
+    fast = InferenceModel(
+        backbone.to(device=device, dtype=dtype),
+        global_linear.to(device=device, dtype=dtype),
+        head.to(device),
+        arch=model.arch,
+        stage=model.stage,
+        preprocess=model.preprocess,
+        precision=precision,
+    )
     return fast.eval().requires_grad_(False)

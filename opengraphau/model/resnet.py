@@ -2,6 +2,7 @@
 
 The official checkpoints use torchvision's key layout (without `fc`), so no conversion is needed.
 """
+
 from __future__ import annotations
 
 import re
@@ -11,8 +12,10 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .variants import Variant
 
-_BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock,
-                                                           "bottleneck": Bottleneck}
+_BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+}
 
 
 class ResNetTokens(ResNet):
@@ -39,8 +42,10 @@ def matches(variant: Variant, state: dict[str, torch.Tensor]) -> bool:
         return False
     bottleneck = "backbone.layer1.0.conv3.weight" in state
     blocks = {m.group(1) for k in state if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))}
-    return (bottleneck == (variant.config["block"] == "bottleneck")
-            and len(blocks) == variant.config["layers"][2])
+    return (
+        bottleneck == (variant.config["block"] == "bottleneck")
+        and len(blocks) == variant.config["layers"][2]
+    )
 
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

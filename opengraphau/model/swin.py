@@ -2,6 +2,7 @@
 
 The official checkpoints use Microsoft's original layout; `checkpoint_filter_fn` converts it.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,9 @@ def matches(variant: Variant, state: dict[str, torch.Tensor]) -> bool:
         return False
     third = re.compile(r"backbone\.layers\.2\.blocks\.(\d+)\.")
     blocks = {m.group(1) for k in state if (m := third.match(k))}
-    return (patch.shape[0] == variant.config["embed_dim"]
-            and len(blocks) == variant.config["depths"][2])
+    return (
+        patch.shape[0] == variant.config["embed_dim"] and len(blocks) == variant.config["depths"][2]
+    )
 
 
 _DOWNSAMPLE = re.compile(r"^layers\.(\d+)\.downsample\.")

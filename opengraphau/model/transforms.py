@@ -1,4 +1,5 @@
 """The evaluation preprocessing the OpenGraphAU models were trained with, as a small object."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ Each row names the module of `opengraphau.model` that builds its family (`resnet
 `matches(variant, state)`. The table itself imports nothing heavy, so the CLI can list the
 choices without loading PyTorch.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -36,18 +37,36 @@ class Variant:
         return importlib.import_module(f"opengraphau.model.{self.family}")
 
 
-VARIANTS: dict[str, Variant] = {v.arch: v for v in (
-    Variant("resnet18", "resnet", 512, 128, {"block": "basic", "layers": (2, 2, 2, 2)}),
-    Variant("resnet50", "resnet", 2048, 512, {"block": "bottleneck", "layers": (3, 4, 6, 3)}),
-    Variant("resnet101", "resnet", 2048, 512, {"block": "bottleneck", "layers": (3, 4, 23, 3)}),
-    Variant("swin_transformer_tiny", "swin", 768, 384,
-            {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)}),
-    Variant("swin_transformer_small", "swin", 768, 384,
-            {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)}),
-    Variant("swin_transformer_base", "swin", 1024, 512,
-            {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)}),
-    Variant("mae", "mae", 768, 384, {"depth": 12, "num_heads": 12}),
-)}
+VARIANTS: dict[str, Variant] = {
+    v.arch: v
+    for v in (
+        Variant("resnet18", "resnet", 512, 128, {"block": "basic", "layers": (2, 2, 2, 2)}),
+        Variant("resnet50", "resnet", 2048, 512, {"block": "bottleneck", "layers": (3, 4, 6, 3)}),
+        Variant("resnet101", "resnet", 2048, 512, {"block": "bottleneck", "layers": (3, 4, 23, 3)}),
+        Variant(
+            "swin_transformer_tiny",
+            "swin",
+            768,
+            384,
+            {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)},
+        ),
+        Variant(
+            "swin_transformer_small",
+            "swin",
+            768,
+            384,
+            {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)},
+        ),
+        Variant(
+            "swin_transformer_base",
+            "swin",
+            1024,
+            512,
+            {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)},
+        ),
+        Variant("mae", "mae", 768, 384, {"depth": 12, "num_heads": 12}),
+    )
+}
 
 ARCHS: tuple[str, ...] = tuple(VARIANTS)
 
@@ -57,5 +76,6 @@ def get_variant(arch: str) -> Variant:
     try:
         return VARIANTS[arch]
     except KeyError:
-        raise ConfigError(f"unknown backbone; choose one of {', '.join(ARCHS)}",
-                          param="arch", value=arch) from None
+        raise ConfigError(
+            f"unknown backbone; choose one of {', '.join(ARCHS)}", param="arch", value=arch
+        ) from None

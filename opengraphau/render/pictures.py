@@ -4,6 +4,7 @@ Text is rendered at a fixed pixel size and the photo is scaled to the panel, so 
 equally legible for a 100-pixel crop and a 6000-pixel photo (the reference scales its font with
 the image width instead).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,9 @@ def au_label(index: int, prob: float) -> str:
     return f"{AU_NAMES[index]} -- AU{AU_IDS[index]}: {prob:.2f}"
 
 
-def _panel(face: FaceRecord, probs: np.ndarray, threshold: float,
-           header: str | None) -> Image.Image:
+def _panel(
+    face: FaceRecord, probs: np.ndarray, threshold: float, header: str | None
+) -> Image.Image:
     """White block listing all 41 AUs in two columns, those at or above threshold in red."""
     font = _font()
     labels = [au_label(i, float(p)) for i, p in enumerate(probs)]
@@ -49,8 +51,12 @@ def _panel(face: FaceRecord, probs: np.ndarray, threshold: float,
         draw.text((PAD, PAD), header, fill=BOX_COLORS[face.face_id % len(BOX_COLORS)], font=font)
     for i, (label, prob) in enumerate(zip(labels, probs)):
         col, row = divmod(i, ROWS)
-        draw.text((col * col_w + PAD, top + row * LINE_PX), label, font=font,
-                  fill=RED if prob >= threshold else BLACK)
+        draw.text(
+            (col * col_w + PAD, top + row * LINE_PX),
+            label,
+            font=font,
+            fill=RED if prob >= threshold else BLACK,
+        )
     return panel
 
 
@@ -66,8 +72,14 @@ def _draw_boxes(image: Image.Image, faces: Sequence[FaceRecord], scale: float) -
         draw.text((x + 4, max(0.0, y - LINE_PX)), f"face {face.face_id}", fill=color, font=font)
 
 
-def annotate_image(image: Image.Image, faces: Sequence[FaceRecord], *, threshold: float = 0.5,
-                   title: str | None = None, show_boxes: bool = True) -> Image.Image:
+def annotate_image(
+    image: Image.Image,
+    faces: Sequence[FaceRecord],
+    *,
+    threshold: float = 0.5,
+    title: str | None = None,
+    show_boxes: bool = True,
+) -> Image.Image:
     """The photo (boxes and ids drawn) with an AU panel per face beside it.
 
     Panels are laid out in a grid of at most two rows; the photo is scaled to the panels' height.
@@ -75,8 +87,11 @@ def annotate_image(image: Image.Image, faces: Sequence[FaceRecord], *, threshold
     `title` (e.g. an untrained-weights warning) is printed in red above everything.
     """
     faces = [f for f in faces if f.success]
-    panels = [_panel(f, f.probs, threshold, f"face {f.face_id}" if show_boxes else None)
-              for f in faces if f.probs is not None]
+    panels = [
+        _panel(f, f.probs, threshold, f"face {f.face_id}" if show_boxes else None)
+        for f in faces
+        if f.probs is not None
+    ]
     if not panels:
         empty = Image.new("RGB", (2 * 240, ROWS * LINE_PX + 2 * PAD), WHITE)
         ImageDraw.Draw(empty).text((PAD, PAD), "no face found", fill=RED, font=_font())
@@ -87,9 +102,10 @@ def annotate_image(image: Image.Image, faces: Sequence[FaceRecord], *, threshold
     cell_h = max(p.height for p in panels)
     height = rows * cell_h
     scale = min(height / image.height, MAX_PHOTO_WIDTH / image.width)
-    photo = image.convert("RGB").resize((max(1, round(image.width * scale)),
-                                         max(1, round(image.height * scale))),
-                                        Image.Resampling.BILINEAR)
+    photo = image.convert("RGB").resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+        Image.Resampling.BILINEAR,
+    )
     if show_boxes:
         _draw_boxes(photo, faces, scale)
     title_h = LINE_PX + PAD if title else 0
@@ -151,8 +167,9 @@ def _box_rect(face: FaceRecord) -> Rect:
     return (math.floor(x), math.floor(y), math.ceil(x + w), math.ceil(y + h))
 
 
-def _free_cell(size: tuple[int, int], taken: list[Rect], faces: list[Rect], box: Rect,
-               width: int, height: int) -> Rect | None:
+def _free_cell(
+    size: tuple[int, int], taken: list[Rect], faces: list[Rect], box: Rect, width: int, height: int
+) -> Rect | None:
     """The free place for a width x height label nearest to `box`, preferring one that covers no
     face, on a grid of _CELL pixels (cells touched by a taken rectangle count as taken)."""
     cols, rows = size[0] // _CELL, size[1] // _CELL
@@ -164,15 +181,17 @@ def _free_cell(size: tuple[int, int], taken: list[Rect], faces: list[Rect], box:
         """Per top-left cell, how many taken cells a label there would cover."""
         grid = np.zeros((rows + 1, cols + 1), np.int32)
         for x0, y0, x1, y1 in rects:
-            grid[max(0, y0 // _CELL) + 1:max(0, -(-y1 // _CELL)) + 1,
-                 max(0, x0 // _CELL) + 1:max(0, -(-x1 // _CELL)) + 1] = 1
+            grid[
+                max(0, y0 // _CELL) + 1 : max(0, -(-y1 // _CELL)) + 1,
+                max(0, x0 // _CELL) + 1 : max(0, -(-x1 // _CELL)) + 1,
+            ] = 1
         total = grid.cumsum(0).cumsum(1)
-        return (total[h:, w:] - total[:-h, w:] - total[h:, :-w] + total[:-h, :-w])
+        return total[h:, w:] - total[:-h, w:] - total[h:, :-w] + total[:-h, :-w]
 
     free = counts(taken) == 0
     if not free.any():
         return None
-    ys, xs = np.mgrid[0:rows - h + 1, 0:cols - w + 1]
+    ys, xs = np.mgrid[0 : rows - h + 1, 0 : cols - w + 1]
     centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     distance = np.hypot((xs + w / 2) * _CELL - centre_x, (ys + h / 2) * _CELL - centre_y)
     score = np.where(free, distance + (counts(faces) > 0) * 1e9, np.inf)
@@ -181,17 +200,25 @@ def _free_cell(size: tuple[int, int], taken: list[Rect], faces: list[Rect], box:
     return (x0, y0, x0 + width, y0 + height)
 
 
-def _place(size: tuple[int, int], taken: list[Rect], faces: list[Rect], box: Rect,
-           width: int, height: int) -> Rect | None:
+def _place(
+    size: tuple[int, int], taken: list[Rect], faces: list[Rect], box: Rect, width: int, height: int
+) -> Rect | None:
     """Where a width x height label of `box` goes: below, above, right or left of it (moved
     inside the frame), the first on no other label, preferring one on no face; else the nearest
     free place; None when there is none."""
     if width > size[0] or height > size[1]:
         return None
     x0, y0, x1, y1 = box
-    corners = [(x0, y1 + _GAP), (x1 - width, y1 + _GAP), (x0, y0 - _GAP - height),
-               (x1 - width, y0 - _GAP - height), (x1 + _GAP, y0), (x0 - _GAP - width, y0),
-               (x1 + _GAP, y1 - height), (x0 - _GAP - width, y1 - height)]
+    corners = [
+        (x0, y1 + _GAP),
+        (x1 - width, y1 + _GAP),
+        (x0, y0 - _GAP - height),
+        (x1 - width, y0 - _GAP - height),
+        (x1 + _GAP, y0),
+        (x0 - _GAP - width, y0),
+        (x1 + _GAP, y1 - height),
+        (x0 - _GAP - width, y1 - height),
+    ]
     options: list[tuple[bool, int, Rect]] = []  # (covers a face, preference, where)
     for x, y in corners:
         x, y = min(max(0, x), size[0] - width), min(max(0, y), size[1] - height)
@@ -201,11 +228,13 @@ def _place(size: tuple[int, int], taken: list[Rect], faces: list[Rect], box: Rec
     if options and not min(options)[0]:
         return min(options)[2]
     return _free_cell(size, taken, faces, box, width, height) or (
-        min(options)[2] if options else None)
+        min(options)[2] if options else None
+    )
 
 
-def frame_labels(faces: Sequence[FaceRecord], size: tuple[int, int], *, top: int = 6,
-                 taken: Sequence[Rect] = ()) -> list[FrameLabel]:
+def frame_labels(
+    faces: Sequence[FaceRecord], size: tuple[int, int], *, top: int = 6, taken: Sequence[Rect] = ()
+) -> list[FrameLabel]:
     """Labels of the confirmed faces of a `size` (width, height) frame: each beside its face if
     it can, never on another label or on `taken`, wholly inside the frame. Larger faces are
     placed first; a label that fits nowhere loses AU lines, down to its header, or is left out.
@@ -214,8 +243,9 @@ def frame_labels(faces: Sequence[FaceRecord], size: tuple[int, int], *, top: int
     placed: list[Rect] = list(taken)
     boxes = [_box_rect(f) for f in faces if f.box is not None]
     labels = []
-    shown = [f for f in faces if f.box is not None and f.probs is not None
-             and f.face_id != UNCONFIRMED]
+    shown = [
+        f for f in faces if f.box is not None and f.probs is not None and f.face_id != UNCONFIRMED
+    ]
     for face in sorted(shown, key=lambda f: -(f.box[2] * f.box[3]) if f.box else 0):
         assert face.probs is not None
         order = tuple(int(i) for i in np.argsort(-face.probs)[:top])
@@ -224,11 +254,12 @@ def frame_labels(faces: Sequence[FaceRecord], size: tuple[int, int], *, top: int
         line_px = math.ceil(max(e[3] for e in extents)) + 2
         width = math.ceil(max(e[2] for e in extents)) + 2 * LABEL_PAD
         for lines in range(len(texts), 0, -1):
-            rect = _place(size, placed, boxes, _box_rect(face), width,
-                          lines * line_px + 2 * LABEL_PAD)
+            rect = _place(
+                size, placed, boxes, _box_rect(face), width, lines * line_px + 2 * LABEL_PAD
+            )
             if rect is not None:
                 placed.append(rect)
-                labels.append(FrameLabel(face, rect, order[:lines - 1], line_px))
+                labels.append(FrameLabel(face, rect, order[: lines - 1], line_px))
                 break
     return labels
 
@@ -236,12 +267,22 @@ def frame_labels(faces: Sequence[FaceRecord], size: tuple[int, int], *, top: int
 def title_rect(title: str, size: tuple[int, int]) -> Rect:
     """The white block at the top left of a `size` (width, height) frame that holds `title`."""
     right, bottom = _font(_font_px(size[1])).getbbox(title)[2:]
-    return (0, 0, min(size[0], math.ceil(right) + 2 * _TITLE_AT),
-            min(size[1], math.ceil(bottom) + 2 * _TITLE_AT))
+    return (
+        0,
+        0,
+        min(size[0], math.ceil(right) + 2 * _TITLE_AT),
+        min(size[1], math.ceil(bottom) + 2 * _TITLE_AT),
+    )
 
 
-def annotate_frame(frame: np.ndarray, faces: Sequence[FaceRecord], *, threshold: float = 0.5,
-                   top: int = 6, title: str | None = None) -> np.ndarray:
+def annotate_frame(
+    frame: np.ndarray,
+    faces: Sequence[FaceRecord],
+    *,
+    threshold: float = 0.5,
+    top: int = 6,
+    title: str | None = None,
+) -> np.ndarray:
     """A video frame (H x W x 3 RGB) with face boxes and, beside each confirmed face, a label:
     its id and its `top` most probable AUs as bars (active ones in red). Labels never overlap
     each other and their text stays on their own background. Same size as the input frame."""
@@ -252,8 +293,11 @@ def annotate_frame(frame: np.ndarray, faces: Sequence[FaceRecord], *, threshold:
     taken = [title_rect(title, (width, height))] if title else []
     for face in faces:
         if face.box is not None and face.probs is not None:
-            draw.rectangle(_box_rect(face), outline=_color(face),
-                           width=1 if face.face_id == UNCONFIRMED else FRAME_BOX_PX)
+            draw.rectangle(
+                _box_rect(face),
+                outline=_color(face),
+                width=1 if face.face_id == UNCONFIRMED else FRAME_BOX_PX,
+            )
     for label in frame_labels(faces, (width, height), top=top, taken=taken):
         _draw_label(draw, font, label, threshold)
     if title:
@@ -262,22 +306,36 @@ def annotate_frame(frame: np.ndarray, faces: Sequence[FaceRecord], *, threshold:
     return np.asarray(image)
 
 
-def _draw_label(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
-                label: FrameLabel, threshold: float) -> None:
+def _draw_label(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+    label: FrameLabel,
+    threshold: float,
+) -> None:
     x0, y0, x1, y1 = label.rect
     color = _color(label.face)
     draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=WHITE)
     row = y0 + LABEL_PAD
     draw.rectangle((x0, y0, x1 - 1, row + label.line_px - 1), fill=color)
     dark = sum(c * w for c, w in zip(color, (0.299, 0.587, 0.114))) < 140
-    draw.text((x0 + LABEL_PAD, row), f"face {label.face.face_id}", font=font,
-              fill=WHITE if dark else BLACK)
+    draw.text(
+        (x0 + LABEL_PAD, row),
+        f"face {label.face.face_id}",
+        font=font,
+        fill=WHITE if dark else BLACK,
+    )
     assert label.face.probs is not None
     for index in label.aus:
         row += label.line_px
         prob = float(label.face.probs[index])
         active = prob >= threshold
-        draw.rectangle((x0, row + 1, x0 + round((x1 - x0 - 1) * prob), row + label.line_px - 2),
-                       fill=(255, 200, 200) if active else (225, 225, 225))
-        draw.text((x0 + LABEL_PAD, row), _au_text(index, prob), font=font,
-                  fill=RED if active else (70, 70, 70))
+        draw.rectangle(
+            (x0, row + 1, x0 + round((x1 - x0 - 1) * prob), row + label.line_px - 2),
+            fill=(255, 200, 200) if active else (225, 225, 225),
+        )
+        draw.text(
+            (x0 + LABEL_PAD, row),
+            _au_text(index, prob),
+            font=font,
+            fill=RED if active else (70, 70, 70),
+        )

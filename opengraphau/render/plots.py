@@ -3,6 +3,7 @@
 Built on matplotlib's object API (Figure + Agg canvas), so it needs no display and leaves pyplot's
 global state alone, which matters when it runs in a worker or next to a preview window.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,8 +47,15 @@ def _bin_means(times: np.ndarray, probs: np.ndarray, bins: int) -> tuple[np.ndar
     return np.add.reduceat(times, starts) / lengths, means
 
 
-def plot_timeline(times: np.ndarray, probs: np.ndarray, path: str | Path, *,
-                  threshold: float = 0.5, title: str = "", top: int = 8) -> None:
+def plot_timeline(
+    times: np.ndarray,
+    probs: np.ndarray,
+    path: str | Path,
+    *,
+    threshold: float = 0.5,
+    title: str = "",
+    top: int = 8,
+) -> None:
     """Save a PNG with the `top` most active AUs as labelled lines over time, the other AUs as thin
     grey lines, the threshold, and a heatmap strip of all 41 AUs below.
 
@@ -58,8 +66,10 @@ def plot_timeline(times: np.ndarray, probs: np.ndarray, path: str | Path, *,
     times = np.asarray(times, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     if times.ndim != 1 or times.size == 0 or probs.shape != (times.size, len(AU_COLUMNS)):
-        raise ValueError(f"expected times (T,) and probs (T, {len(AU_COLUMNS)}) with T >= 1, got "
-                         f"{times.shape} and {probs.shape}")
+        raise ValueError(
+            f"expected times (T,) and probs (T, {len(AU_COLUMNS)}) with T >= 1, got "
+            f"{times.shape} and {probs.shape}"
+        )
     if not 0 <= top <= MAX_TOP:
         raise ValueError(f"top must be between 0 and {MAX_TOP} AUs (got {top})")
     order = _rank_aus(probs, threshold)
@@ -69,9 +79,18 @@ def plot_timeline(times: np.ndarray, probs: np.ndarray, path: str | Path, *,
 
     fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 2, height_ratios=(1.15, 1), width_ratios=(1, 0.012), hspace=0.08,
-                            wspace=0.015, left=0.055, right=0.80, top=0.93 if title else 0.97,
-                            bottom=0.07)
+    grid = fig.add_gridspec(
+        2,
+        2,
+        height_ratios=(1.15, 1),
+        width_ratios=(1, 0.012),
+        hspace=0.08,
+        wspace=0.015,
+        left=0.055,
+        right=0.80,
+        top=0.93 if title else 0.97,
+        bottom=0.07,
+    )
     lines = fig.add_subplot(grid[0, 0])
     heat = fig.add_subplot(grid[1, 0], sharex=lines)
     colorbar_axes = fig.add_subplot(grid[1, 1])
@@ -79,8 +98,16 @@ def plot_timeline(times: np.ndarray, probs: np.ndarray, path: str | Path, *,
     # A single frame has no line segment to draw: mark the points instead.
     marker = "o" if times.size == 1 else None
     for au in order[top:]:
-        lines.plot(times, probs[:, au], color="0.6", linewidth=0.7, alpha=0.6, marker=marker,
-                   markersize=3, zorder=1)
+        lines.plot(
+            times,
+            probs[:, au],
+            color="0.6",
+            linewidth=0.7,
+            alpha=0.6,
+            marker=marker,
+            markersize=3,
+            zorder=1,
+        )
     # Grey is taken by the other AUs: the highlighted ones get the strong, then the light, non-grey
     # tab colours (18 of them, enough for MAX_TOP).
     strong = [colormaps["tab10"](i) for i in range(10)]
@@ -88,17 +115,37 @@ def plot_timeline(times: np.ndarray, probs: np.ndarray, path: str | Path, *,
     palette = [to_hex(c) for c in strong + light if len(set(c[:3])) > 1]
     colors = dict(zip(highlighted, palette))
     for au in highlighted:
-        lines.plot(times, probs[:, au], color=colors[au], linewidth=2.0, marker=marker,
-                   markersize=7, label=f"{AU_COLUMNS[au]} {AU_NAMES[au]}", zorder=3)
-    lines.axhline(threshold, color="black", linestyle="--", linewidth=1.2,
-                  label=f"threshold {threshold:g}", zorder=4)
+        lines.plot(
+            times,
+            probs[:, au],
+            color=colors[au],
+            linewidth=2.0,
+            marker=marker,
+            markersize=7,
+            label=f"{AU_COLUMNS[au]} {AU_NAMES[au]}",
+            zorder=3,
+        )
+    lines.axhline(
+        threshold,
+        color="black",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"threshold {threshold:g}",
+        zorder=4,
+    )
     lines.set_ylim(-0.02, 1.02)  # a little room so lines at 0 or 1 are not cut in half
     lines.set_ylabel("probability", fontsize=12)
     lines.grid(alpha=0.3)
     lines.tick_params(labelbottom=False, labelsize=11)
-    lines.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=11, frameon=False,
-                 title=f"top {top} by time above threshold" if top else None,
-                 title_fontsize=11, alignment="left")
+    lines.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=11,
+        frameon=False,
+        title=f"top {top} by time above threshold" if top else None,
+        title_fontsize=11,
+        alignment="left",
+    )
 
     # One column per frame, as wide as the usual frame step (frames without a face are NaN rows, so
     # the steps stay even); NaN columns stay blank.
@@ -108,8 +155,15 @@ def plot_timeline(times: np.ndarray, probs: np.ndarray, path: str | Path, *,
     else:
         extent = (times[0] - 0.5, times[0] + 0.5)
     cmap = colormaps["viridis"].with_extremes(bad="white")
-    image = heat.imshow(probs.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=1,
-                        extent=(extent[0], extent[1], len(AU_COLUMNS) - 0.5, -0.5))
+    image = heat.imshow(
+        probs.T,
+        aspect="auto",
+        interpolation="nearest",
+        cmap=cmap,
+        vmin=0,
+        vmax=1,
+        extent=(extent[0], extent[1], len(AU_COLUMNS) - 0.5, -0.5),
+    )
     heat.set_yticks(range(len(AU_COLUMNS)), AU_COLUMNS, fontsize=7)
     for au in highlighted:
         label = heat.get_yticklabels()[au]

@@ -1,5 +1,6 @@
 """The annotated output video: frames in, an MP4 out, written beside its final name and renamed
 into place when finished, so the real name only ever holds a playable file."""
+
 from __future__ import annotations
 
 import contextlib
@@ -26,11 +27,15 @@ class VideoWriter:
         if not (math.isfinite(fps) and fps > 0):
             raise OutputError(f"output frame rate must be positive (got {fps})", value=self.path)
         if not self.path.parent.is_dir():
-            raise OutputError(f"folder {self.path.parent} does not exist; create it or choose "
-                              "another output path", value=self.path)
+            raise OutputError(
+                f"folder {self.path.parent} does not exist; create it or choose "
+                "another output path",
+                value=self.path,
+            )
         if self.path.is_dir():
-            raise OutputError("a folder stands where the video should be; move it away",
-                              value=self.path)
+            raise OutputError(
+                "a folder stands where the video should be; move it away", value=self.path
+            )
         self.fps = fps
         # ASCII whatever the video's name: OpenCV is handed it (see `opencv_path`).
         self._temporary = self.path.with_name(f".video.{os.getpid()}.{id(self):x}.tmp.mp4")
@@ -40,14 +45,17 @@ class VideoWriter:
     def write(self, image_rgb: np.ndarray) -> None:
         """Append one H x W x 3 uint8 RGB frame; every frame must have the first frame's size."""
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image_rgb.dtype} "
-                             f"{image_rgb.shape}")
+            raise ValueError(
+                f"expected an H x W x 3 uint8 RGB image, got {image_rgb.dtype} {image_rgb.shape}"
+            )
         if self._writer is None:
             self._open(image_rgb.shape)
         elif image_rgb.shape != self._shape:
             first = self._shape or ()
-            raise ValueError(f"{self.path}: frame size {image_rgb.shape[1]}x{image_rgb.shape[0]} "
-                             f"differs from the first frame's {first[1]}x{first[0]}")
+            raise ValueError(
+                f"{self.path}: frame size {image_rgb.shape[1]}x{image_rgb.shape[0]} "
+                f"differs from the first frame's {first[1]}x{first[0]}"
+            )
         height, width = image_rgb.shape[:2]
         # MPEG-4 needs even dimensions and OpenCV would crop the last row/column: pad instead so
         # no annotated pixel is lost.
@@ -64,9 +72,12 @@ class VideoWriter:
         except (cv2.error, OSError, ValueError):
             writer = None
         if writer is None or not writer.isOpened():
-            raise OutputError("cannot write video (the folder is not writable or this OpenCV "
-                              "build lacks the mp4v encoder); choose another output folder or "
-                              "install opencv-python with FFmpeg", value=self.path)
+            raise OutputError(
+                "cannot write video (the folder is not writable or this OpenCV "
+                "build lacks the mp4v encoder); choose another output folder or "
+                "install opencv-python with FFmpeg",
+                value=self.path,
+            )
         self._writer = writer
         self._shape = shape
 
@@ -81,8 +92,9 @@ class VideoWriter:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self._temporary.unlink()
-            raise OutputError(f"cannot finish the video ({exc.strerror or exc})",
-                              value=self.path) from None
+            raise OutputError(
+                f"cannot finish the video ({exc.strerror or exc})", value=self.path
+            ) from None
 
     def __enter__(self) -> VideoWriter:
         return self

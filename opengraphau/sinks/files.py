@@ -5,6 +5,7 @@ their folder and renamed into place, so a planted symbolic link is replaced, nev
 through, and a crash never leaves half a file under the real name. Files that grow batch by batch
 are opened without following links. Every OS failure becomes one OutputError line naming the file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,11 +45,17 @@ class OutputFolder:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise OutputError("exists and is not a folder; choose another output folder",
-                              param="output_dir", value=self.root) from None
+            raise OutputError(
+                "exists and is not a folder; choose another output folder",
+                param="output_dir",
+                value=self.root,
+            ) from None
         except OSError as exc:
-            raise OutputError(f"cannot create it ({exc.strerror or exc}); choose another folder",
-                              param="output_dir", value=self.root) from None
+            raise OutputError(
+                f"cannot create it ({exc.strerror or exc}); choose another folder",
+                param="output_dir",
+                value=self.root,
+            ) from None
         self._real = os.path.realpath(self.root)
 
     def inside(self, rel: str | PurePath) -> Path:
@@ -60,8 +67,11 @@ class OutputFolder:
             raise output_error(target.parent, exc) from None
         real = os.path.realpath(target.parent)
         if real != self._real and not real.startswith(self._real + os.sep):
-            raise OutputError("leads outside the output folder through a symbolic link; "
-                              "remove the link", param="output_dir", value=target.parent)
+            raise OutputError(
+                "leads outside the output folder through a symbolic link; remove the link",
+                param="output_dir",
+                value=target.parent,
+            )
         return target
 
     def open_regular(self, rel: str | PurePath, flags: int) -> int:
@@ -75,9 +85,13 @@ class OutputFolder:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(fd)
-            raise OutputError(_ADVICE[errno.EISDIR] if stat.S_ISDIR(mode) else
-                              "is not a regular file (a pipe, a device or a socket); move it away",
-                              param="output_dir", value=path)
+            raise OutputError(
+                _ADVICE[errno.EISDIR]
+                if stat.S_ISDIR(mode)
+                else "is not a regular file (a pipe, a device or a socket); move it away",
+                param="output_dir",
+                value=path,
+            )
         os.set_blocking(fd, True)
         return fd
 
@@ -93,8 +107,12 @@ class OutputFolder:
         it; a planted link, pipe or device is refused rather than followed or waited on."""
         if not os.path.lexists(self.root / name):
             return None
-        with os.fdopen(self.open_regular(name, os.O_RDONLY), encoding="utf-8",
-                       errors="surrogateescape", newline="") as f:
+        with os.fdopen(
+            self.open_regular(name, os.O_RDONLY),
+            encoding="utf-8",
+            errors="surrogateescape",
+            newline="",
+        ) as f:
             try:
                 return f.read()
             except OSError as exc:
@@ -109,8 +127,9 @@ class OutputFolder:
         """
         target = self.inside(rel)
         try:  # created here, exclusively: a link planted at a guessable name is never followed
-            fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
-                                        dir=target.parent)
+            fd, name = tempfile.mkstemp(
+                prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+            )
             os.fchmod(fd, 0o644)
             os.close(fd)
         except OSError as exc:

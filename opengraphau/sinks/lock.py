@@ -6,6 +6,7 @@ do not inherit it, so a run killed with -9 frees the folder at once, not when it
 workers notice. Such locks cannot tell two runs of one process apart, so those are kept apart
 by a set of the folders this process holds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,9 @@ class RunLock:
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EAGAIN):
                 raise self._busy(folder, self._read_holder()) from None
-            raise OutputError(f"cannot be locked ({exc.strerror or exc})", param="output_dir",
-                              value=folder.root) from None
+            raise OutputError(
+                f"cannot be locked ({exc.strerror or exc})", param="output_dir", value=folder.root
+            ) from None
         try:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
@@ -61,8 +63,12 @@ class RunLock:
 
     @staticmethod
     def _busy(folder: OutputFolder, holder: str) -> BusyError:
-        return BusyError(f"is in use by another run ({holder}); wait for it to finish or "
-                         "choose another output folder", param="output_dir", value=folder.root)
+        return BusyError(
+            f"is in use by another run ({holder}); wait for it to finish or "
+            "choose another output folder",
+            param="output_dir",
+            value=folder.root,
+        )
 
     def _read_holder(self) -> str:
         assert self._fd is not None

@@ -10,6 +10,7 @@ through a temporary file when the run starts (status "running", no end time), wh
 failed with the error's line), so it is always complete JSON. An entry a later run finds still
 "running" belonged to a run that was killed, and is marked "killed".
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,9 @@ def sha256_of(path: str | Path) -> str:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        raise CheckpointError(f"cannot be read ({exc.strerror or exc})", param="checkpoint",
-                              value=path) from None
+        raise CheckpointError(
+            f"cannot be read ({exc.strerror or exc})", param="checkpoint", value=path
+        ) from None
     return digest.hexdigest()
 
 
@@ -56,29 +58,56 @@ def checkpoint_entry(path: str | Path, *, arch: str, stage: int) -> dict[str, An
     official = official_checkpoint(path)
     if official is not None and (official.arch, official.stage) != (arch, stage):
         official = None
-    return {"path": display_name(os.path.abspath(path)), "sha256": sha256_of(path),
-            "bytes": os.path.getsize(path), "arch": arch, "stage": stage,
-            "official": official.filename if official else None}
+    return {
+        "path": display_name(os.path.abspath(path)),
+        "sha256": sha256_of(path),
+        "bytes": os.path.getsize(path),
+        "arch": arch,
+        "stage": stage,
+        "official": official.filename if official else None,
+    }
 
 
-def run_entry(options: Options, *, device: str, arch: str, stage: int,
-              checkpoint: str | Path | None) -> dict[str, Any]:
+def run_entry(
+    options: Options, *, device: str, arch: str, stage: int, checkpoint: str | Path | None
+) -> dict[str, Any]:
     """The entry of a run starting now with `options` on `device`; `checkpoint` None: random
     weights."""
     o = options
     return {
-        "version": __version__, "command": [display_name(a) for a in o.command],
+        "version": __version__,
+        "command": [display_name(a) for a in o.command],
         "inputs": [display_name(i) for i in o.inputs],
-        "started": _now(), "ended": None, "status": "running", "error": None,
-        "resumed": o.skip_existing, "device": device, "precision": o.precision,
-        "engine": o.engine, "batch_size": o.batch_size, "threshold": o.threshold,
-        "detector": {"enabled": o.detect, "min_face_size": o.min_face_size,
-                     "max_faces": o.max_faces},
-        "video": {"every": o.every, "start": o.start, "end": o.end, "max_frames": o.max_frames,
-                  "smooth": o.smooth, "smooth_mode": o.smooth_mode},
-        "checkpoint": (None if checkpoint is None
-                       else checkpoint_entry(checkpoint, arch=arch, stage=stage)),
-        "untrained": o.untrained, "formats": list(o.formats), "counts": None, "videos": [],
+        "started": _now(),
+        "ended": None,
+        "status": "running",
+        "error": None,
+        "resumed": o.skip_existing,
+        "device": device,
+        "precision": o.precision,
+        "engine": o.engine,
+        "batch_size": o.batch_size,
+        "threshold": o.threshold,
+        "detector": {
+            "enabled": o.detect,
+            "min_face_size": o.min_face_size,
+            "max_faces": o.max_faces,
+        },
+        "video": {
+            "every": o.every,
+            "start": o.start,
+            "end": o.end,
+            "max_frames": o.max_frames,
+            "smooth": o.smooth,
+            "smooth_mode": o.smooth_mode,
+        },
+        "checkpoint": (
+            None if checkpoint is None else checkpoint_entry(checkpoint, arch=arch, stage=stage)
+        ),
+        "untrained": o.untrained,
+        "formats": list(o.formats),
+        "counts": None,
+        "videos": [],
     }
 
 
@@ -93,23 +122,40 @@ class RunManifest:
     def __init__(self, folder: OutputFolder, entry: dict[str, Any], *, resume: bool) -> None:
         self.folder, self.entry = folder, entry
         earlier = self._earlier() if resume else []
-        self.document = {"tool": "opengraphau", "manifest": MANIFEST_VERSION,
-                         "runs": [*earlier, entry]}
+        self.document = {
+            "tool": "opengraphau",
+            "manifest": MANIFEST_VERSION,
+            "runs": [*earlier, entry],
+        }
         self._write()
 
     def add_video(self, source: str, info: VideoInfo) -> None:
         """A video or camera opened: what it is."""
-        duration = (None if info.frame_count is None
-                    else round(info.frame_count / info.fps, DECIMALS["timestamp"]))
-        self.entry["videos"].append({
-            "file": display_name(source), "fps": info.fps, "frame_count": info.frame_count,
-            "duration_s": duration, "size": list(info.size), "camera": info.is_camera})
+        duration = (
+            None
+            if info.frame_count is None
+            else round(info.frame_count / info.fps, DECIMALS["timestamp"])
+        )
+        self.entry["videos"].append(
+            {
+                "file": display_name(source),
+                "fps": info.fps,
+                "frame_count": info.frame_count,
+                "duration_s": duration,
+                "size": list(info.size),
+                "camera": info.is_camera,
+            }
+        )
         self._write()
 
     def finish(self, status: str, error: str | None, counts: Mapping[str, int]) -> None:
         """The run ended: "done", "interrupted" or "failed" (`error` says why)."""
-        self.entry.update(ended=_now(), status=status, counts=dict(counts),
-                          error=None if error is None else display_name(error))
+        self.entry.update(
+            ended=_now(),
+            status=status,
+            counts=dict(counts),
+            error=None if error is None else display_name(error),
+        )
         self._write()
 
     def _earlier(self) -> list[dict[str, Any]]:
@@ -122,15 +168,22 @@ class RunManifest:
             if not all(isinstance(run, dict) for run in runs):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
-            raise OutputError("is not a run.json this tool wrote; move it away or choose another "
-                              "output folder", param="output_dir", value=path) from None
+            raise OutputError(
+                "is not a run.json this tool wrote; move it away or choose another output folder",
+                param="output_dir",
+                value=path,
+            ) from None
         for run in runs:
             if run.get("status") == "running":  # this run holds the folder's lock: that one died
-                run.update(status="killed", error="the run ended without closing its entry "
-                           "(killed, or the machine stopped)")
+                run.update(
+                    status="killed",
+                    error="the run ended without closing its entry "
+                    "(killed, or the machine stopped)",
+                )
         return runs
 
     def _write(self) -> None:
         with self.folder.replace(MANIFEST_NAME) as temporary:
-            temporary.write_text(json.dumps(self.document, indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+            temporary.write_text(
+                json.dumps(self.document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )

@@ -13,6 +13,7 @@ Readers skip names starting with "." or "_", as pyarrow's datasets do.
 
 Values are rounded as in predictions.csv (`DECIMALS`), so both files hold the same numbers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,15 +38,21 @@ try:
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 except ImportError:
-    raise ConfigError("needs pyarrow; install it with pip install 'opengraphau[parquet]'",
-                      param="formats", value="parquet") from None
+    raise ConfigError(
+        "needs pyarrow; install it with pip install 'opengraphau[parquet]'",
+        param="formats",
+        value="parquet",
+    ) from None
 
 #: Rows of small batch files merged into one file (about 40 MB held in memory until then).
 COMPACT_ROWS = 100_000
 #: Batch files live briefly: written fast (1 ms, not 4.5, for 16 rows). Merged files are small
 #: (zstd) and carry the statistics and dictionaries readers filter with.
-_BATCH_OPTIONS: dict[str, Any] = {"compression": "snappy", "use_dictionary": False,
-                                  "write_statistics": False}
+_BATCH_OPTIONS: dict[str, Any] = {
+    "compression": "snappy",
+    "use_dictionary": False,
+    "write_statistics": False,
+}
 _MERGED_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 _PART = re.compile(r"(?P<hidden>\.?)part-(?P<first>\d+)(?:-(?P<last>\d+))?\.parquet")
 
@@ -87,8 +94,15 @@ def _parts(root: Path) -> list[_Part]:
         match = _PART.fullmatch(name)
         if match and (match["last"] or not match["hidden"]):
             first = int(match["first"])
-            parts.append(_Part(root / name, first, int(match["last"] or first),
-                               bool(match["last"]), bool(match["hidden"])))
+            parts.append(
+                _Part(
+                    root / name,
+                    first,
+                    int(match["last"] or first),
+                    bool(match["last"]),
+                    bool(match["hidden"]),
+                )
+            )
     return parts
 
 
@@ -96,8 +110,14 @@ def _in_view(parts: list[_Part]) -> list[_Part]:
     """The parts that hold the rows once each, in row order: a hidden merge replaces the small
     parts it holds."""
     hidden = [p for p in parts if p.hidden]
-    return sorted((p for p in parts if p.hidden or not any(
-        h.first <= p.first and p.last <= h.last for h in hidden)), key=lambda p: p.first)
+    return sorted(
+        (
+            p
+            for p in parts
+            if p.hidden or not any(h.first <= p.first and p.last <= h.last for h in hidden)
+        ),
+        key=lambda p: p.first,
+    )
 
 
 def read_dataset(root: Path) -> pa.Table | None:
@@ -112,14 +132,18 @@ class ParquetSink:
 
     name = "predictions.parquet"
 
-    def __init__(self, folder: OutputFolder, *, completed: set[str] | None, threshold: float,
-                 untrained: bool) -> None:
+    def __init__(
+        self, folder: OutputFolder, *, completed: set[str] | None, threshold: float, untrained: bool
+    ) -> None:
         self.folder, self.untrained = folder, untrained
         self.schema = schema(untrained)
         if os.path.lexists(folder.root / self.name) and not os.path.isdir(folder.root / self.name):
-            raise OutputError("is a file, not the folder of Parquet parts this tool writes; move "
-                              "it away or choose another output folder", param="output_dir",
-                              value=folder.root / self.name)
+            raise OutputError(
+                "is a file, not the folder of Parquet parts this tool writes; move "
+                "it away or choose another output folder",
+                param="output_dir",
+                value=folder.root / self.name,
+            )
         self.root = folder.inside(f"{self.name}/{_part_name(0)}").parent
         parts = self._recover()
         if completed is None:
@@ -169,8 +193,10 @@ class ParquetSink:
     def _keep(self, part: _Part, completed: set[str]) -> bool:
         """Drop the rows of inputs not in `completed` from a part; False when none was left."""
         with self._open(part.path) as parquet:
-            keep = pc.is_in(parquet.read(columns=["file"]).column("file"),
-                            value_set=pa.array(sorted(completed), pa.string()))
+            keep = pc.is_in(
+                parquet.read(columns=["file"]).column("file"),
+                value_set=pa.array(sorted(completed), pa.string()),
+            )
             kept = pc.sum(keep).as_py() or 0
             if kept == parquet.metadata.num_rows:
                 return True
@@ -185,18 +211,25 @@ class ParquetSink:
     def _open(self, path: Path) -> Iterator[pq.ParquetFile]:
         """A part file of an earlier run, checked to hold this run's columns (read never through
         a link, nor from a pipe planted there)."""
-        with os.fdopen(self.folder.open_regular(f"{self.name}/{path.name}", os.O_RDONLY),
-                       "rb") as f:
+        with os.fdopen(
+            self.folder.open_regular(f"{self.name}/{path.name}", os.O_RDONLY), "rb"
+        ) as f:
             try:
                 part = pq.ParquetFile(f)
             except (pa.ArrowException, OSError) as exc:
-                raise OutputError(f"is not a Parquet file this tool wrote ({exc}); move it away "
-                                  "or choose another output folder", param="output_dir",
-                                  value=path) from None
+                raise OutputError(
+                    f"is not a Parquet file this tool wrote ({exc}); move it away "
+                    "or choose another output folder",
+                    param="output_dir",
+                    value=path,
+                ) from None
             if not part.schema_arrow.equals(self.schema):
-                raise OutputError("its columns differ from this run's (trained vs untrained "
-                                  "weights, or another tool); choose another output folder",
-                                  param="output_dir", value=path)
+                raise OutputError(
+                    "its columns differ from this run's (trained vs untrained "
+                    "weights, or another tool); choose another output folder",
+                    param="output_dir",
+                    value=path,
+                )
             yield part
 
     def _write(self, name: str, table: pa.Table, options: dict[str, Any]) -> None:
@@ -209,8 +242,11 @@ class ParquetSink:
         """Merge the small parts into one (see the module docstring for the order of steps)."""
         if len(self._tail) > 1:
             name = _part_name(self._tail_first, self._next - 1)
-            self._write(f".{name}", pa.concat_tables(t for _, t in self._tail).combine_chunks(),
-                        _MERGED_OPTIONS)
+            self._write(
+                f".{name}",
+                pa.concat_tables(t for _, t in self._tail).combine_chunks(),
+                _MERGED_OPTIONS,
+            )
             for path, _ in self._tail:
                 self._unlink(path)
             self._rename(self.root / f".{name}", self.root / name)
@@ -239,19 +275,21 @@ class ParquetSink:
             if r.probs is not None:
                 probs[i] = r.probs
         probs = np.round(probs, s).astype(np.float32)
-        boxes = [[round(v, b) for v in r.box] if r.box is not None else [None] * 4
-                 for r in records]
+        boxes = [[round(v, b) for v in r.box] if r.box is not None else [None] * 4 for r in records]
         columns: dict[str, object] = {
             "file": [display_name(r.source) for r in records],
             "frame": [r.frame for r in records],
             "timestamp": [round(r.timestamp, DECIMALS["timestamp"]) for r in records],
             "face_id": [r.face_id for r in records],
             "success": [r.success for r in records],
-            "confidence": [None if r.confidence is None else round(r.confidence, s)
-                           for r in records],
+            "confidence": [
+                None if r.confidence is None else round(r.confidence, s) for r in records
+            ],
             **{c: [box[i] for box in boxes] for i, c in enumerate("xywh")},
             "untrained": [True] * n,
-            **{c: pa.array(probs[:, i], pa.float32(), mask=np.isnan(probs[:, i]))
-               for i, c in enumerate(AU_COLUMNS)},
+            **{
+                c: pa.array(probs[:, i], pa.float32(), mask=np.isnan(probs[:, i]))
+                for i, c in enumerate(AU_COLUMNS)
+            },
         }
         return pa.Table.from_pydict(columns, schema=self.schema)

@@ -5,6 +5,7 @@ the rows come from, with the folder's run.json in `df.attrs["run"]`.
     df = read_results("results/demo")
     df[df.success].groupby("file")["AU12"].mean()
 """
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,11 @@ def read_results(folder: str | Path) -> pd.DataFrame:
     elif (root / CsvSink.name).is_file():
         frame = _from_csv(root / CsvSink.name)
     else:
-        raise InputError(f"holds no results ({_PARQUET} or {CsvSink.name}); give the output "
-                         "folder of a run", param="folder", value=root)
+        raise InputError(
+            f"holds no results ({_PARQUET} or {CsvSink.name}); give the output folder of a run",
+            param="folder",
+            value=root,
+        )
     frame.attrs["run"] = _manifest(root / MANIFEST_NAME)
     return frame
 
@@ -47,6 +51,7 @@ def _from_parquet(path: Path) -> pd.DataFrame:
     import pyarrow as pa
 
     from .parquet import read_dataset
+
     table = read_dataset(path)
     if table is None:
         return _typed(pd.DataFrame(columns=list(CSV_HEADER)))
@@ -59,17 +64,24 @@ def _from_csv(path: Path) -> pd.DataFrame:
     try:
         columns = pd.read_csv(path, nrows=0).columns.tolist()
         if columns not in (list(CSV_HEADER), [*CSV_HEADER, "untrained"]):
-            raise InputError("its columns are not those this tool writes", param="folder",
-                             value=path)
+            raise InputError(
+                "its columns are not those this tool writes", param="folder", value=path
+            )
         types = {c: "int8" if COLUMN_TYPES[c] == "bool" else COLUMN_TYPES[c] for c in columns}
-        frame = pd.read_csv(_complete_lines(path), dtype=types, keep_default_na=False,
-                            na_values={c: [""] for c in columns if c != "file"})
+        frame = pd.read_csv(
+            _complete_lines(path),
+            dtype=types,
+            keep_default_na=False,
+            na_values={c: [""] for c in columns if c != "file"},
+        )
     except OSError as exc:
-        raise InputError(f"cannot be read ({exc.strerror or exc})", param="folder",
-                         value=path) from None
+        raise InputError(
+            f"cannot be read ({exc.strerror or exc})", param="folder", value=path
+        ) from None
     except ValueError as exc:  # pandas' ParserError included
-        raise InputError(f"is not a predictions file this tool wrote ({exc})", param="folder",
-                         value=path) from None
+        raise InputError(
+            f"is not a predictions file this tool wrote ({exc})", param="folder", value=path
+        ) from None
     return _typed(frame)
 
 
@@ -83,7 +95,7 @@ def _complete_lines(path: Path) -> Path | io.BytesIO:
             return path
         f.seek(0)
         data = f.read()
-    return io.BytesIO(data[:data.rfind(b"\n") + 1])
+    return io.BytesIO(data[: data.rfind(b"\n") + 1])
 
 
 def _manifest(path: Path) -> dict[str, Any] | None:
@@ -92,7 +104,8 @@ def _manifest(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise InputError(f"cannot be read ({exc.strerror or exc})", param="folder",
-                         value=path) from None
+        raise InputError(
+            f"cannot be read ({exc.strerror or exc})", param="folder", value=path
+        ) from None
     except ValueError as exc:
         raise InputError(f"is not valid JSON ({exc})", param="folder", value=path) from None

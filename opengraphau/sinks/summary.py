@@ -7,6 +7,7 @@ per AU its mean probability (`AU12_mean`) and the share of those frames at or ab
 over that file gives the same numbers. Written whole when each video ends; a resumed run keeps
 the rows of completed videos.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,17 @@ from .files import OutputFolder
 from .writer import DECIMALS, _csv_text, _read_csv
 
 SUMMARY_HEADER: tuple[str, ...] = (
-    "file", "face_id", "first_frame", "last_frame", "first_time", "last_time", "frames",
-    "threshold", *(f"{c}_mean" for c in AU_COLUMNS), *(f"{c}_rate" for c in AU_COLUMNS))
+    "file",
+    "face_id",
+    "first_frame",
+    "last_frame",
+    "first_time",
+    "last_time",
+    "frames",
+    "threshold",
+    *(f"{c}_mean" for c in AU_COLUMNS),
+    *(f"{c}_rate" for c in AU_COLUMNS),
+)
 
 
 class _Track:
@@ -45,10 +55,18 @@ class _Track:
 
     def row(self, file: str, face_id: int, threshold: float) -> list[str]:
         s, t = DECIMALS["score"], DECIMALS["timestamp"]
-        return [file, str(face_id), str(self.first_frame), str(self.last_frame),
-                f"{self.first_time:.{t}f}", f"{self.last_time:.{t}f}", str(self.frames),
-                f"{threshold:g}", *(f"{v:.{s}f}" for v in self.sums / self.frames),
-                *(f"{v:.{s}f}" for v in self.active / self.frames)]
+        return [
+            file,
+            str(face_id),
+            str(self.first_frame),
+            str(self.last_frame),
+            f"{self.first_time:.{t}f}",
+            f"{self.last_time:.{t}f}",
+            str(self.frames),
+            f"{threshold:g}",
+            *(f"{v:.{s}f}" for v in self.sums / self.frames),
+            *(f"{v:.{s}f}" for v in self.active / self.frames),
+        ]
 
 
 class VideoSummary:
@@ -56,13 +74,17 @@ class VideoSummary:
 
     name = "summary.csv"
 
-    def __init__(self, folder: OutputFolder, *, threshold: float,
-                 completed: set[str] | None) -> None:
+    def __init__(
+        self, folder: OutputFolder, *, threshold: float, completed: set[str] | None
+    ) -> None:
         self.folder, self.threshold = folder, threshold
         rows = _read_csv(folder, self.name) if completed is not None else []
         if rows and rows[0] != list(SUMMARY_HEADER):
-            raise OutputError("its columns differ from this tool's; choose another output folder",
-                              param="output_dir", value=folder.root / self.name)
+            raise OutputError(
+                "its columns differ from this tool's; choose another output folder",
+                param="output_dir",
+                value=folder.root / self.name,
+            )
         self.rows = [r for r in rows[1:] if r and r[0] in (completed or set())]
         self._tracks: dict[int, _Track] = {}
         if os.path.lexists(folder.root / self.name):  # an earlier run's rows go now, not later
@@ -80,12 +102,17 @@ class VideoSummary:
 
     def finish(self, source: str) -> None:
         """The video `source` ended: its tracks' rows are written."""
-        self.rows += [track.row(display_name(source), face_id, self.threshold)
-                      for face_id, track in sorted(self._tracks.items())]
+        self.rows += [
+            track.row(display_name(source), face_id, self.threshold)
+            for face_id, track in sorted(self._tracks.items())
+        ]
         self._tracks = {}
         self._write()
 
     def _write(self) -> None:
         with self.folder.replace(self.name) as temporary:
-            temporary.write_text(_csv_text([list(SUMMARY_HEADER), *self.rows]),
-                                 encoding="utf-8", errors="surrogateescape")
+            temporary.write_text(
+                _csv_text([list(SUMMARY_HEADER), *self.rows]),
+                encoding="utf-8",
+                errors="surrogateescape",
+            )

@@ -7,6 +7,7 @@ resuming never duplicates or loses rows. File names are written by `records.disp
 fields quoted as RFC 4180 says (line breaks inside a name included); completed.csv adds the
 bytes of names that are not UTF-8, so it tells apart names that display alike.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,20 +22,40 @@ from ..errors import ConfigError, OutputError
 from ..records import FaceRecord, display_name
 from .files import OutputFolder, output_error
 
-CSV_HEADER: tuple[str, ...] = ("file", "frame", "timestamp", "face_id", "success", "confidence",
-                               "x", "y", "w", "h", *AU_COLUMNS)
+CSV_HEADER: tuple[str, ...] = (
+    "file",
+    "frame",
+    "timestamp",
+    "face_id",
+    "success",
+    "confidence",
+    "x",
+    "y",
+    "w",
+    "h",
+    *AU_COLUMNS,
+)
 #: The type of each column wherever rows are typed (Parquet, `read_results`); names that numpy,
 #: pandas and pyarrow all know. Faceless rows leave confidence, box and AUs empty (null, NaN).
 COLUMN_TYPES: dict[str, str] = {
-    "file": "string", "frame": "int64", "timestamp": "float64", "face_id": "int64",
-    "success": "bool", **dict.fromkeys(("confidence", "x", "y", "w", "h"), "float64"),
-    **dict.fromkeys(AU_COLUMNS, "float32"), "untrained": "bool"}
+    "file": "string",
+    "frame": "int64",
+    "timestamp": "float64",
+    "face_id": "int64",
+    "success": "bool",
+    **dict.fromkeys(("confidence", "x", "y", "w", "h"), "float64"),
+    **dict.fromkeys(AU_COLUMNS, "float32"),
+    "untrained": "bool",
+}
 #: Decimals every result file keeps: times to the millisecond, boxes to a tenth of a pixel,
 #: probabilities and detector scores to 1e-6 (so CSV, JSONL and Parquet hold the same numbers).
 DECIMALS: dict[str, int] = {"timestamp": 3, "box": 1, "score": 6}
 #: Output formats and the class writing each (module:class, imported when chosen).
-FORMATS: dict[str, str] = {"csv": "writer:CsvSink", "jsonl": "writer:JsonlSink",
-                           "parquet": "parquet:ParquetSink"}
+FORMATS: dict[str, str] = {
+    "csv": "writer:CsvSink",
+    "jsonl": "writer:JsonlSink",
+    "parquet": "parquet:ParquetSink",
+}
 
 
 class RowSink(Protocol):
@@ -47,28 +68,49 @@ class RowSink(Protocol):
 def csv_fields(record: FaceRecord, untrained: bool) -> list[str]:
     b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
     box = [f"{v:.{b}f}" for v in record.box] if record.box is not None else [""] * 4
-    probs = ([f"{float(p):.{s}f}" for p in record.probs] if record.probs is not None
-             else [""] * len(AU_IDS))
+    probs = (
+        [f"{float(p):.{s}f}" for p in record.probs]
+        if record.probs is not None
+        else [""] * len(AU_IDS)
+    )
     confidence = f"{record.confidence:.{s}f}" if record.confidence is not None else ""
-    fields = [display_name(record.source), str(record.frame), f"{record.timestamp:.{t}f}",
-              str(record.face_id), "1" if record.success else "0", confidence, *box, *probs]
+    fields = [
+        display_name(record.source),
+        str(record.frame),
+        f"{record.timestamp:.{t}f}",
+        str(record.face_id),
+        "1" if record.success else "0",
+        confidence,
+        *box,
+        *probs,
+    ]
     return fields + ["1"] if untrained else fields
 
 
 def json_record(record: FaceRecord, threshold: float, untrained: bool) -> dict:
     b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
-    box = (dict(zip("xywh", (round(v, b) for v in record.box))) if record.box is not None
-           else None)
+    box = dict(zip("xywh", (round(v, b) for v in record.box))) if record.box is not None else None
     aus = None
     if record.probs is not None:
-        aus = [{"id": f"AU{i}", "name": n, "probability": round(float(p), s),
-                "active": bool(p >= threshold)}
-               for i, n, p in zip(AU_IDS, AU_NAMES, record.probs)]
-    out = {"file": display_name(record.source), "frame": record.frame,
-           "timestamp": round(record.timestamp, t), "face": record.face_id,
-           "success": record.success,
-           "confidence": None if record.confidence is None else round(record.confidence, s),
-           "box": box, "aus": aus}
+        aus = [
+            {
+                "id": f"AU{i}",
+                "name": n,
+                "probability": round(float(p), s),
+                "active": bool(p >= threshold),
+            }
+            for i, n, p in zip(AU_IDS, AU_NAMES, record.probs)
+        ]
+    out = {
+        "file": display_name(record.source),
+        "frame": record.frame,
+        "timestamp": round(record.timestamp, t),
+        "face": record.face_id,
+        "success": record.success,
+        "confidence": None if record.confidence is None else round(record.confidence, s),
+        "box": box,
+        "aus": aus,
+    }
     if untrained:
         out["untrained"] = True
     return out
@@ -79,12 +121,15 @@ def _read_csv(folder: OutputFolder, name: str) -> list[list[str]]:
     path = folder.root / name
     text = folder.read_text(name) or ""
     if not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]
+        text = text[: text.rfind("\n") + 1]
     try:
         return list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error:
-        raise OutputError("is not a CSV file this tool wrote; choose another output folder",
-                          param="output_dir", value=path) from None
+        raise OutputError(
+            "is not a CSV file this tool wrote; choose another output folder",
+            param="output_dir",
+            value=path,
+        ) from None
 
 
 class _AppendFile:
@@ -120,15 +165,19 @@ class CsvSink:
 
     name = "predictions.csv"
 
-    def __init__(self, folder: OutputFolder, *, completed: set[str] | None, threshold: float,
-                 untrained: bool) -> None:
+    def __init__(
+        self, folder: OutputFolder, *, completed: set[str] | None, threshold: float, untrained: bool
+    ) -> None:
         self.untrained = untrained
         header = list(CSV_HEADER) + (["untrained"] if untrained else [])
         rows = _read_csv(folder, self.name) if completed is not None else []
         if rows and rows[0] != header:
-            raise OutputError("its columns differ from this run's (trained vs untrained "
-                              "weights, or another tool); choose another output folder",
-                              param="output_dir", value=folder.root / self.name)
+            raise OutputError(
+                "its columns differ from this run's (trained vs untrained "
+                "weights, or another tool); choose another output folder",
+                param="output_dir",
+                value=folder.root / self.name,
+            )
         keep = [header] + [r for r in rows[1:] if r and r[0] in (completed or set())]
         with folder.replace(self.name) as temporary:
             temporary.write_text(_csv_text(keep), encoding="utf-8", errors="surrogateescape")
@@ -146,8 +195,9 @@ class JsonlSink:
 
     name = "predictions.jsonl"
 
-    def __init__(self, folder: OutputFolder, *, completed: set[str] | None, threshold: float,
-                 untrained: bool) -> None:
+    def __init__(
+        self, folder: OutputFolder, *, completed: set[str] | None, threshold: float, untrained: bool
+    ) -> None:
         self.threshold, self.untrained = threshold, untrained
         keep = []
         if completed is not None:
@@ -163,8 +213,11 @@ class JsonlSink:
         self._file = _AppendFile(folder, self.name)
 
     def write(self, records: Sequence[FaceRecord]) -> None:
-        self._file.append("".join(json.dumps(json_record(r, self.threshold, self.untrained))
-                                  + "\n" for r in records))
+        self._file.append(
+            "".join(
+                json.dumps(json_record(r, self.threshold, self.untrained)) + "\n" for r in records
+            )
+        )
 
     def close(self) -> None:
         self._file.close()
@@ -175,8 +228,9 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
     bad = [f for f in chosen if f not in FORMATS]
     if bad or not chosen:
-        raise ConfigError(f"choose from {', '.join(FORMATS)}", param="formats",
-                          value=",".join(formats))
+        raise ConfigError(
+            f"choose from {', '.join(FORMATS)}", param="formats", value=",".join(formats)
+        )
     return chosen
 
 
@@ -196,22 +250,34 @@ def completed_key(source: str) -> tuple[str, str]:
 class ResultWriter:
     """Appends rows to the chosen formats, flushing per batch; see the module docstring."""
 
-    def __init__(self, folder: OutputFolder, *, formats: Sequence[str] = ("csv",),
-                 threshold: float = 0.5, untrained: bool = False, resume: bool = False) -> None:
+    def __init__(
+        self,
+        folder: OutputFolder,
+        *,
+        formats: Sequence[str] = ("csv",),
+        threshold: float = 0.5,
+        untrained: bool = False,
+        resume: bool = False,
+    ) -> None:
         self.folder = folder
         completed_rows = _read_csv(folder, "completed.csv")[1:] if resume else []
-        self.completed: set[tuple[str, str]] = {(row[0], row[1] if len(row) > 1 else "")
-                                                for row in completed_rows if row}
+        self.completed: set[tuple[str, str]] = {
+            (row[0], row[1] if len(row) > 1 else "") for row in completed_rows if row
+        }
         keep = {shown for shown, _ in self.completed} if resume else None
         self._sinks: list[RowSink] = []
         try:
             for fmt in check_formats(formats):
-                self._sinks.append(_sink_class(fmt)(folder, completed=keep, threshold=threshold,
-                                                    untrained=untrained))
+                self._sinks.append(
+                    _sink_class(fmt)(
+                        folder, completed=keep, threshold=threshold, untrained=untrained
+                    )
+                )
             with folder.replace("completed.csv") as temporary:
-                temporary.write_text(_csv_text([["file", "name_bytes_hex"],
-                                                *map(list, sorted(self.completed))]),
-                                     encoding="utf-8")
+                temporary.write_text(
+                    _csv_text([["file", "name_bytes_hex"], *map(list, sorted(self.completed))]),
+                    encoding="utf-8",
+                )
             self._completed = _AppendFile(folder, "completed.csv")
             with folder.replace("errors.csv") as temporary:
                 temporary.write_text(_csv_text([["file", "reason"]]), encoding="utf-8")
@@ -242,8 +308,11 @@ class ResultWriter:
         self.error_count += 1
 
     def close(self) -> None:
-        for handle in (*self._sinks, getattr(self, "_completed", None),
-                       getattr(self, "_errors", None)):
+        for handle in (
+            *self._sinks,
+            getattr(self, "_completed", None),
+            getattr(self, "_errors", None),
+        ):
             if handle is not None:
                 handle.close()
 

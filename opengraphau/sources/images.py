@@ -1,4 +1,5 @@
 """Decoding images for the models: full decode, EXIF orientation, 8-bit RGB, one-line failures."""
+
 from __future__ import annotations
 
 import errno
@@ -41,8 +42,15 @@ def special_file_reason(path: str | Path) -> str | None:
         return None
     if stat.S_ISDIR(mode):
         return "is a folder"
-    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    kind = (
+        "a named pipe"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a special file"
+    )
     return f"is {kind}, not a regular file; skipped without opening it"
 
 
@@ -72,8 +80,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     try:
         return image.convert("RGB")
     except ValueError as exc:
-        raise ImageError(f"its colour mode {image.mode} cannot be converted to RGB ({exc})"
-                         ) from None
+        raise ImageError(
+            f"its colour mode {image.mode} cannot be converted to RGB ({exc})"
+        ) from None
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -103,11 +112,13 @@ def load_image(path: str | Path) -> Image.Image:
     except PermissionError:
         raise ImageError("permission denied") from None
     except UnidentifiedImageError:
-        raise ImageError("not an image Pillow can read (corrupt, empty or another format)"
-                         ) from None
+        raise ImageError(
+            "not an image Pillow can read (corrupt, empty or another format)"
+        ) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageError(f"too large (over {Image.MAX_IMAGE_PIXELS} pixels: "
-                         "possible decompression bomb)") from None
+        raise ImageError(
+            f"too large (over {Image.MAX_IMAGE_PIXELS} pixels: possible decompression bomb)"
+        ) from None
     except MemoryError:
         raise ImageError("too large to decode in the memory available") from None
     except Exception as exc:  # noqa: BLE001 - plugins raise anything on hostile files
@@ -124,5 +135,6 @@ def as_pil(image: Image.Image | np.ndarray) -> Image.Image:
         raise ConfigError("NumPy images must be uint8", param="images", value=str(array.dtype))
     if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
         return Image.fromarray(array).convert("RGB")
-    raise ConfigError("NumPy images must be HxW or HxWx3 (RGB)", param="images",
-                      value=f"shape {array.shape}")
+    raise ConfigError(
+        "NumPy images must be HxW or HxWx3 (RGB)", param="images", value=f"shape {array.shape}"
+    )

@@ -5,6 +5,7 @@ glob patterns, `@list.txt` files (one argument per line, relative to the list's 
 `webcam:N`. Other files inside folders are skipped silently; an explicit path that is missing
 or of an unknown kind is reported, not fatal.
 """
+
 from __future__ import annotations
 
 import glob
@@ -46,11 +47,15 @@ def _kind(path: str) -> str | None:
 def _walk(folder: str, problems: list[tuple[str, str]]) -> list[str]:
     """Every file below `folder`, sorted by path components (a/deep/x before a/y before b/z);
     subfolders that cannot be listed are reported."""
+
     def unlisted(exc: OSError) -> None:
         problems.append((exc.filename or folder, f"cannot list folder ({exc.strerror or exc})"))
 
-    found = [os.path.join(root, name)
-             for root, _, files in os.walk(folder, onerror=unlisted) for name in files]
+    found = [
+        os.path.join(root, name)
+        for root, _, files in os.walk(folder, onerror=unlisted)
+        for name in files
+    ]
     return sorted(found, key=lambda p: Path(p).parts)
 
 
@@ -69,12 +74,13 @@ def _read_list(list_path: str) -> list[str]:
 def _glob_root(pattern: str) -> str:
     """The folder a glob pattern searches: its leading components without wildcards."""
     parts = Path(pattern).parts
-    fixed = parts[:next((i for i, p in enumerate(parts) if _GLOB_CHARS & set(p)), len(parts))]
+    fixed = parts[: next((i for i, p in enumerate(parts) if _GLOB_CHARS & set(p)), len(parts))]
     return os.path.join(*fixed) if fixed else "."
 
 
-def _expand(spec: str, problems: list[tuple[str, str]],
-            seen_lists: set[str]) -> Iterator[tuple[str, str, str]]:
+def _expand(
+    spec: str, problems: list[tuple[str, str]], seen_lists: set[str]
+) -> Iterator[tuple[str, str, str]]:
     """(path, kind, where): `where` is the real path of the folder, file or pattern root named
     by the argument that reached it (what `collect_inputs` compares with the output folder)."""
     if "\0" in spec:
@@ -168,16 +174,25 @@ def collect_inputs(specs: Sequence[str], *, exclude: str | Path | None = None) -
         kept = len(found)
         for path, kind, where in _expand(spec, problems, set()):
             key = path if kind == "webcam" else os.path.realpath(path)
-            if (inside and kind != "webcam" and key.startswith(inside)
-                    and not where.startswith(inside)):
+            if (
+                inside
+                and kind != "webcam"
+                and key.startswith(inside)
+                and not where.startswith(inside)
+            ):
                 excluded += 1
             elif key not in seen:
                 seen.add(key)
                 found.append((path, kind))
         if excluded and len(found) == kept:
-            problems.append((spec, f"all {excluded} files found are inside the output folder "
-                                   f"{exclude}, whose files are never read as inputs; choose "
-                                   "an output folder outside the inputs"))
+            problems.append(
+                (
+                    spec,
+                    f"all {excluded} files found are inside the output folder "
+                    f"{exclude}, whose files are never read as inputs; choose "
+                    "an output folder outside the inputs",
+                )
+            )
     files = [p for p, k in found if k != "webcam"]
     stems = dict(zip(files, _output_stems(_mirror_paths(files))))
     items = [InputItem(p, k, stems.get(p, PurePath(p.replace(":", "")))) for p, k in found]
@@ -193,7 +208,7 @@ def _fit(name: str) -> str:
     raw = os.fsencode(name)
     if len(raw) <= _MAX_STEM_BYTES:
         return name
-    return f"{os.fsdecode(raw[:_MAX_STEM_BYTES - 11])}~{hashlib.sha1(raw).hexdigest()[:10]}"
+    return f"{os.fsdecode(raw[: _MAX_STEM_BYTES - 11])}~{hashlib.sha1(raw).hexdigest()[:10]}"
 
 
 def _output_stems(rels: list[PurePath]) -> list[PurePath]:

@@ -3,6 +3,7 @@
 Decoding runs in a background thread feeding a small bounded queue, so the decoder works while the
 model runs on the previous frame and memory stays constant for any video length.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +29,16 @@ from .images import special_file_reason
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
 )
 
 _WEBCAM_PREFIX = "webcam:"
@@ -71,10 +81,12 @@ def parse_webcam(spec: str) -> int | None:
     """Camera index of a "webcam:N" source, or None when `spec` is not a webcam source."""
     if not spec.lower().startswith(_WEBCAM_PREFIX):
         return None
-    number = spec[len(_WEBCAM_PREFIX):]
+    number = spec[len(_WEBCAM_PREFIX) :]
     if not number.isdigit():
-        raise VideoError("invalid webcam source; use webcam:N with N a camera number such as "
-                         "webcam:0", value=spec)
+        raise VideoError(
+            "invalid webcam source; use webcam:N with N a camera number such as webcam:0",
+            value=spec,
+        )
     return int(number)
 
 
@@ -148,16 +160,25 @@ class VideoSource:
     index is a multiple of it, the same frames with or without `start`.
     """
 
-    def __init__(self, source: str, *, every: int = 1, start: float | None = None,
-                 end: float | None = None, max_frames: int | None = None, prefetch: int = 8,
-                 capture_factory: Callable[[str | int], Capture] | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        *,
+        every: int = 1,
+        start: float | None = None,
+        end: float | None = None,
+        max_frames: int | None = None,
+        prefetch: int = 8,
+        capture_factory: Callable[[str | int], Capture] | None = None,
+    ) -> None:
         if every < 1:
             raise VideoError(f"every must be 1 or more (got {every})", value=source)
         if start is not None and start < 0:
             raise VideoError(f"start must be 0 s or later (got {start})", value=source)
         if end is not None and end < (start or 0.0):
-            raise VideoError(f"end ({end} s) must not be before start ({start or 0} s)",
-                             value=source)
+            raise VideoError(
+                f"end ({end} s) must not be before start ({start or 0} s)", value=source
+            )
         if max_frames is not None and max_frames < 1:
             raise VideoError(f"max_frames must be 1 or more (got {max_frames})", value=source)
         if prefetch < 1:
@@ -196,12 +217,16 @@ class VideoSource:
     def _open(self, camera: int | None) -> None:
         """Check the capture delivers frames and read the stream's properties."""
         if camera is None:
-            cannot = ("cannot open as a video (not a video file, an unsupported codec, or a "
-                      "damaged/truncated file); check the file plays, or re-encode it, e.g. "
-                      "ffmpeg -i INPUT OUTPUT.mp4")
+            cannot = (
+                "cannot open as a video (not a video file, an unsupported codec, or a "
+                "damaged/truncated file); check the file plays, or re-encode it, e.g. "
+                "ffmpeg -i INPUT OUTPUT.mp4"
+            )
         else:
-            cannot = (f"cannot open camera {camera}; check that it is connected and not in use "
-                      "by another program")
+            cannot = (
+                f"cannot open camera {camera}; check that it is connected and not in use "
+                "by another program"
+            )
         try:
             with quiet_opencv():
                 if not self._capture.isOpened():
@@ -211,10 +236,14 @@ class VideoSource:
             raise VideoError(cannot, value=self.name) from None
         if not ok or image is None:
             if camera is None:
-                raise VideoError("has no frames; check the file is a complete video",
-                                 value=self.name)
-            raise VideoError(f"camera {camera} opened but gives no frames; check that it is not "
-                             "in use by another program", value=self.name)
+                raise VideoError(
+                    "has no frames; check the file is a complete video", value=self.name
+                )
+            raise VideoError(
+                f"camera {camera} opened but gives no frames; check that it is not "
+                "in use by another program",
+                value=self.name,
+            )
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if math.isfinite(fps) and fps > 0 else _DEFAULT_FPS
         self.size = (int(image.shape[1]), int(image.shape[0]))
@@ -236,8 +265,9 @@ class VideoSource:
     def __iter__(self) -> Iterator[Frame]:
         if self._thread is not None or self._closed:
             raise RuntimeError(f"{self.name}: a VideoSource can be iterated only once")
-        self._thread = threading.Thread(target=self._produce, name=f"VideoSource:{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._produce, name=f"VideoSource:{self.name}", daemon=True
+        )
         self._thread.start()
         try:
             while True:
