@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 from skimage import data
 
 from factories import iou
 from opengraphau.faces.crop import CROP_SIZE, MARGIN, crop_box, square_crop
 from opengraphau.faces.detector import FaceDetector
+from opengraphau.faces.mtcnn import BatchedMTCNN
 
 # Hand-measured on an 8x zoom of skimage.data.astronaut() (512x512), original pixels.
 ASTRO_FACE = (180.0, 72.0, 90.0, 106.0)  # x, y, w, h: cheek to cheek, hairline to chin
@@ -178,17 +180,18 @@ def test_batched_matches_one_by_one(
     ]
     singles = [detector.detect([image])[0] for image in images]
 
-    batch_sizes: list[int] = []
-    real_run = FaceDetector._run_mtcnn
+    calls: list[list[tuple[int, ...]]] = []
+    real_detect = BatchedMTCNN.detect
 
-    def counting(self: FaceDetector, imgs: list[Image.Image], *args: object) -> object:
-        batch_sizes.append(len(imgs))
-        return real_run(self, imgs, *args)
+    def counting(self: BatchedMTCNN, imgs: list[torch.Tensor], *args: object) -> object:
+        calls.append([tuple(i.shape) for i in imgs])
+        return real_detect(self, imgs, *args)
 
-    monkeypatch.setattr(FaceDetector, "_run_mtcnn", counting)
+    monkeypatch.setattr(BatchedMTCNN, "detect", counting)
     batched = detector.detect(images)
 
-    assert sorted(batch_sizes) == [1, 1, 1, 3]  # the three 512x512 images share one call
+    assert len(calls) == 1 and len(calls[0]) == len(images)  # sizes differ, one MTCNN pass
+    assert len({shape for shape in calls[0]}) > 1
     assert [len(found) for found in batched] == [len(found) for found in singles] == [1, 2, 1, 1, 0, 1]
     for got, expected in zip(batched, singles):
         for a, b in zip(got, expected):
@@ -216,3 +219,29 @@ def test_well_framed_crop_stays_nearly_unchanged(detector: FaceDetector, well_fr
     # Cropping the crop again frames it the same way: the rule is stable.
     (again,) = detector.detect([square_crop(well_framed, box)])
     assert len(again) == 1 and iou(crop_box(again[0].box, MARGIN), frame) > 0.8
+
+
+def test_same_faces_as_facenet_on_the_search_copy(
+    detector: FaceDetector, astronaut: Image.Image, two_faces: Image.Image
+) -> None:
+    """The batched detector finds what facenet-pytorch's MTCNN finds on the copy it searches
+    (so the boxes are those of the per-image detector it replaced), in frame pixels."""
+    from facenet_pytorch import MTCNN
+
+    big = astronaut.resize((1800, 1800), BILINEAR)  # searched on a 1024 px copy
+    for image in (astronaut, two_faces, ImageOps.mirror(two_faces), big):
+        (found,) = detector.detect([image])
+        copy = detector._search_copy(image)
+        facenet = MTCNN(keep_all=True, min_face_size=copy.min_face)
+        boxes, probs = facenet.detect(Image.fromarray(copy.pixels))
+        sx, sy = copy.scale_x, copy.scale_y
+        want = [
+            ((x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy), p)
+            for (x1, y1, x2, y2), p in zip(boxes, probs)
+            if p >= detector.threshold
+        ]
+        want.sort(key=lambda bp: bp[0][0])
+        assert len(found) == len(want) > 0
+        for got, (box, p) in zip(found, want):
+            assert iou(got.box, box) >= 0.98
+            assert abs(got.confidence - p) <= 1e-3

@@ -42,6 +42,25 @@ def test_default_path_matches_oracle_resnet18(stage: int) -> None:
             assert max_dp(out, oracle_forward(model, x)) <= FP32_TOL
 
 
+def test_subnormals_are_zero_in_the_weights_and_inside_predict_only() -> None:
+    """x86 computes with subnormal floats up to 100x slower: the CPU path flushes them, in the
+    weights once and in every value while the model runs, and leaves the setting off after."""
+    subnormal = 1e-40
+    model = random_model("resnet18", 2)
+    with torch.no_grad():
+        model.head.gnn.graph_layers[0].A.weight[0, :3] = subnormal  # kept as it is when folding
+    fast = optimize_for_inference(model)
+    row = fast.head.gnn.graph_layers[0].A.weight[0]
+    assert (row[:3] == 0).all() and (row[3:] != 0).all()
+    seen: list[float] = []
+    fast.head.register_forward_hook(lambda *_: seen.append(float(torch.tensor(subnormal) * 1.0)))
+    x = images(2)
+    with torch.inference_mode():
+        assert max_dp(fast(x), oracle_forward(model, x)) <= FP32_TOL
+    assert seen == [0.0]
+    assert float(torch.tensor(subnormal) * 1.0) > 0
+
+
 @pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # from flags()
 def test_plain_conv_fallback_matches_oracle() -> None:
     """The path taken on CUDA or without oneDNN's fused ops: folded weights, plain conv2d."""

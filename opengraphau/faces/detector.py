@@ -6,7 +6,6 @@ the frame's own pixels. The crop itself is `faces.crop`'s job.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -29,9 +28,9 @@ class Detection(NamedTuple):
 
 
 class _SearchCopy(NamedTuple):
-    """A frame readied for MTCNN: the copy to search and the scale back to the frame."""
+    """A frame readied for MTCNN: the copy to search (H x W x 3 uint8) and the scale back."""
 
-    image: Image.Image
+    pixels: np.ndarray
     scale_x: float
     scale_y: float
     min_face: float
@@ -74,55 +73,45 @@ class FaceDetector:
         self.max_faces = max_faces
         self.max_side = max_side
         self.threshold = threshold
-        from facenet_pytorch import MTCNN  # its weights load with it: only when detecting
+        from .mtcnn import BatchedMTCNN  # its weights load with it: only when detecting
 
-        self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, device=device).eval()
+        self._mtcnn = BatchedMTCNN(device=device)
 
     def detect(self, frames: Sequence[np.ndarray | Image.Image]) -> list[list[Detection]]:
         """Faces per frame (H x W x 3 uint8 RGB arrays or PIL images), in input order; within a
         frame left to right, [] when there is none.
 
-        A frame smaller than the smallest face searched for cannot hold one (and MTCNN would
-        fail on its empty pyramid), so it is skipped.
+        Frames of any sizes share one batched MTCNN pass; one smaller than the smallest face
+        searched for cannot hold a face and gets [].
         """
         copies = [self._search_copy(frame) for frame in frames]
-        groups: defaultdict[tuple[tuple[int, int], float], list[int]] = defaultdict(list)
-        for index, copy in enumerate(copies):
-            if min(copy.image.size) >= copy.min_face:
-                groups[(copy.image.size, copy.min_face)].append(index)
-        results: list[list[Detection]] = [[] for _ in copies]
-        for (_, min_face), indices in groups.items():
-            found = self._run_mtcnn([copies[i].image for i in indices], min_face)
-            for index, rows in zip(indices, found):
-                results[index] = self._select(copies[index], rows)
-        return results
+        if not copies:
+            return []
+        found = self._mtcnn.detect(
+            [torch.from_numpy(copy.pixels) for copy in copies], [copy.min_face for copy in copies]
+        )
+        return [
+            self._select(copy, rows.double().cpu().numpy()) for copy, rows in zip(copies, found)
+        ]
 
     def _search_copy(self, frame: np.ndarray | Image.Image) -> _SearchCopy:
-        """The frame, downscaled so its longer side is <= max_side."""
-        image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
-        image = image if image.mode == "RGB" else image.convert("RGB")
-        scale = min(1.0, self.max_side / max(image.size))
-        small = image
+        """The frame as RGB pixels, downscaled (Pillow, bilinear) so its longer side is at most
+        max_side."""
+        if isinstance(frame, Image.Image):
+            frame = np.asarray(frame if frame.mode == "RGB" else frame.convert("RGB"))
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.max_side / max(width, height))
+        pixels = frame
         if scale < 1.0:
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            small = image.resize(size, Image.Resampling.BILINEAR)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            pixels = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+        small_w = pixels.shape[1]
         return _SearchCopy(
-            small,
-            image.width / small.width,
-            image.height / small.height,
-            max(MTCNN_MIN_FACE, self.min_face_size * small.width / image.width),
+            np.require(pixels, np.uint8, ["C", "W"]),  # what torch.from_numpy takes without a copy
+            width / small_w,
+            height / pixels.shape[0],
+            max(MTCNN_MIN_FACE, self.min_face_size * small_w / width),
         )
-
-    def _run_mtcnn(self, images: list[Image.Image], min_face: float) -> list[np.ndarray]:
-        """(N, 5) arrays of x1, y1, x2, y2, probability per image, from one batched MTCNN pass."""
-        from facenet_pytorch.models.utils.detect_face import detect_face
-
-        m = self._mtcnn
-        with torch.inference_mode():
-            batch, _ = detect_face(
-                images, min_face, m.pnet, m.rnet, m.onet, m.thresholds, m.factor, m.device
-            )
-        return [np.asarray(rows, dtype=np.float64).reshape(-1, 5) for rows in batch]
 
     def _select(self, copy: _SearchCopy, rows: np.ndarray) -> list[Detection]:
         """Back to frame pixels; threshold, the largest `max_faces`, then left to right."""
