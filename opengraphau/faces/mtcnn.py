@@ -64,10 +64,12 @@ class BatchedMTCNN(torch.nn.Module):
         if len(thresholds) != 3:
             raise ValueError(f"thresholds must be 3 numbers (P-, R-, O-Net), got {thresholds}")
         self.device = torch.device(device)
-        # P-Net reads channels-last canvases: its small convolutions run ~1.7x faster so (CPU).
-        self.pnet = PNet(pretrained=True).eval().to(self.device, memory_format=torch.channels_last)
-        self.rnet = RNet(pretrained=True).eval().to(self.device)
-        self.onet = ONet(pretrained=True).eval().to(self.device)
+        # Channels-last canvases and crops: the small convolutions run 1.5-1.7x faster so (CPU),
+        # and change the probabilities by ~1e-6 at most.
+        last = torch.channels_last
+        self.pnet = PNet(pretrained=True).eval().to(self.device, memory_format=last)
+        self.rnet = RNet(pretrained=True).eval().to(self.device, memory_format=last)
+        self.onet = ONet(pretrained=True).eval().to(self.device, memory_format=last)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
 
@@ -403,8 +405,8 @@ def _crops(
     inside = (ey > y - 1) & (ex > x - 1)
     boxes, image_of = boxes[inside], image_of[inside]
     x, y, ex, ey = x[inside], y[inside], ex[inside], ey[inside]
-    # NCHW contiguous, as facenet feeds R-/O-Net: their last bits depend on the memory layout.
-    crops = torch.empty(len(boxes), 3, size, size, device=boxes.device)
+    # Channels-last, as R-/O-Net run fastest (1.5x on CPU); the pixels are written in that order.
+    crops = torch.empty(len(boxes), size, size, 3, device=boxes.device).permute(0, 3, 1, 2)
     # Boxes come grouped by image: one gather per image, from its own table.
     start = 0
     for image, count in enumerate(torch.bincount(image_of, minlength=len(tables)).tolist()):
