@@ -344,7 +344,7 @@ def _mutations(state: dict[str, torch.Tensor], rng: random.Random) -> str:
     elif kind == "meta":
         state[key] = value.to("meta")
     elif kind == "shape":
-        state[key] = torch.zeros(*(s + 1 for s in value.shape), dtype=value.dtype)
+        state[key] = torch.zeros([s + 1 for s in value.shape] or [1], dtype=value.dtype)
     elif kind == "drop":
         del state[key]
     elif kind == "add":

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -175,6 +176,20 @@ def test_special_files_named_on_the_command_line(capsys, tmp_path: Path) -> None
     assert {k: v for k, v in after.items() if not k.startswith(b"out")} == before
 
 
+def _tiff_with_samples_per_pixel(count: int) -> bytes:
+    """A little-endian TIFF from Pillow whose SamplesPerPixel tag (277) says `count`."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="TIFF")
+    raw = bytearray(buffer.getvalue())
+    ifd = struct.unpack_from("<I", raw, 4)[0]
+    for entry in range(struct.unpack_from("<H", raw, ifd)[0]):
+        at = ifd + 2 + 12 * entry
+        if struct.unpack_from("<H", raw, at)[0] == 277:
+            struct.pack_into("<HIHH", raw, at + 2, 3, 1, count, 0)  # 1 SHORT, inline
+            return bytes(raw)
+    raise AssertionError("Pillow wrote no SamplesPerPixel tag")
+
+
 def test_bad_image_files_are_listed_and_the_run_goes_on(capsys, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -185,13 +200,14 @@ def test_bad_image_files_are_listed_and_the_run_goes_on(capsys, tmp_path: Path) 
     (data / "noise.webp").write_bytes(np.random.default_rng(0).bytes(3000))
     (data / "text.tif").write_text("II*\0 not really a tiff")
     (data / "png-header.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff" * 64)
+    (data / "samples.tif").write_bytes(_tiff_with_samples_per_pixel(2048))  # Pillow logs it
     before = _tree(data)
     result = _run(capsys, tmp_path / "out", data)
     assert result.code == 1
     errors = _errors(tmp_path / "out")
     assert sorted(Path(f).name for f in errors) == ["empty.png", "half.jpg", "noise.webp",
-                                                   "png-header.png", "text.tif"]
-    assert len(result.err) == 5 and all(ln.startswith("error: ") for ln in result.err)
+                                                   "png-header.png", "samples.tif", "text.tif"]
+    assert len(result.err) == 6 and all(ln.startswith("error: ") for ln in result.err)
     assert _files(tmp_path / "out") == [good]
     assert _tree(data) == before
 
@@ -338,13 +354,16 @@ def test_names_that_display_alike_are_resumed_apart(capsys, tmp_path: Path) -> N
 
 
 def test_odd_names_on_a_real_terminal_stay_one_line(tmp_path: Path) -> None:
-    """In a subprocess, where stdout's encoding is strict: a non-UTF-8 output folder and input
-    names with line breaks and escape sequences."""
+    """In a subprocess, where stdout's encoding is strict and no test harness catches Python's
+    log records: a non-UTF-8 output folder, input names with line breaks and escape sequences,
+    and a TIFF that Pillow logs an error about before it raises."""
     data = os.fsencode(tmp_path) + b"/in\xff"
     os.mkdir(data)
     _image(data + b"/ok\x1b[31m.png")
     with open(data + b"/bad\nname.jpg", "wb") as f:
         f.write(b"nope")
+    with open(data + b"/samples.tif", "wb") as f:
+        f.write(_tiff_with_samples_per_pixel(2048))
     out = os.fsdecode(os.fsencode(tmp_path) + b"/out\xfe")
     result = subprocess.run([sys.executable, str(ROOT / "demo.py"), *FAST, "--input",
                              os.fsdecode(data), "--output-dir", out], capture_output=True,
@@ -352,8 +371,9 @@ def test_odd_names_on_a_real_terminal_stay_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     err = [ln for ln in result.stderr.decode().splitlines() if ln != BANNER]
     shown = display_name(os.fsdecode(data))
-    assert err == [f"error: {shown}/bad\\nname.jpg: not an image Pillow can read (corrupt, empty "
-                   "or another format)"]
+    unreadable = "not an image Pillow can read (corrupt, empty or another format)"
+    assert err == [f"error: {shown}/bad\\nname.jpg: {unreadable}",
+                   f"error: {shown}/samples.tif: {unreadable}"]
     assert b"\x1b" not in result.stderr + result.stdout
     assert f"outputs in {display_name(out)}/" in result.stdout.decode()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -38,6 +39,13 @@ def main(
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     from .report import terminal_text  # after parsing: --help loads nothing more
+
+    # Pillow logs what it finds wrong in a hostile file ("More samples per pixel than can be
+    # decoded") before raising; with no handler Python would print that line on stderr, beside
+    # ours. The file's one-line reason comes from the exception.
+    pillow = logging.getLogger("PIL")
+    if not pillow.handlers:
+        pillow.addHandler(logging.NullHandler())
 
     try:
         if args.untrained and args.resume:

@@ -1,0 +1,185 @@
+"""Whole runs against the model alone, on real photos: what everything around the model costs.
+
+    .venv/bin/python -m benchmarks.bench_pipeline --sizes 96 192 --arch resnet50 --stage 2
+    python3 -m benchmarks.bench_pipeline --device cuda --precision fp16 --batch-size 256 \\
+        --sizes 10000 20000 --arch resnet50 --stage 2
+
+Photos: N JPEGs of 480-800 px made from skimage's public-domain astronaut (random zoom, crop,
+mirror and brightness), one face each. The model: random weights in the official file layout
+with BatchNorm statistics set from real faces (`tests.factories`), so its numbers depend on
+the image as a trained one's do.
+
+* Whole runs: `python -m opengraphau` in a child process on each of --sizes, with face
+  detection and with --no-detect. The steady cost per photo is the extra seconds of the larger
+  folder over its extra photos, so start-up (imports, model, workers) cancels; start-up is
+  what is left of the smaller run.
+* Model alone, in this process: the same network on the crops the pipeline cuts from the same
+  photos, and on uniform noise crops, `--batch-size` at a time (CUDA synchronised).
+* Detector alone: the batched MTCNN on the same photos.
+
+The ratio "whole / model" is the steady cost per photo over the model's time per face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance, ImageOps
+from skimage import data
+
+from opengraphau.device import resolve_device
+from opengraphau.faces.detector import FaceDetector
+from opengraphau.model import load_model
+from opengraphau.pipeline import Pipeline
+from opengraphau.records import Frame
+from tests.factories import write_official_checkpoint
+
+
+def make_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """`n` single-face JPEGs, 480-800 px a side, no two alike."""
+    rng = np.random.default_rng(seed)
+    astronaut = Image.fromarray(data.astronaut())
+    paths = []
+    for i in range(n):
+        side = int(rng.integers(480, 801))
+        photo = astronaut.resize((side, side), Image.Resampling.BILINEAR)
+        width = int(rng.integers(side * 3 // 4, side + 1))
+        left = int(rng.integers(0, side - width + 1))
+        photo = photo.crop((left, 0, left + width, side))
+        photo = ImageEnhance.Brightness(photo).enhance(float(rng.uniform(0.8, 1.2)))
+        if i % 2:
+            photo = ImageOps.mirror(photo)
+        paths.append(folder / f"{i // 1000:03d}" / f"{i:06d}.jpg")
+        paths[-1].parent.mkdir(exist_ok=True)
+        photo.save(paths[-1], quality=90)
+    return paths
+
+
+def whole_run(folder: Path, out: Path, args: argparse.Namespace, detect: bool) -> float:
+    """Seconds of one whole command, start-up included."""
+    cmd = [sys.executable, "-m", "opengraphau", "--resume", str(args.checkpoint), "--input",
+           str(folder), "--output-dir", str(out), "--quiet", "--batch-size",
+           str(args.batch_size), "--device", args.device, "--precision", args.precision]
+    cmd += [] if detect else ["--no-detect"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-500:]}")
+    return seconds
+
+
+def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
+    """Median seconds of `fn` over `rounds` calls after one warm-up (CUDA synchronised)."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """ms per face of the model on the pipeline's crops and on noise; ms per photo of MTCNN."""
+    model = load_model(args.checkpoint, device=device, precision=args.precision)
+    detector = FaceDetector(device=device)
+    pipeline = Pipeline(model, detector=detector, batch_size=args.batch_size)
+    frames = [Frame.of(str(p), np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+    located = pipeline.locate(frames)
+    crops = pipeline.pixels(frames, located)[: args.batch_size]
+    noise = torch.randint(0, 256, crops.shape, dtype=torch.uint8, device=device)
+    with torch.inference_mode():
+        real_s = timed(lambda: pipeline.infer(crops), device, args.rounds)
+        noise_s = timed(lambda: pipeline.infer(noise), device, args.rounds)
+    sample = [f.image for f in frames[: args.batch_size]]
+    detect_s = timed(lambda: detector.detect(sample), device, args.rounds)
+    return {"model_ms_per_face": real_s / len(crops) * 1000,
+            "model_noise_ms_per_face": noise_s / len(noise) * 1000,
+            "detect_ms_per_photo": detect_s / len(sample) * 1000}
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs=2, default=[96, 192], metavar=("N1", "N2"))
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5, help="timed calls of the model alone")
+    parser.add_argument("--only", choices=("detect", "no-detect"), help="one kind of whole run")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    small, large = sorted(args.sizes)
+    report: dict[str, object] = {"machine": machine(device), "arch": args.arch,
+                                 "stage": args.stage, "device": str(device),
+                                 "precision": args.precision, "batch_size": args.batch_size,
+                                 "sizes": [small, large]}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        args.checkpoint = write_official_checkpoint(args.arch, args.stage, root / "model.pth",
+                                                    calibrate=True)
+        folders = {}
+        for n in (small, large):
+            folders[n] = root / f"photos{n}"
+            folders[n].mkdir()
+            paths = make_photos(folders[n], n)
+        report.update(alone(paths[: max(args.batch_size, 16)], args, device))
+        model_ms = report["model_ms_per_face"]
+        print(f"{report['machine']}; {args.arch} stage {args.stage} {args.precision} on {device}, "
+              f"batch {args.batch_size}", flush=True)
+        print(f"model alone: {model_ms:.2f} ms/face on the pipeline's crops, "
+              f"{report['model_noise_ms_per_face']:.2f} on noise; MTCNN alone "
+              f"{report['detect_ms_per_photo']:.2f} ms/photo", flush=True)
+        kinds = [args.only == "detect"] if args.only else [True, False]
+        for detect in kinds:
+            name = "detect" if detect else "no-detect"
+            seconds = {n: whole_run(folders[n], root / f"out-{name}-{n}", args, detect)
+                       for n in (small, large)}
+            steady = (seconds[large] - seconds[small]) / (large - small)
+            row = {"seconds": seconds, "steady_ms_per_photo": steady * 1000,
+                   "steady_photos_per_s": 1 / steady, "startup_s": seconds[small] - small * steady,
+                   "whole_over_model": steady * 1000 / model_ms}
+            report[name] = row
+            print(f"{name:>9}: {small} photos {seconds[small]:.1f} s, {large} photos "
+                  f"{seconds[large]:.1f} s -> {row['steady_photos_per_s']:.1f} photos/s steady "
+                  f"({row['steady_ms_per_photo']:.1f} ms each = {row['whole_over_model']:.2f}x "
+                  f"the model), start-up {row['startup_s']:.1f} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
