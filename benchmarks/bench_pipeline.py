@@ -10,9 +10,10 @@ with BatchNorm statistics set from real faces (`tests.factories`), so its number
 the image as a trained one's do.
 
 * Whole runs: `python -m opengraphau` in a child process on each of --sizes, with face
-  detection and with --no-detect. The steady cost per photo is the extra seconds of the larger
-  folder over its extra photos, so start-up (imports, model, workers) cancels; start-up is
-  what is left of the smaller run.
+  detection and with --no-detect, the fastest of --repeats runs (taking turns, so a busy
+  moment of the machine hits them alike). The steady cost per photo is the extra seconds of the
+  larger folder over its extra photos, so start-up (imports, model, workers) cancels; start-up
+  is what is left of the smaller run.
 * Model alone, in this process: the same network on the crops the pipeline cuts from the same
   photos, and on uniform noise crops, `--batch-size` at a time (CUDA synchronised).
 * Detector alone: the batched MTCNN on the same photos.
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5, help="timed calls of the model alone")
+    parser.add_argument("--repeats", type=int, default=3, help="whole runs per size (fastest)")
     parser.add_argument("--only", choices=("detect", "no-detect"), help="one kind of whole run")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -166,10 +168,13 @@ def main() -> None:
         kinds = [args.only == "detect"] if args.only else [True, False]
         for detect in kinds:
             name = "detect" if detect else "no-detect"
-            seconds = {n: whole_run(folders[n], root / f"out-{name}-{n}", args, detect)
-                       for n in (small, large)}
+            runs: dict[int, list[float]] = {small: [], large: []}
+            for _ in range(args.repeats):
+                for n in (small, large):
+                    runs[n].append(whole_run(folders[n], root / f"out-{name}-{n}", args, detect))
+            seconds = {n: min(times) for n, times in runs.items()}
             steady = (seconds[large] - seconds[small]) / (large - small)
-            row = {"seconds": seconds, "steady_ms_per_photo": steady * 1000,
+            row = {"seconds": seconds, "all_seconds": runs, "steady_ms_per_photo": steady * 1000,
                    "steady_photos_per_s": 1 / steady, "startup_s": seconds[small] - small * steady,
                    "whole_over_model": steady * 1000 / model_ms}
             report[name] = row

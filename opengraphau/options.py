@@ -40,7 +40,7 @@ class Options:
     precision: str = "fp32"
     batch_size: int = 16
     workers: int | None = None
-    """Decoding processes; None: half the CPU cores, at least 1; 0: decode in this process."""
+    """Decoding processes; None: as `engines.local.default_workers` chooses; 0: decode here."""
     detect: bool = True
     max_faces: int | None = None
     min_face_size: int = 20

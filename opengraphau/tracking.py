@@ -2,7 +2,7 @@
 
 Per-frame detections come in no particular order; tracking turns them into "face 0", "face 1", ...
 so a row, a timeline or a summary line follows one person, and smoothing removes frame-to-frame
-flicker. How ids behave for a user is told in docs/tracking.md.
+flicker. How ids behave for a user is told in README.md ("Face ids in videos").
 """
 
 from __future__ import annotations

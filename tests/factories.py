@@ -24,6 +24,15 @@ FACE = ROOT / "demo_imgs" / "astronaut_face.jpg"
 KEYS_DIR = Path(__file__).resolve().parent / "data" / "checkpoint-keys"
 
 
+def readme_section(title: str) -> str:
+    """The text of README.md's `## title` section, up to the next `## ` heading: the tests run
+    its code blocks as written."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else len(text)]
+
+
 def official_keys(arch: str, stage: int) -> list[tuple[str, list[int]]]:
     return [(k, s) for k, s in json.loads((KEYS_DIR / f"{arch}_stage{stage}.json").read_text())]
 

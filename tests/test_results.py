@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from factories import FACE, ROOT, read_rows, run_main, write_video
+from factories import FACE, ROOT, read_rows, readme_section, run_main, write_video
 from PIL import Image
 
 import opengraphau
@@ -373,16 +373,16 @@ def test_video_resume_keeps_summaries_of_completed_videos(study: dict[str, Path]
 
 
 def test_analysis_snippets_run(study: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """docs/analysis.md's Python blocks, in order, on results/demo."""
+    """The README's analyses, in order, on results/demo."""
     import matplotlib.pyplot as plt
     plt.switch_backend("Agg")
-    text = (ROOT / "docs" / "analysis.md").read_text(encoding="utf-8")
+    text = readme_section("Analysing results")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) == 4
     monkeypatch.chdir(study["root"])
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "docs/analysis.md", "exec"), namespace)
+        exec(compile(block, "README.md", "exec"), namespace)
     plt.close("all")
     assert sorted(namespace["mean_aus"].index) == sorted([str(FACE), str(study["clip"])])
     assert (study["root"] / "au12_over_time.png").stat().st_size > 10_000

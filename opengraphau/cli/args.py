@@ -105,7 +105,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="image decoding processes (default: half the CPU cores, at least 1)",
+        help="image decoding processes (default: half the cores for a GPU; for a CPU model 1, "
+        "or 0 on 2 cores or fewer, where decoding between batches is faster)",
     )
     run.add_argument(
         "--checkpoint-dir",
