@@ -1,6 +1,6 @@
 """Whole-run throughput and peak memory of `demo.py` on folders of N images.
 
-    .venv/bin/python benchmarks/bench_batch.py --sizes 1000 10000 --arch resnet18
+    .venv/bin/python -m benchmarks.bench_batch --sizes 1000 10000 --arch resnet18
 
 For each N: writes N synthetic 160x160 JPEGs to a temporary folder, runs demo.py on it (random
 weights, --no-detect, --quiet) in a child process, and reports images/s and the child's peak
@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from opengraphau.model import optimize_for_inference
+from opengraphau.predictor import untrained_model
 
-from opengraphau.model import optimize_for_inference  # noqa: E402
-from opengraphau.predictor import untrained_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_images(folder: Path, n: int) -> None:

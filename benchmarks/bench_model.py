@@ -1,6 +1,6 @@
 """Model speed: the literal reference equations vs load_model()'s default path vs bf16.
 
-    .venv/bin/python benchmarks/bench_model.py --arch resnet50 swin_transformer_tiny --stage 1 2 \
+    .venv/bin/python -m benchmarks.bench_model --arch resnet50 swin_transformer_tiny --stage 1 2 \
         --batch-size 8 --iters 7 --json results/bench_model.json
 
 For each arch and stage a random-weight model (BatchNorm statistics that look trained) is saved
@@ -35,12 +35,11 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from opengraphau.model import OpenGraphAU, load_model
+from opengraphau.model.optimize import cpu_supports_bf16
+from tests.oracle import oracle_forward, random_model
 
-from opengraphau.model import OpenGraphAU, load_model  # noqa: E402
-from opengraphau.model.optimize import cpu_supports_bf16  # noqa: E402
-from tests.oracle import oracle_forward, random_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _AU_FIELDS = {"weight": "fc.weight", "bias": "fc.bias", "bn_weight": "bn.weight",

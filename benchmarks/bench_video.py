@@ -1,6 +1,6 @@
 """Frames per second of `demo.py` on a video: decoding, face detection and the model together.
 
-    .venv/bin/python benchmarks/bench_video.py --seconds 10 --arch resnet50
+    .venv/bin/python -m benchmarks.bench_video --seconds 10 --arch resnet50
 
 Writes a synthetic 640x480 clip at 25 fps (skimage's public-domain astronaut face moving across a
 grey background), runs demo.py on it with and without face detection (random weights), and

@@ -52,11 +52,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from factories import run_main, write_official_checkpoint  # noqa: E402
+from factories import run_main, write_official_checkpoint  # tests/ is the script's folder
 
-from opengraphau.jobs import UNTRAINED_BANNER  # noqa: E402
-from opengraphau.records import display_name  # noqa: E402
+from opengraphau.jobs import UNTRAINED_BANNER
+from opengraphau.records import display_name
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".JPG", ".Png")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm")
