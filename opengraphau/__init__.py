@@ -24,11 +24,11 @@ from .errors import (
     OutputError,
     VideoError,
 )
-
-__version__ = "0.3.0"
+from .version import __version__
 
 if TYPE_CHECKING:
-    from .jobs import Reporter, RunStats, run
+    from .context import Reporter, RunStats
+    from .jobs import run
     from .model import load_model
     from .options import Options
     from .pipeline import Pipeline
@@ -45,8 +45,8 @@ _HOMES = {
     "FaceRecord": "records",
     "Frame": "records",
     "run": "jobs",
-    "Reporter": "jobs",
-    "RunStats": "jobs",
+    "Reporter": "context",
+    "RunStats": "context",
     "read_results": "sinks.results",
 }
 

@@ -54,7 +54,7 @@ from PIL import Image
 
 from factories import run_main, write_official_checkpoint  # tests/ is the script's folder
 
-from opengraphau.jobs import UNTRAINED_BANNER
+from opengraphau.context import UNTRAINED_BANNER
 from opengraphau.records import display_name
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".JPG", ".Png")

@@ -32,7 +32,7 @@ import torch
 from factories import ROOT, probs_of, read_rows, run_main
 from PIL import Image
 
-from opengraphau.jobs import UNTRAINED_BANNER
+from opengraphau.context import UNTRAINED_BANNER
 from opengraphau.model.variants import VARIANTS
 from opengraphau.records import display_name
 from opengraphau.sources.images import load_image

@@ -154,8 +154,8 @@ def _exit_now(signum: int, frame: object) -> None:
 
 def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """--export-onnx: the plain fp32 model to ONNX, verified with onnxruntime before success."""
+    from ..context import UNTRAINED_BANNER
     from ..export import export_onnx
-    from ..jobs import UNTRAINED_BANNER
     from ..model.checkpoint import load_model
     from ..model.opengraphau import untrained_model
     from ..weights import find_checkpoint

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 
 from ..aus import AU_IDS, AU_NAMES
-from ..jobs import UNTRAINED_BANNER, Reporter, RunStats
+from ..context import UNTRAINED_BANNER, Reporter, RunStats
 from ..records import display_name
 
 TABLE_LIMIT = 10

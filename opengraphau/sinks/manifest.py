@@ -21,9 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..errors import CheckpointError, OutputError
 from ..records import display_name
+from ..version import __version__
 from ..weights import official_checkpoint
 from .files import OutputFolder
 from .writer import DECIMALS

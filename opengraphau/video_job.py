@@ -1,0 +1,163 @@
+"""The video part of a run: one video or camera at a time, from the engine's batches of frames
+to rows, the per-track summary, the annotated video, the live preview and the AU timeline."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .aus import AU_IDS
+from .errors import OutputError, VideoError, describe
+from .records import UNCONFIRMED, FaceRecord, display_name
+from .sources.inputs import InputItem
+
+if TYPE_CHECKING:
+    from .context import RunContext
+    from .engines import Engine
+    from .render.video import VideoWriter
+
+
+class VideoJob:
+    """Runs the videos of one run, sharing its files, counts and reporter (`RunContext`)."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.undrawable: set[str] = set()
+        """Videos whose annotated copy stopped at a frame that could not be drawn."""
+
+    def __call__(self, engine: Engine, item: InputItem) -> None:
+        """One video or camera. Whatever goes wrong with it alone is its line in errors.csv and
+        the run goes on; it is marked completed only when it was read to its end or its damage
+        (so a resumed run retries one that failed otherwise)."""
+        run = self.run
+        try:
+            error = self._stream(engine, item)
+        except OutputError:
+            raise
+        except VideoError as exc:
+            run.fail(item.path, exc.reason)
+            return
+        except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
+            run.fail(item.path, f"could not be processed ({describe(exc)})")
+            return
+        if error:
+            run.fail(item.path, error)
+        run.writer.mark_completed([item.path])
+
+    def _stream(self, engine: Engine, item: InputItem) -> str | None:
+        """Rows, annotated video and timeline of one video; why it ended early, or None."""
+        run = self.run
+        stream = engine.video(item)
+        run.stats.videos += 1
+        run.manifest.add_video(item.path, stream.info)
+        run.summary.start()
+        timeline = _Timeline()
+        with contextlib.ExitStack() as stack:
+            stack.callback(stream.close)
+            writer = self._video_writer(item, stream.info.fps) if run.options.draw else None
+            if writer is not None:
+                stack.callback(writer.close)
+            if stream.info.is_camera:
+                run.reporter.start_camera()
+            stack.callback(self._plot_timeline, item, timeline)
+            for outcomes in stream:
+                stop = self._frames_done(outcomes, writer, timeline)
+                run.stop_if_asked()
+                if stop or (stream.info.is_camera and run.reporter.stop_requested()):
+                    break
+        run.summary.finish(item.path)
+        return stream.error
+
+    def _video_writer(self, item: InputItem, fps: float) -> VideoWriter | None:
+        from .render.video import VideoWriter
+
+        rel = f"{item.stem}_pred.mp4"
+        if not self.run.pictures.may_write(rel):
+            return None
+        return VideoWriter(self.run.pictures.folder.inside(rel), fps / self.run.options.every)
+
+    def _frames_done(self, outcomes: list, writer: VideoWriter | None, timeline: _Timeline) -> bool:
+        """Write a batch of video frames; True when the user asked to stop."""
+        from .render.pictures import annotate_frame
+
+        run, options = self.run, self.run.options
+        rows: list[FaceRecord] = []
+        stop = False
+        for outcome in outcomes:
+            rows.extend(outcome.records)
+            run.count(outcome.records)
+            run.stats.frames += 1
+            timeline.add(outcome.frame.timestamp, outcome.records)
+            path = outcome.item.path
+            if (writer is not None or options.show) and path not in self.undrawable:
+                try:
+                    drawn = annotate_frame(
+                        outcome.frame.image,
+                        outcome.records,
+                        threshold=options.threshold,
+                        title=run.title,
+                    )
+                    if writer is not None:
+                        writer.write(drawn)
+                except OutputError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the rows go on without the drawing
+                    self.undrawable.add(path)
+                    run.warn(
+                        f"{display_name(path)}: annotated video stopped at frame "
+                        f"{outcome.frame.index} ({describe(exc)})"
+                    )
+                    continue
+                if options.show and run.reporter.preview(drawn):
+                    stop = True
+                    break
+        run.writer.write(rows)
+        run.summary.add(rows)
+        return stop
+
+    def _plot_timeline(self, item: InputItem, timeline: _Timeline) -> None:
+        options = self.run.options
+        if not options.draw or not timeline.times:
+            return
+        from .render.plots import plot_timeline
+
+        picked = timeline.longest()
+        if picked is None:
+            return
+        track, probs = picked
+        title = f"{display_name(item.path)} (face {track})"
+        if self.run.title:
+            title += f" - {self.run.title}"
+        self.run.pictures.save(
+            f"{item.stem}_aus.png",
+            lambda path: plot_timeline(
+                np.asarray(timeline.times), probs, path, threshold=options.threshold, title=title
+            ),
+        )
+
+
+class _Timeline:
+    """Per video: the frame times and, per track, its probabilities by frame (unconfirmed faces
+    belong to no track)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.tracks: dict[int, dict[int, np.ndarray]] = {}
+
+    def add(self, timestamp: float, records: list[FaceRecord]) -> None:
+        self.times.append(timestamp)
+        for record in records:
+            if record.probs is not None and record.face_id != UNCONFIRMED:
+                self.tracks.setdefault(record.face_id, {})[len(self.times) - 1] = record.probs
+
+    def longest(self) -> tuple[int, np.ndarray] | None:
+        """The face seen in the most frames, NaN where it is absent."""
+        if not self.tracks:
+            return None
+        track, seen = max(self.tracks.items(), key=lambda kv: len(kv[1]))
+        probs = np.full((len(self.times), len(AU_IDS)), np.nan)
+        for index, p in seen.items():
+            probs[index] = p
+        return track, probs
