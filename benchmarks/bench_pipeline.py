@@ -5,7 +5,7 @@
         --sizes 10000 20000 --arch resnet50 --stage 2
 
 Photos: N JPEGs of 480-800 px made from skimage's public-domain astronaut (random zoom, crop,
-mirror and brightness), one face each. The model: random weights in the official file layout
+mirror and brightness), one face each; the first 512 differ, the rest are copies of them. The model: random weights in the official file layout
 with BatchNorm statistics set from real faces (`tests.factories`), so its numbers depend on
 the image as a trained one's do.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,12 +48,18 @@ from opengraphau.records import Frame
 from tests.factories import write_official_checkpoint
 
 
-def make_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    """`n` single-face JPEGs, 480-800 px a side, no two alike."""
+def make_photos(folder: Path, n: int, *, distinct: int = 512, seed: int = 0) -> list[Path]:
+    """`n` single-face JPEGs, 480-800 px a side: `distinct` different ones, then copies of them
+    under their own names (tens of thousands of photos are then written in seconds)."""
     rng = np.random.default_rng(seed)
     astronaut = Image.fromarray(data.astronaut())
-    paths = []
+    paths: list[Path] = []
     for i in range(n):
+        paths.append(folder / f"{i // 1000:03d}" / f"{i:06d}.jpg")
+        paths[-1].parent.mkdir(exist_ok=True)
+        if i >= distinct:
+            shutil.copyfile(paths[i % distinct], paths[-1])
+            continue
         side = int(rng.integers(480, 801))
         photo = astronaut.resize((side, side), Image.Resampling.BILINEAR)
         width = int(rng.integers(side * 3 // 4, side + 1))
@@ -61,8 +68,6 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
         photo = ImageEnhance.Brightness(photo).enhance(float(rng.uniform(0.8, 1.2)))
         if i % 2:
             photo = ImageOps.mirror(photo)
-        paths.append(folder / f"{i // 1000:03d}" / f"{i:06d}.jpg")
-        paths[-1].parent.mkdir(exist_ok=True)
         photo.save(paths[-1], quality=90)
     return paths
 

@@ -2,9 +2,9 @@
 
     .venv/bin/python -m benchmarks.bench_video --seconds 10 --arch resnet50
 
-Writes a synthetic 640x480 clip at 25 fps (skimage's public-domain astronaut face moving across a
-grey background), runs demo.py on it with and without face detection (random weights), and
-reports frames/s with the detection and model times from demo.py's summary line.
+Writes a synthetic clip at 25 fps (640x480 unless --size; skimage's public-domain astronaut face
+moving across a grey background), runs demo.py on it with and without face detection (random
+weights), and reports frames/s with the detection and model times from demo.py's summary line.
 """
 from __future__ import annotations
 
@@ -25,22 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 FPS = 25.0
 
 
-def make_clip(path: Path, seconds: float) -> int:
+def make_clip(path: Path, seconds: float, size: tuple[int, int] = (640, 480)) -> int:
     face = np.ascontiguousarray(data.astronaut()[20:240, 120:340][..., ::-1])
     frames = int(seconds * FPS)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (640, 480))
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
     for i in range(frames):
-        frame = np.full((480, 640, 3), 170, np.uint8)
-        x = 20 + (3 * i) % 380
-        frame[100:320, x:x + 220] = face
+        frame = np.full((height, width, 3), 170, np.uint8)
+        x = 20 + (3 * i) % (width - 260)
+        top = (height - 220) // 2
+        frame[top:top + 220, x:x + 220] = face
         writer.write(frame)
     writer.release()
     return frames
 
 
-def run(clip: Path, out: Path, arch: str, device: str, extra: list[str]) -> dict:
-    cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", arch, "--quiet",
-           "--device", device, "--input", str(clip), "--output-dir", str(out), *extra]
+def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> dict:
+    cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", args.arch, "--quiet",
+           "--device", args.device, "--precision", args.precision, "--input", str(clip),
+           "--output-dir", str(out), *extra]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -57,14 +60,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = {"arch": args.arch, "device": args.device, "runs": {}}
+    results = {"arch": args.arch, "device": args.device, "precision": args.precision,
+               "size": args.size, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
-        make_clip(clip, args.seconds)
+        make_clip(clip, args.seconds, tuple(args.size))
         for name, extra in (("detect", []), ("no-detect", ["--no-detect"])):
-            r = run(clip, Path(tmp) / name, args.arch, args.device, extra)
+            r = run(clip, Path(tmp) / name, args, extra)
             results["runs"][name] = r
             print(f"{name:>9}: {r['frames']} frames in {r['seconds']:.1f} s = "
                   f"{r['frames_per_s']:.1f} frames/s (detection {r['detection_s']:.1f} s, "
