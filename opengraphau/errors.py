@@ -36,7 +36,8 @@ class DeviceError(OpenGraphAUError):
 
 
 class InputError(OpenGraphAUError):
-    """An input (image, video, camera, list file) that cannot be used; the run goes on."""
+    """An input (image, video, camera, list file, results folder) that cannot be used. A run
+    lists such an input in errors.csv and goes on; with no usable input at all it stops."""
 
 
 class ImageError(InputError):

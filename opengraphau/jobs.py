@@ -59,8 +59,12 @@ class _Run:
             )
         inputs = {os.path.realpath(i.path) for i in plan.items if i.kind != "webcam"}
         folder = OutputFolder(o.output_dir)
-        with RunLock(folder):
+        with RunLock(folder), contextlib.ExitStack() as cleanup:
             engine = self._engine()
+            # Whatever fails from here on (an output file that cannot be opened, too), the
+            # engine (a Ray it started) and the reporter (a progress bar) are closed.
+            cleanup.callback(self.reporter.close)
+            cleanup.callback(engine.close)
             with ResultWriter(
                 folder,
                 formats=o.formats,
@@ -96,8 +100,6 @@ class _Run:
                     self.stats.elapsed_s = time.perf_counter() - start
                     self.stats.detect_s = engine.times.detect
                     self.stats.model_s = engine.times.model
-                    engine.close()
-                    self.reporter.close()
                     s = self.stats
                     # When the run already fails (a full disk), that error is the one to tell.
                     with (

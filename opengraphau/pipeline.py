@@ -74,10 +74,7 @@ class PendingBatch:
                     )
                 )
                 k += 1
-            results.append(
-                records
-                or [FaceRecord(frame.source, frame.index, frame.timestamp, 0, None, None, None)]
-            )
+            results.append(records or [FaceRecord.no_face(frame)])
         return results
 
 

@@ -29,11 +29,16 @@ class VideoJob:
 
     def __call__(self, engine: Engine, item: InputItem) -> None:
         """One video or camera. Whatever goes wrong with it alone is its line in errors.csv and
-        the run goes on; it is marked completed only when it was read to its end or its damage
-        (so a resumed run retries one that failed otherwise)."""
-        run = self.run
+        the run goes on.
+
+        A video file is marked completed only when it was read to its end or its damage, so a
+        resumed run redoes one that failed otherwise or that the user stopped (q in the
+        preview). A camera's rows are a recording that cannot be made again: it is marked
+        completed however it stopped (q, --max-frames, Ctrl-C), so a resumed run keeps them.
+        """
+        run, camera = self.run, item.kind == "webcam"
         try:
-            error = self._stream(engine, item)
+            error, stopped = self._stream(engine, item)
         except OutputError:
             raise
         except VideoError as exc:
@@ -42,20 +47,27 @@ class VideoJob:
         except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
             run.fail(item.path, f"could not be processed ({describe(exc)})")
             return
+        except KeyboardInterrupt:
+            if camera:
+                run.writer.mark_completed([item.path])
+            raise
         if error:
             run.fail(item.path, error)
-        run.writer.mark_completed([item.path])
+        if camera or not stopped:
+            run.writer.mark_completed([item.path])
 
-    def _stream(self, engine: Engine, item: InputItem) -> str | None:
-        """Rows, annotated video and timeline of one video; why it ended early, or None."""
+    def _stream(self, engine: Engine, item: InputItem) -> tuple[str | None, bool]:
+        """Rows, annotated video and timeline of one video: why it ended early (or None), and
+        whether the user stopped it."""
         run = self.run
-        stream = engine.video(item)
-        run.stats.videos += 1
-        run.manifest.add_video(item.path, stream.info)
-        run.summary.start()
         timeline = _Timeline()
+        stop = False
         with contextlib.ExitStack() as stack:
+            stream = engine.video(item)
             stack.callback(stream.close)
+            run.stats.videos += 1
+            run.manifest.add_video(item.path, stream.info)
+            run.summary.start()
             writer = self._video_writer(item, stream.info.fps) if run.options.draw else None
             if writer is not None:
                 stack.callback(writer.close)
@@ -65,10 +77,11 @@ class VideoJob:
             for outcomes in stream:
                 stop = self._frames_done(outcomes, writer, timeline)
                 run.stop_if_asked()
-                if stop or (stream.info.is_camera and run.reporter.stop_requested()):
+                stop = stop or (stream.info.is_camera and run.reporter.stop_requested())
+                if stop:
                     break
         run.summary.finish(item.path)
-        return stream.error
+        return stream.error, stop
 
     def _video_writer(self, item: InputItem, fps: float) -> VideoWriter | None:
         from .render.video import VideoWriter
@@ -79,7 +92,8 @@ class VideoJob:
         return VideoWriter(self.run.pictures.folder.inside(rel), fps / self.run.options.every)
 
     def _frames_done(self, outcomes: list, writer: VideoWriter | None, timeline: _Timeline) -> bool:
-        """Write a batch of video frames; True when the user asked to stop."""
+        """Write a batch of video frames (all its rows, even past a frame where the user asked
+        to stop in the preview); True when they did."""
         from .render.pictures import annotate_frame
 
         run, options = self.run, self.run.options
@@ -91,7 +105,7 @@ class VideoJob:
             run.stats.frames += 1
             timeline.add(outcome.frame.timestamp, outcome.records)
             path = outcome.item.path
-            if (writer is not None or options.show) and path not in self.undrawable:
+            if not stop and (writer is not None or options.show) and path not in self.undrawable:
                 try:
                     drawn = annotate_frame(
                         outcome.frame.image,
@@ -112,7 +126,6 @@ class VideoJob:
                     continue
                 if options.show and run.reporter.preview(drawn):
                     stop = True
-                    break
         run.writer.write(rows)
         run.summary.add(rows)
         return stop

@@ -483,16 +483,22 @@ def _video(path: Path, frames: int = 12, size: tuple[int, int] = (32, 24)) -> Pa
     return path
 
 
-def test_damaged_videos_say_so_once(capfd, tmp_path: Path) -> None:
+def test_damaged_videos_say_so_once(tmp_path: Path) -> None:
+    """In a subprocess, so FFmpeg is first used by the tool, as in a user's run (this test's own
+    process has written videos with it already), and its own complaints would show on stderr."""
     whole = _video(tmp_path / "whole.avi", 40).read_bytes()
     (tmp_path / "cut.avi").write_bytes(whole[: len(whole) * 6 // 10])
     (tmp_path / "head.mp4").write_bytes(whole[:200])
     (tmp_path / "empty.mkv").write_bytes(b"")
     (tmp_path / "noise.mov").write_bytes(np.random.default_rng(0).bytes(5000))
     out = tmp_path / "out"
-    code = run_main(*FAST, "--output-dir", str(out), "--input", *(str(tmp_path / n) for n in (
-        "cut.avi", "head.mp4", "empty.mkv", "noise.mov")), "--draw_text")
-    err = [ln for ln in capfd.readouterr().err.splitlines() if ln != BANNER]  # FFmpeg's too
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "demo.py"), *FAST, "--output-dir", str(out), "--input",
+         *(str(tmp_path / n) for n in ("cut.avi", "head.mp4", "empty.mkv", "noise.mov")),
+         "--draw_text"], capture_output=True, text=True, timeout=300, env=env)
+    code = result.returncode
+    err = [ln for ln in result.stderr.splitlines() if ln != BANNER]  # FFmpeg's too
     assert code == 1
     assert len(err) == 4 and "Traceback" not in "".join(err)
     for name, line in zip(("cut.avi", "head.mp4", "empty.mkv", "noise.mov"), err):
@@ -856,8 +862,8 @@ def test_a_full_disk_while_writing_rows(capsys, tmp_path: Path,
         _image(data / f"i{n}.png", n)
     real = OutputFolder.open_append
 
-    def open_append(self, name, *, text=True):
-        handle = real(self, name, text=text)
+    def open_append(self, name):
+        handle = real(self, name)
         return _FullAfter(handle, 2) if name == "predictions.csv" else handle
 
     monkeypatch.setattr(OutputFolder, "open_append", open_append)
@@ -887,8 +893,8 @@ def test_an_output_folder_that_holds_the_inputs(capsys, tmp_path: Path) -> None:
     assert result.code == 2
     assert result.err == [
         f"demo.py: error: --input: no images or videos found ({out}: all 4 files found are "
-        f"inside the output folder {out}, whose files are never read as inputs; choose an "
-        "output folder outside the inputs)"]
+        f"inside the output folder {out}, which is not searched for inputs; choose an output "
+        "folder outside the inputs (or name those files themselves))"]
     # An input named inside it is never replaced by a picture: c.png's would be c_pred.jpg.
     c = _image(out / "c.png", 3)
     victim = _image(out / "c_pred.jpg", 4, fmt="JPEG")

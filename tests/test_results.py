@@ -226,6 +226,34 @@ def test_resumed_run_adds_an_entry_and_no_duplicate_rows(resnet18_s1: Path, tmp_
     assert os.listdir(out / "predictions.parquet") == ["part-00000000-00000002.parquet"]
 
 
+def test_read_results_takes_parquet_only_when_it_holds_every_row(resnet18_s1: Path,
+                                                                  tmp_path: Path) -> None:
+    """An older run's Parquet left behind by a fresh CSV-only run, or Parquet added by a
+    resumed run whose first rows are in CSV only: read_results reads the CSV, which is whole."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for n in range(3):
+        Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(
+            photos / f"{n}.png")
+
+    def run(out: Path, formats: str, *inputs: Path, resume: bool = False) -> None:
+        assert run_main("--resume", str(resnet18_s1), "--no-detect", "--quiet", "--workers", "0",
+                        "--format", formats, "--output-dir", str(out), "--input",
+                        *map(str, inputs), *(["--skip-existing"] if resume else [])) == 0
+
+    out = tmp_path / "stale"
+    run(out, "csv,parquet", photos)
+    run(out, "csv", photos / "0.png")  # fresh: its one row replaces the CSV's three
+    assert (out / "predictions.parquet").is_dir()
+    assert read_results(out)["file"].tolist() == [str(photos / "0.png")]
+    out = tmp_path / "added"
+    run(out, "csv", photos / "0.png")
+    run(out, "csv,parquet", photos, resume=True)
+    assert len(pd.read_parquet(out / "predictions.parquet")) == 2
+    assert sorted(read_results(out)["file"]) == sorted(str(p) for p in photos.iterdir())
+
+
 def test_a_failed_run_says_why(resnet18_s1: Path, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     photos = [shutil.copyfile(FACE, tmp_path / f"face{n}.jpg") for n in range(2)]

@@ -123,6 +123,62 @@ def test_webcam_with_a_fake_capture(tmp_path: Path) -> None:
     assert (tmp_path / "o" / "webcam0_aus.png").is_file()
 
 
+def test_a_cameras_rows_are_kept_however_it_stopped(tmp_path: Path) -> None:
+    """A camera's rows are a recording that cannot be made again: after --max-frames, and after
+    Ctrl-C, a resumed run keeps them and does not open the camera again."""
+    from opengraphau import Options, Reporter, run
+
+    opened: list[FakeCamera] = []
+
+    def camera(index: int) -> FakeCamera:
+        opened.append(FakeCamera())
+        return opened[-1]
+
+    class CtrlCAfterTwoFrames(Reporter):
+        asked = 0
+
+        def interrupt_requested(self) -> bool:
+            self.asked += 1
+            return self.asked == 2
+
+    extra = ("--no-detect", "--max-frames", "3", "--skip-existing")
+    for _ in range(2):
+        assert _run(tmp_path / "o", "webcam:0", extra=extra, capture_factory=camera) == 0
+    assert len(read_rows(tmp_path / "o")) == 3 and len(opened) == 1
+    options = Options(inputs=("webcam:0",), output_dir=tmp_path / "c", untrained=True,
+                      arch="resnet18", detect=False, workers=0)
+    assert run(options, CtrlCAfterTwoFrames(), capture_factory=camera).interrupted
+    assert len(read_rows(tmp_path / "c")) == 2
+    resumed = Options(inputs=("webcam:0",), output_dir=tmp_path / "c", untrained=True,
+                      arch="resnet18", detect=False, workers=0, skip_existing=True, max_frames=5)
+    run(resumed, capture_factory=camera)
+    assert len(read_rows(tmp_path / "c")) == 2 and len(opened) == 2
+
+
+def test_q_in_the_preview_keeps_the_batch_and_leaves_the_video_to_redo(clip: Path,
+                                                                        tmp_path: Path) -> None:
+    """q in the --show window stops the video: every frame of the batch in flight is written,
+    and the video is not completed, so --skip-existing does it again, whole, once."""
+    from opengraphau import Options, Reporter, run
+
+    class QuitOnSecondFrame(Reporter):
+        shown = 0
+
+        def preview(self, frame: np.ndarray) -> bool:
+            self.shown += 1
+            return self.shown == 2
+
+    options = Options(inputs=(str(clip),), output_dir=tmp_path / "o", untrained=True,
+                      arch="resnet18", detect=False, show=True, batch_size=4, workers=0)
+    run(options, QuitOnSecondFrame())
+    assert [int(r["frame"]) for r in read_rows(tmp_path / "o")] == [0, 1, 2, 3]
+    assert str(clip) not in (tmp_path / "o" / "completed.csv").read_text()
+    resumed = Options(inputs=(str(clip),), output_dir=tmp_path / "o", untrained=True,
+                      arch="resnet18", detect=False, batch_size=4, workers=0, skip_existing=True)
+    run(resumed)
+    assert [int(r["frame"]) for r in read_rows(tmp_path / "o")] == list(range(16))
+
+
 def _tracked(folder: Path, checkpoint: Path, actors: list[Actor], frames: int,
              *extra: str) -> list[dict[str, str]]:
     """The CSV rows of a 240 x 180, 25 fps clip of `actors`, with faces found and tracked by a

@@ -47,7 +47,7 @@ def format_summary(stats: RunStats) -> str:
     if s.skipped:
         parts.append(f"{s.skipped} skipped (already done)")
     if s.warnings:
-        parts.append(f"{len(s.warnings)} pictures skipped")
+        parts.append(f"{len(s.warnings)} warnings (see above)")
     timing = f"model {s.model_s:.1f} s" + (f", detection {s.detect_s:.1f} s" if s.detect else "")
     unit = "images+frames" if s.frames else "images"
     text = (
@@ -143,6 +143,7 @@ class TerminalReporter(Reporter):
         self._progress = None
         self._preview: _Preview | None = None
         self._quit = threading.Event()
+        self._reader: threading.Thread | None = None
         self._interrupt = threading.Event()
         self.processing = False
         """True from the first input to the end: Ctrl-C then asks the run to stop."""
@@ -189,15 +190,18 @@ class TerminalReporter(Reporter):
         print(f"warning: {terminal_text(text)}", file=sys.stderr)
 
     def start_camera(self) -> None:
+        """Each camera stops on its own q; one thread reads the terminal for all of them."""
+        self._quit.clear()
         if sys.stdin is not None and sys.stdin.isatty():
             print("note: type q and Enter (or press Ctrl-C) to stop the camera", file=sys.stderr)
-            threading.Thread(target=self._read_quit, daemon=True).start()
+            if self._reader is None:
+                self._reader = threading.Thread(target=self._read_quit, daemon=True)
+                self._reader.start()
 
     def _read_quit(self) -> None:
         for line in sys.stdin:
             if line.strip().lower() == "q":
                 self._quit.set()
-                return
 
     def stop_requested(self) -> bool:
         return self._quit.is_set()

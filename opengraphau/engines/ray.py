@@ -467,7 +467,7 @@ def _worker_failure(exc: ray.exceptions.RayError, options: Options) -> OpenGraph
 
 def _get(ref: ray.ObjectRef) -> Any:
     """`ray.get`, raising a task's own exception (a VideoError, say) instead of Ray's wrapper,
-    so jobs.py meets it as it meets the local engine's."""
+    so `video_job` meets it as it meets the local engine's."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
@@ -532,9 +532,11 @@ class RayEngine:
         (to draw or crop); `capture_factory` opens cameras (tests fake one)."""
         self.pipeline, self.options = pipeline, options
         self.keep_pixels, self.capture_factory = keep_pixels, capture_factory
-        self.times = PipelineTimes()
+        self.times: PipelineTimes = pipeline.times  # cameras run on it here; workers report
         self.nodes: Counter[str] = Counter()
         """Images each Ray node decoded or ran through the model: how the work spread."""
+        self._upcoming: list[InputItem] = []
+        self._started: dict[InputItem, ObjectRefGenerator] = {}
         self._joined = _connect(options.ray_address)
         try:
             self.placement = _placement(options)
@@ -554,8 +556,6 @@ class RayEngine:
         )
         self.image_spec = spec(search=options.detect and not self.placement.search_in_tasks)
         self._pixels_of_videos = keep_pixels or options.show
-        self._upcoming: list[InputItem] = []
-        self._started: dict[InputItem, ObjectRefGenerator] = {}
         self._actor_memory = _ACTOR_MEMORY + sum(
             t.numel() * t.element_size()
             for t in (*pipeline.model.parameters(), *pipeline.model.buffers())

@@ -95,20 +95,28 @@ def exact_fp32(device: torch.device) -> Iterator[None]:
 
 @contextlib.contextmanager
 def flushed_denormals(device: torch.device) -> Iterator[None]:
-    """On CPU, subnormal floats read and written as zero for as long as it lasts (then back to
-    PyTorch's default, off).
+    """On CPU, subnormal floats read and written as zero for as long as it lasts; the caller's
+    setting comes back afterwards.
 
     Trained weights and the far tails of softmaxes hold values below float32's smallest normal
     (1.2e-38); x86 CPUs compute with those up to 100x slower, so a model's speed came to depend
     on its data. Zero instead changes no output by more than 1e-37.
     """
-    if device.type != "cpu" or not torch.set_flush_denormal(True):
+    if device.type != "cpu":
+        yield
+        return
+    was_on = float(torch.tensor(_SUBNORMAL) * 1.0) == 0.0  # PyTorch has no getter
+    if was_on or not torch.set_flush_denormal(True):
         yield
         return
     try:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+_SUBNORMAL = 1e-40
+"""A float32 subnormal: multiplied by 1 it stays itself, unless subnormals are flushed."""
 
 
 class InferenceModel(nn.Module):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -37,8 +38,7 @@ class VideoWriter:
                 "a folder stands where the video should be; move it away", value=self.path
             )
         self.fps = fps
-        # ASCII whatever the video's name: OpenCV is handed it (see `opencv_path`).
-        self._temporary = self.path.with_name(f".video.{os.getpid()}.{id(self):x}.tmp.mp4")
+        self._temporary: Path | None = None
         self._writer: cv2.VideoWriter | None = None
         self._shape: tuple[int, ...] | None = None
 
@@ -66,32 +66,46 @@ class VideoWriter:
     def _open(self, shape: tuple[int, ...]) -> None:
         height, width = shape[:2]
         size = (width + width % 2, height + height % 2)
+        # Created here, exclusively, so OpenCV writes into a file of ours and never through a
+        # link planted under the name; ASCII whatever the video's name (see `opencv_path`).
         try:
-            with quiet_opencv(), opencv_path(self._temporary, create=True) as name:
-                writer = cv2.VideoWriter(name, cv2.VideoWriter.fourcc(*"mp4v"), self.fps, size)
+            fd, name = tempfile.mkstemp(prefix=".video.", suffix=".tmp.mp4", dir=self.path.parent)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write video ({exc.strerror or exc})", value=self.path
+            ) from None
+        os.close(fd)
+        temporary = Path(name)
+        try:
+            with quiet_opencv(), opencv_path(temporary, create=True) as opened:
+                writer = cv2.VideoWriter(opened, cv2.VideoWriter.fourcc(*"mp4v"), self.fps, size)
         except (cv2.error, OSError, ValueError):
             writer = None
         if writer is None or not writer.isOpened():
+            with contextlib.suppress(OSError):
+                temporary.unlink()
             raise OutputError(
                 "cannot write video (the folder is not writable or this OpenCV "
                 "build lacks the mp4v encoder); choose another output folder or "
                 "install opencv-python with FFmpeg",
                 value=self.path,
             )
+        self._temporary = temporary
         self._writer = writer
         self._shape = shape
 
     def close(self) -> None:
         """Finish the file so it is playable and give it its name; safe to call more than once."""
-        if self._writer is None:
+        if self._writer is None or self._temporary is None:
             return
         self._writer.release()
         self._writer = None
+        temporary, self._temporary = self._temporary, None
         try:
-            os.replace(self._temporary, self.path)
+            os.replace(temporary, self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                self._temporary.unlink()
+                temporary.unlink()
             raise OutputError(
                 f"cannot finish the video ({exc.strerror or exc})", value=self.path
             ) from None

@@ -95,12 +95,10 @@ class OutputFolder:
         os.set_blocking(fd, True)
         return fd
 
-    def open_append(self, name: str, *, text: bool = True) -> IO:
-        """`root/name` opened for appending, created if missing, never through a link."""
+    def open_append(self, name: str) -> IO[str]:
+        """`root/name` opened for appending text, created if missing, never through a link."""
         fd = self.open_regular(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        if text:
-            return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
-        return os.fdopen(fd, "ab")
+        return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
 
     def read_text(self, name: str) -> str | None:
         """The text of `root/name` (None when it does not exist), read as `open_append` writes

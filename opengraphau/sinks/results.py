@@ -24,14 +24,18 @@ _PARQUET = "predictions.parquet"
 
 
 def read_results(folder: str | Path) -> pd.DataFrame:
-    """Every row written to `folder`: from predictions.parquet when it is there, else from
-    predictions.csv. Columns as in predictions.csv, typed by `COLUMN_TYPES` (`file` a string,
-    frame and face_id int64, success bool, the rest floats, AUs float32), NaN where a row has no
-    face. `attrs["run"]` is run.json (None without one). InputError when there are no results."""
+    """Every row written to `folder`: from predictions.parquet when every run behind the rows
+    wrote it (run.json says; a folder without run.json is trusted), else from predictions.csv
+    (else from what Parquet there is). Columns as in predictions.csv, typed by `COLUMN_TYPES`
+    (`file` a string, frame and face_id int64, success bool, the rest floats, AUs float32), NaN
+    where a row has no face. `attrs["run"]` is run.json (None without one). InputError when
+    there are no results."""
     root = Path(folder)
-    if (root / _PARQUET).is_dir():
+    manifest = _manifest(root / MANIFEST_NAME)
+    parquet, csv = (root / _PARQUET).is_dir(), (root / CsvSink.name).is_file()
+    if parquet and (_all_runs_wrote_parquet(manifest) or not csv):
         frame = _from_parquet(root / _PARQUET)
-    elif (root / CsvSink.name).is_file():
+    elif csv:
         frame = _from_csv(root / CsvSink.name)
     else:
         raise InputError(
@@ -39,8 +43,18 @@ def read_results(folder: str | Path) -> pd.DataFrame:
             param="folder",
             value=root,
         )
-    frame.attrs["run"] = _manifest(root / MANIFEST_NAME)
+    frame.attrs["run"] = manifest
     return frame
+
+
+def _all_runs_wrote_parquet(manifest: dict[str, Any] | None) -> bool:
+    """Whether the Parquet folder holds every row: each run listed in run.json (the runs since
+    the last fresh one, whose rows the folder holds) wrote Parquet. A fresh CSV-only run leaves
+    an older Parquet folder behind; a resumed run that adds Parquet has its earlier rows in CSV
+    only."""
+    if manifest is None:
+        return True
+    return all("parquet" in run.get("formats", ()) for run in manifest.get("runs", ()))
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

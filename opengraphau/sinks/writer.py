@@ -10,6 +10,7 @@ bytes of names that are not UTF-8, so it tells apart names that display alike.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import io
@@ -285,16 +286,15 @@ class ResultWriter:
         except BaseException:
             self.close()
             raise
-        self.error_count = 0
 
-    def write(self, records: Sequence[FaceRecord], completed: Sequence[str] = ()) -> None:
-        """Append rows, then mark `completed` inputs (as given) as fully written."""
+    def write(self, records: Sequence[FaceRecord]) -> None:
+        """Append rows to every format."""
         if records:
             for sink in self._sinks:
                 sink.write(records)
-        self.mark_completed(completed)
 
     def mark_completed(self, sources: Sequence[str]) -> None:
+        """Inputs (as given) whose rows are all written: a resumed run skips them."""
         keys = [completed_key(s) for s in sources]
         if keys:
             self._completed.append(_csv_text(keys))
@@ -305,16 +305,15 @@ class ResultWriter:
 
     def error(self, source: str, reason: str) -> None:
         self._errors.append(_csv_text([[display_name(source), display_name(reason)]]))
-        self.error_count += 1
 
     def close(self) -> None:
-        for handle in (
-            *self._sinks,
-            getattr(self, "_completed", None),
-            getattr(self, "_errors", None),
-        ):
-            if handle is not None:
-                handle.close()
+        """Close every file, even when one fails to (a full disk while Parquet merges its
+        parts); then raise the first failure."""
+        handles = (*self._sinks, getattr(self, "_completed", None), getattr(self, "_errors", None))
+        with contextlib.ExitStack() as stack:
+            for handle in reversed(handles):  # the stack closes the last pushed first
+                if handle is not None:
+                    stack.callback(handle.close)
 
     def __enter__(self) -> ResultWriter:
         return self

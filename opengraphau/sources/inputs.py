@@ -189,8 +189,8 @@ def collect_inputs(specs: Sequence[str], *, exclude: str | Path | None = None) -
                 (
                     spec,
                     f"all {excluded} files found are inside the output folder "
-                    f"{exclude}, whose files are never read as inputs; choose "
-                    "an output folder outside the inputs",
+                    f"{exclude}, which is not searched for inputs; choose an output "
+                    "folder outside the inputs (or name those files themselves)",
                 )
             )
     files = [p for p, k in found if k != "webcam"]

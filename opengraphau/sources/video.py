@@ -23,11 +23,6 @@ from ..errors import VideoError, describe
 from ..records import Frame
 from .images import special_file_reason
 
-# FFmpeg, inside OpenCV, prints its own complaints about a damaged file ("moov atom not found")
-# straight to stderr, beside our one-line message. OpenCV reads this once, when it first uses
-# FFmpeg, which is after this import; a user's own setting wins.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4",
     ".avi",
@@ -139,7 +134,13 @@ def _is_utf8(text: str) -> bool:
 
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own log while opening, so a failure shows only our VideoError message."""
+    """Silence OpenCV's own log while opening, so a failure shows only our VideoError message.
+
+    FFmpeg, inside OpenCV, prints its own complaints about a damaged file ("moov atom not
+    found") straight to stderr too; OpenCV reads its level from the environment once, the
+    first time it uses FFmpeg, which is inside this (a user's own setting wins).
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
