@@ -117,7 +117,7 @@ class FaceTracker:
     in pixels per second, so any frame step works), so two faces passing each other keep their
     ids. A detection may continue a track when it is within `max_distance` face sizes of the
     predicted centre, plus a margin that grows with the time since the face was last seen, and
-    at most 2x larger or smaller. Appearance is the backbone's pooled embedding
+    less than 2x larger or smaller. Appearance is the backbone's pooled embedding
     (`FaceRecord.embedding`), measured in this video's typical frame-to-frame distance of one
     face: it adds to the cost of every pair (two faces crossing), and a hidden track is not
     re-found in a face that looks clearly like someone else (a new person where one left) or
