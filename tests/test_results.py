@@ -186,14 +186,19 @@ def test_summary_is_a_groupby_of_the_predictions(study: dict[str, Path]) -> None
     assert track["frames"] == track["last_frame"] - track["first_frame"] + 1
 
 
+def _noise_photos(folder: Path, count: int, shape: tuple[int, int], *, seed: int) -> Path:
+    """`folder` with `count` PNGs of noise, 0.png, 1.png, ...: images that differ, fast."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for n in range(count):
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(
+            folder / f"{n}.png")
+    return folder
+
+
 def test_resumed_run_adds_an_entry_and_no_duplicate_rows(resnet18_s1: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for n in range(5):
-        Image.fromarray(rng.integers(0, 256, (112, 96, 3), dtype=np.uint8)).save(
-            photos / f"{n}.png")
+    photos = _noise_photos(tmp_path / "photos", 5, (112, 96), seed=0)
 
     def run(out: Path, *extra: str) -> int:
         return run_main("--resume", str(resnet18_s1), "--no-detect", "--quiet", "--workers", "0",
@@ -230,12 +235,7 @@ def test_read_results_takes_parquet_only_when_it_holds_every_row(resnet18_s1: Pa
                                                                   tmp_path: Path) -> None:
     """An older run's Parquet left behind by a fresh CSV-only run, or Parquet added by a
     resumed run whose first rows are in CSV only: read_results reads the CSV, which is whole."""
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(1)
-    for n in range(3):
-        Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(
-            photos / f"{n}.png")
+    photos = _noise_photos(tmp_path / "photos", 3, (64, 80), seed=1)
 
     def run(out: Path, formats: str, *inputs: Path, resume: bool = False) -> None:
         assert run_main("--resume", str(resnet18_s1), "--no-detect", "--quiet", "--workers", "0",
