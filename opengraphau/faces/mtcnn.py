@@ -33,6 +33,11 @@ stay in cache runs ~2.5x faster per pixel than one 16-image call (measured on 2 
 _PAD_WASTE = 0.25
 """Largest share of a shared canvas a smaller pyramid level may leave as padding."""
 
+_CANVAS_STEP = 16
+"""P-Net canvases are rounded up to a multiple of this many pixels a side, so that their shapes
+recur between batches: a convolution's first call on a new shape costs 1-4 ms more on CPU
+(oneDNN builds its kernel), as much as a small level's whole P-Net pass."""
+
 _CROP_BATCH = 512
 """Boxes per R-Net/O-Net call, as in facenet-pytorch: bounds the memory of a huge batch."""
 
@@ -129,7 +134,10 @@ class BatchedMTCNN(torch.nn.Module):
             for scale in _pyramid(height, width, min_face, self.factor)
         ]
         bins: dict[tuple[int, ...], tuple[Tensor, Tensor, Tensor, Tensor]] = {}
-        found = [self._pnet_candidates(bucket, levels, tables, bins) for bucket in _buckets(levels)]
+        found = [
+            self._pnet_candidates(bucket, shape, levels, tables, bins)
+            for bucket, shape in _buckets(levels)
+        ]
         if not found:
             nothing = torch.empty(0, 5, device=self.device)
             return nothing, torch.empty(0, dtype=torch.long, device=self.device)
@@ -168,15 +176,15 @@ class BatchedMTCNN(torch.nn.Module):
     def _pnet_candidates(
         self,
         bucket: list[int],
+        shape: tuple[int, int],
         levels: list[_Level],
         tables: list[Tensor],
         bins: dict[tuple[int, ...], tuple[Tensor, Tensor, Tensor, Tensor]],
     ) -> tuple[Tensor, ...]:
-        """Run P-Net once on the levels `bucket`, each resized into its slot of one canvas;
-        return the windows facenet would see above threshold: level, row, column, probability,
-        regression (N, 4)."""
-        height = max(levels[i].height for i in bucket)
-        width = max(levels[i].width for i in bucket)
+        """Run P-Net once on the levels `bucket`, each resized into its slot of one canvas of
+        `shape` (height, width); return the windows facenet would see above threshold: level,
+        row, column, probability, regression (N, 4)."""
+        height, width = shape
         padded = any(levels[i].height != height or levels[i].width != width for i in bucket)
         fill = torch.zeros if padded else torch.empty
         canvas = fill(len(bucket), height, width, 3, device=self.device)
@@ -269,9 +277,11 @@ def _distinct(values: list[float]) -> list[tuple[list[int], float]]:
     return [(indices, value) for value, indices in groups.items()]
 
 
-def _buckets(levels: list[_Level]) -> list[list[int]]:
-    """Group pyramid levels into P-Net calls: largest first, a level joins a canvas that holds
-    it with little padding while the call stays within `_PNET_PIXELS` (one level at least)."""
+def _buckets(levels: list[_Level]) -> list[tuple[list[int], tuple[int, int]]]:
+    """Group pyramid levels into P-Net calls, each with its canvas (height, width): largest
+    first, a level opens a canvas of its size rounded up to `_CANVAS_STEP` or joins one that
+    holds it with little padding while the call stays within `_PNET_PIXELS` (one level at
+    least)."""
     order = sorted(range(len(levels)), key=lambda i: -levels[i].height * levels[i].width)
     buckets: list[list[int]] = []
     shapes: list[tuple[int, int]] = []
@@ -284,8 +294,12 @@ def _buckets(levels: list[_Level]) -> list[list[int]]:
                 break
         else:
             buckets.append([i])
-            shapes.append((h, w))
-    return buckets
+            shapes.append((_round_up(h, _CANVAS_STEP), _round_up(w, _CANVAS_STEP)))
+    return list(zip(buckets, shapes))
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
 
 
 def _max_pool(x: Tensor, size: int) -> Tensor:
