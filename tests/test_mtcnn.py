@@ -162,41 +162,60 @@ def test_rejects_bad_input(det, photos):
 
 
 def test_crops_are_facenets_imresample(photos):
-    """Box crops from the integral image equal, bit for bit, facenet's pad() + per-box
-    imresample, for boxes inside, across and (dropped) outside the image edges."""
-    img = photos["astronaut"]
-    h, w = img.shape[:2]
+    """Box crops from the integral images equal, bit for bit, facenet's pad() + per-box
+    imresample, for boxes inside, across and (dropped) outside the image edges, of several
+    images of different sizes at once."""
+    images = [photos["astronaut"], photos["cat"], photos["head_30x40"]]
+    tables = mtcnn._integrals(images)
     gen = torch.Generator().manual_seed(0)
-    x1 = torch.rand(300, generator=gen) * w - 40
-    y1 = torch.rand(300, generator=gen) * h - 40
-    side = torch.rand(300, generator=gen) * 300 + 0.5
-    boxes = torch.stack([x1, y1, x1 + side, y1 + side, torch.rand(300, generator=gen)], 1)
-    boxes = torch.cat([boxes, torch.tensor([[w + 5.0, 10, w + 40, 50, 0.9]])])  # off the image
-    image_of = torch.zeros(len(boxes), dtype=torch.long)
-    sizes = torch.tensor([[h, w]])
-    planes = img.permute(2, 0, 1)[None].float()
-    y, ey, x, ex = facenet.pad(boxes.clone(), w, h)
-    inside = [k for k in range(len(boxes)) if ey[k] > y[k] - 1 and ex[k] > x[k] - 1]
-    assert len(boxes) - 1 - 20 < len(inside) < len(boxes)
+    boxes, image_of, want = [], [], {24: [], 48: []}
+    for k, img in enumerate(images):
+        h, w = img.shape[:2]
+        x1 = torch.rand(100, generator=gen) * w - w / 8
+        y1 = torch.rand(100, generator=gen) * h - h / 8
+        side = torch.rand(100, generator=gen) * min(300, h) + 0.5
+        mine = torch.stack([x1, y1, x1 + side, y1 + side, torch.rand(100, generator=gen)], 1)
+        mine = torch.cat([mine, torch.tensor([[w + 5.0, 10, w + 40, 50, 0.9]])])  # off the image
+        planes = img.permute(2, 0, 1)[None].float()
+        y, ey, x, ex = facenet.pad(mine.clone(), w, h)
+        inside = [n for n in range(len(mine)) if ey[n] > y[n] - 1 and ex[n] > x[n] - 1]
+        assert len(mine) - 1 - 40 < len(inside) < len(mine), len(inside)
+        boxes.append(mine[inside])
+        image_of += [k] * len(inside)
+        for size in want:
+            want[size] += [
+                facenet.imresample(planes[:, :, y[n] - 1 : ey[n], x[n] - 1 : ex[n]], (size, size))
+                for n in inside
+            ]
+        boxes.append(mine[[n for n in range(len(mine)) if n not in inside]])
+        image_of += [k] * (len(mine) - len(inside))
+    boxes, image_of = torch.cat(boxes), torch.tensor(image_of)
+    # The dropped boxes came after each image's kept ones: sort them back into image order.
+    order = torch.argsort(image_of, stable=True)
+    boxes, image_of = boxes[order], image_of[order]
     for size in (24, 48):
-        kept, _, crops = mtcnn._crops(boxes, image_of, sizes, [mtcnn._integral(img)], size)
-        assert torch.equal(kept, boxes[inside])
-        want = torch.cat([
-            facenet.imresample(planes[:, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]], (size, size))
-            for k in inside
-        ])
-        assert torch.equal(crops, (want - 127.5) * 0.0078125)
+        kept, kept_of, crops = mtcnn._crops(boxes, image_of, tables, size)
+        assert len(kept) == len(want[size])
+        assert torch.equal(kept_of, torch.sort(kept_of).values)
+        assert torch.equal(crops, (torch.cat(want[size]) - 127.5) * 0.0078125)
 
 
 @pytest.mark.parametrize(("out_h", "out_w"), [(289, 385), (145, 194), (14, 18), (13, 13)])
 def test_pyramid_levels_are_area_interpolation(photos, out_h, out_w):
-    img = photos["cat"]
+    """A level read into a larger canvas, beside a level of another image: its own pixels are
+    F.interpolate's area resize to the bit."""
+    img, other = photos["cat"], photos["astronaut"]
+    tables = mtcnn._integrals([other, img])
     h, w = img.shape[:2]
-    got = torch.empty(out_h, out_w, 3)
-    bins = mtcnn._level_bins(h, w, out_h, out_w, img.device)
-    mtcnn._resize_level(mtcnn._integral(img), *bins, got)
+    canvas = torch.empty(2, out_h + 16, out_w + 16, 3)
+    sizes = tables.heights, tables.widths
+    zero = torch.zeros(2, dtype=torch.long)
+    mtcnn._area_resize(
+        tables, torch.tensor([0, 1]), (zero, zero, *sizes), (torch.tensor([20, out_h]),
+        torch.tensor([30, out_w])), canvas
+    )
     want = F.interpolate(img.permute(2, 0, 1)[None].float(), (out_h, out_w), mode="area")
-    assert torch.equal(got.permute(2, 0, 1), (want[0] - 127.5) * 0.0078125)
+    assert torch.equal(canvas[1, :out_h, :out_w].permute(2, 0, 1), (want[0] - 127.5) * 0.0078125)
 
 
 @pytest.mark.parametrize("size", [2, 3])
@@ -239,3 +258,50 @@ def test_cuda_matches_cpu(photos, alone):
     for name, got in zip(names, gpu):
         assert got.device.type == "cuda"
         assert_same_faces(got.cpu(), alone(name, 20)[0])
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.709, 0.6, 0.31, 0.05])
+def test_level_nms_keeps_what_torchvision_keeps(scale):
+    """P-Net's windows of a level, packed densely and with tied probabilities (the worst case
+    for the neighbourhood bound): the grid NMS keeps exactly torchvision's windows."""
+    gen = torch.Generator().manual_seed(int(scale * 100))
+    side = 40
+    y, x = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    levels = torch.arange(3).repeat_interleave(side * side)
+    y, x = y.flatten().repeat(3), x.flatten().repeat(3)
+    chosen = torch.rand(len(y), generator=gen) < 0.7
+    levels, y, x = levels[chosen], y[chosen], x[chosen]
+    score = torch.tensor([0.7, 0.8, 0.9, 0.99, 1.0])[torch.randint(0, 5, (len(y),), generator=gen)]
+    corner = torch.stack([x, y], 1).float()
+    boxes = torch.cat([((2 * corner + 1) / scale).floor(), ((2 * corner + 12) / scale).floor()], 1)
+    most = side + 2 * mtcnn._REACH
+    key = (levels * most + y + mtcnn._REACH) * most + x + mtcnn._REACH
+    kept = mtcnn._level_nms(key, most, boxes, score, 0.5)
+    want = torch.zeros(len(key), dtype=torch.bool)
+    for level in range(3):
+        on = torch.nonzero(levels == level).squeeze(1)
+        want[on[nms(boxes[on], score[on], 0.5)]] = True
+    assert 0 < int(want.sum()) < len(key)
+    assert torch.equal(kept, want)
+
+
+def test_detection_work_does_not_grow_with_the_batch(photos):
+    """Sized for a GPU (few large P-Net calls), 16 photos of several sizes take barely more
+    operations than 4: each one would be a kernel launch there."""
+    from torch.profiler import ProfilerActivity, profile
+
+    det = BatchedMTCNN()
+    det.pnet_pixels, det.pad_waste = mtcnn._PNET_PIXELS["cuda"], mtcnn._PAD_WASTE["cuda"]
+    det.crop_batch = mtcnn._CROP_BATCH["cuda"]
+    base = [photos["astronaut"], photos["two_faces"], photos["cat"], photos["head_30x40"]]
+    many = [image(resized(p.numpy(), 400 + 37 * n, 300 + 23 * n)) for n, p in
+            enumerate(base * 4)]
+
+    def operations(images):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            det.detect(images, 20)
+        return sum(1 for e in prof.events() if e.cpu_parent is None)
+
+    det.detect(base, 20)
+    few, more = operations(base), operations(many)
+    assert more < 1.3 * few, (few, more)

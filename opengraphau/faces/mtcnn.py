@@ -4,11 +4,16 @@ facenet-pytorch's `detect_face` builds one image pyramid per call (so a batch mu
 size), then crops and area-resizes every candidate box for R-Net and O-Net in a Python loop.
 `BatchedMTCNN` computes the same numbers with batched tensor work:
 
-* every area resize (pyramid levels, 24x24 and 48x48 box crops) is read from one integral
-  image per image: the same bin edges and the same float32 `sum / kh / kw` as
-  `F.interpolate(mode="area")`, bit for bit, because sums of uint8 pixels are exact integers;
+* every area resize (pyramid levels, 24x24 and 48x48 box crops) is read from the images'
+  integral images, all held in one tensor: the same bin edges and the same float32
+  `sum / kh / kw` as `F.interpolate(mode="area")`, bit for bit, because sums of uint8 pixels
+  are exact integers; one gather of bin corners fills a whole P-Net canvas, or every crop;
 * pyramid levels of any size, from any image, share P-Net calls: each level is padded into a
   canvas and the windows that reach into the padding are dropped;
+* so the number of operations grows with the number of P-Net calls, not with the number of
+  images or boxes: on a GPU, where each operation costs a kernel launch, a batch of hundreds
+  of photos takes a few hundred launches (calls are sized per device: cache-sized on a CPU,
+  large on a GPU);
 * candidate generation, box regression and every NMS run on all boxes of all images at once,
   per image, with facenet's arithmetic and order of operations, so an image gets in a batch
   what facenet gives it alone (up to the last bits of the convolutions, which depend on the
@@ -17,7 +22,6 @@ size), then crops and area-resizes every candidate box for R-Net and O-Net in a 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -26,20 +30,33 @@ from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-_PNET_PIXELS = 1 << 18
-"""Canvas pixels per P-Net call. P-Net's big levels are memory bound: a call whose activations
-stay in cache runs ~2.5x faster per pixel than one 16-image call (measured on 2 CPU cores)."""
+_PNET_PIXELS = {"cpu": 1 << 18, "cuda": 1 << 24}
+"""Canvas pixels per P-Net call. On a CPU P-Net's big levels are memory bound: a call whose
+activations stay in cache runs ~2.5x faster per pixel than one 16-image call (measured on 2
+cores). On a GPU few large calls are what counts (16 M pixels: ~1 GB of activations)."""
 
-_PAD_WASTE = 0.25
-"""Largest share of a shared canvas a smaller pyramid level may leave as padding."""
+_PAD_WASTE = {"cpu": 0.25, "cuda": 0.75}
+"""Largest share of a shared canvas a smaller pyramid level may leave as padding. On a GPU the
+padded pixels cost less than the calls they save: 256 photos of 480-800 px take 14 P-Net calls
+at 0.75 (1.7x the pixels), 881 at 0.25 (1.2x)."""
 
 _CANVAS_STEP = 16
 """P-Net canvases are rounded up to a multiple of this many pixels a side, so that their shapes
 recur between batches: a convolution's first call on a new shape costs 1-4 ms more on CPU
 (oneDNN builds its kernel), as much as a small level's whole P-Net pass."""
 
-_CROP_BATCH = 512
-"""Boxes per R-Net/O-Net call, as in facenet-pytorch: bounds the memory of a huge batch."""
+_REACH = 2
+"""Two P-Net windows of one pyramid level overlap with IoU > 0.5 only if they are at most this
+many steps apart on the level's grid (rows and columns alike). A window at scale s <= 1 spans
+floor((2c + 1) / s) .. floor((2c + 12) / s), 11 / s +- 1 pixels, and its neighbour 3 steps on
+starts at least 6 / s - 1 pixels later: their IoU is at most (5 + s) / (17 - 3s) <= 0.43."""
+
+_NMS_GRID = 1 << 26
+"""Largest images x candidates^2 grid the dense per-image NMS builds; beyond, torchvision's."""
+
+_CROP_BATCH = {"cpu": 512, "cuda": 1 << 14}
+"""Boxes per R-Net/O-Net call: facenet-pytorch's 512 on a CPU, more on a GPU; bounds the memory
+of a huge batch."""
 
 
 class _Level(NamedTuple):
@@ -77,6 +94,9 @@ class BatchedMTCNN(torch.nn.Module):
         self.onet = ONet(pretrained=True).eval().to(self.device, memory_format=last)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
+        kind = "cuda" if self.device.type == "cuda" else "cpu"
+        self.pnet_pixels, self.pad_waste = _PNET_PIXELS[kind], _PAD_WASTE[kind]
+        self.crop_batch = _CROP_BATCH[kind]
 
     @torch.inference_mode()
     def detect(self, images: Sequence[Tensor], min_face: Sequence[float] | float) -> list[Tensor]:
@@ -106,11 +126,10 @@ class BatchedMTCNN(torch.nn.Module):
             raise ValueError(f"min_face must be > 0, got {min_faces}")
         if not images:
             return []
-        tables = [_integral(image) for image in images]
-        sizes = torch.tensor([image.shape[:2] for image in images], device=self.device)
+        tables = _integrals(images)
         boxes, image_of = self._propose(tables, min_faces)
-        boxes, image_of = self._refine(boxes, image_of, sizes, tables)
-        boxes, points, image_of = self._output(boxes, image_of, sizes, tables)
+        boxes, image_of = self._refine(boxes, image_of, tables)
+        boxes, points, image_of = self._output(boxes, image_of, tables)
         counts = torch.bincount(image_of, minlength=len(images)).tolist()
         return list(zip(boxes.split(counts), points.split(counts)))
 
@@ -123,42 +142,40 @@ class BatchedMTCNN(torch.nn.Module):
 
     # -- stage 1: P-Net over the pyramids ------------------------------------------------------
 
-    def _propose(self, tables: list[Tensor], min_faces: list[float]) -> tuple[Tensor, Tensor]:
+    def _propose(self, tables: _Tables, min_faces: list[float]) -> tuple[Tensor, Tensor]:
         """P-Net candidates, NMS within each level (IoU 0.5) then within each image (IoU 0.7),
         regressed and squared: (N, 5) boxes + probability, and their images; per image in
         facenet's order (probability, ties by level, row, column)."""
-        sizes = [(table.shape[0] - 1, table.shape[1] - 1) for table in tables]
         levels = [
             _Level(index, scale, int(height * scale + 1), int(width * scale + 1))
-            for index, ((height, width), min_face) in enumerate(zip(sizes, min_faces))
+            for index, ((height, width), min_face) in enumerate(zip(tables.shapes, min_faces))
             for scale in _pyramid(height, width, min_face, self.factor)
         ]
-        bins: dict[tuple[int, ...], tuple[Tensor, Tensor, Tensor, Tensor]] = {}
         found = [
-            self._pnet_candidates(bucket, shape, levels, tables, bins)
-            for bucket, shape in _buckets(levels)
+            self._pnet_candidates(bucket, shape, levels, tables)
+            for bucket, shape in _buckets(levels, self.pnet_pixels, self.pad_waste)
         ]
         if not found:
             nothing = torch.empty(0, 5, device=self.device)
             return nothing, torch.empty(0, dtype=torch.long, device=self.device)
         level_of, y, x, score, reg = (torch.cat(parts) for parts in zip(*found))
-        # facenet's candidate order: image, level, then row-major within the level.
-        most = max(max(lv.height, lv.width) for lv in levels)
-        order = torch.argsort((level_of * most + y) * most + x)
-        level_of, y, x, score, reg = level_of[order], y[order], x[order], score[order], reg[order]
-        corner = torch.stack([x, y], dim=1).to(score.dtype)
-        top_left, bottom_right = torch.empty_like(corner), torch.empty_like(corner)
-        # Divided by each level's scale as a Python number, as facenet does: the kernel for a
-        # scalar divisor differs by device (CUDA multiplies by its reciprocal).
-        for indices, scale in _distinct([lv.scale for lv in levels]):
-            on = torch.isin(level_of, torch.tensor(indices, device=self.device))[:, None]
-            top_left = torch.where(on, ((2 * corner + 1) / scale).floor(), top_left)
-            bottom_right = torch.where(on, ((2 * corner + 12) / scale).floor(), bottom_right)
-        boxes = torch.cat([top_left, bottom_right], dim=1)
+        # facenet's candidate order: image, level, then row-major within the level. Keys leave
+        # a margin of _REACH around each level, so that neighbours' keys never wrap.
+        most = max(max(lv.height, lv.width) for lv in levels) + 2 * _REACH
+        key = (level_of * most + y + _REACH) * most + x + _REACH
+        key, order = torch.sort(key)
+        level_of, score, reg = level_of[order], score[order], reg[order]
+        corner = torch.stack([x[order], y[order]], dim=1).to(score.dtype)
+        # Divided by each level's scale as facenet does; one tensor of divisors for all levels,
+        # so on CUDA a box may differ from facenet's by a pixel once in a while (CUDA divides by
+        # a Python number as a multiplication by its reciprocal).
+        scale = torch.tensor([lv.scale for lv in levels], device=self.device)[level_of, None]
+        boxes = torch.cat(
+            [((2 * corner + 1) / scale).floor(), ((2 * corner + 12) / scale).floor()], 1
+        )
         image_of = torch.tensor([lv.image for lv in levels], device=self.device)[level_of]
-        # The boxes are whole numbers: batched_nms' per-group coordinate offsets are exact here.
-        keep = batched_nms(boxes, score, level_of, 0.5).sort().values
-        keep = keep[batched_nms(boxes[keep], score[keep], image_of[keep], 0.7).sort().values]
+        keep = torch.nonzero(_level_nms(key, most, boxes, score, 0.5)).squeeze(1)
+        keep = keep[_nms(boxes[keep], score[keep], image_of[keep], 0.7).sort().values]
         keep = keep[_by_image_then_score(image_of[keep], score[keep], ties_last_first=False)]
         boxes, score, reg, image_of = boxes[keep], score[keep], reg[keep], image_of[keep]
         width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -174,42 +191,47 @@ class BatchedMTCNN(torch.nn.Module):
         return torch.cat([_square(regressed), score[:, None]], dim=1), image_of
 
     def _pnet_candidates(
-        self,
-        bucket: list[int],
-        shape: tuple[int, int],
-        levels: list[_Level],
-        tables: list[Tensor],
-        bins: dict[tuple[int, ...], tuple[Tensor, Tensor, Tensor, Tensor]],
+        self, bucket: list[int], shape: tuple[int, int], levels: list[_Level], tables: _Tables
     ) -> tuple[Tensor, ...]:
         """Run P-Net once on the levels `bucket`, each resized into its slot of one canvas of
         `shape` (height, width); return the windows facenet would see above threshold: level,
         row, column, probability, regression (N, 4)."""
         height, width = shape
-        padded = any(levels[i].height != height or levels[i].width != width for i in bucket)
-        fill = torch.zeros if padded else torch.empty
-        canvas = fill(len(bucket), height, width, 3, device=self.device)
-        for slot, i in enumerate(bucket):
-            table, level = tables[levels[i].image], levels[i]
-            key = (table.shape[0], table.shape[1], level.height, level.width)
-            if key not in bins:
-                bins[key] = _level_bins(key[0] - 1, key[1] - 1, *key[2:], self.device)
-            _resize_level(table, *bins[key], canvas[slot, : level.height, : level.width])
+        slots = [levels[i] for i in bucket]
+        image, level_h, level_w = torch.tensor(
+            [(lv.image, lv.height, lv.width) for lv in slots], device=self.device
+        ).unbind(1)
+        zero = torch.zeros_like(image)
+        canvas = torch.empty(len(bucket), height, width, 3, device=self.device)
+        _area_resize(
+            tables,
+            image,
+            (zero, zero, tables.heights[image], tables.widths[image]),
+            (level_h, level_w),
+            canvas,
+        )
         p = self.pnet
         features = p.prelu1(p.conv1(canvas.permute(0, 3, 1, 2)))
         # A level of odd height (width) ends with a max-pool window (ceil_mode) holding one conv1
         # row (column) only; in a taller canvas the next row exists: -inf keeps it out of the max.
-        for slot, i in enumerate(bucket):
-            if levels[i].height % 2 and levels[i].height < height:
-                features[slot, :, levels[i].height - 2, :] = float("-inf")
-            if levels[i].width % 2 and levels[i].width < width:
-                features[slot, :, :, levels[i].width - 2] = float("-inf")
+        odd_h = [
+            (n, lv.height - 2) for n, lv in enumerate(slots) if lv.height % 2 and lv.height < height
+        ]
+        odd_w = [
+            (n, lv.width - 2) for n, lv in enumerate(slots) if lv.width % 2 and lv.width < width
+        ]
+        if odd_h:
+            n, row = torch.tensor(odd_h, device=self.device).unbind(1)
+            features[n, :, row, :] = float("-inf")
+        if odd_w:
+            n, col = torch.tensor(odd_w, device=self.device).unbind(1)
+            features[n, :, :, col] = float("-inf")
         features = _max_pool(features, 2)
         features = p.prelu3(p.conv3(p.prelu2(p.conv2(features))))
         probability = p.softmax4_1(p.conv4_1(features))[:, 1]
         regression = p.conv4_2(features)
         # Window (r, c) reads input rows 2r..2r+11: those past the level's own size are padding.
-        rows = torch.tensor([(levels[i].height - 1) // 2 - 4 for i in bucket], device=self.device)
-        cols = torch.tensor([(levels[i].width - 1) // 2 - 4 for i in bucket], device=self.device)
+        rows, cols = (level_h - 1) // 2 - 4, (level_w - 1) // 2 - 4
         out_rows = torch.arange(probability.shape[1], device=self.device)
         out_cols = torch.arange(probability.shape[2], device=self.device)
         inside = (out_rows < rows[:, None])[:, :, None] & (out_cols < cols[:, None])[:, None, :]
@@ -219,13 +241,11 @@ class BatchedMTCNN(torch.nn.Module):
 
     # -- stage 2: R-Net ------------------------------------------------------------------------
 
-    def _refine(
-        self, boxes: Tensor, image_of: Tensor, sizes: Tensor, tables: list[Tensor]
-    ) -> tuple[Tensor, Tensor]:
+    def _refine(self, boxes: Tensor, image_of: Tensor, tables: _Tables) -> tuple[Tensor, Tensor]:
         """R-Net on 24x24 crops; keep probability > threshold, NMS (IoU 0.7) per image, regress,
         square."""
-        boxes, image_of, crops = _crops(boxes, image_of, sizes, tables, 24)
-        regression, probability = _batched(_rnet, self.rnet, crops)
+        boxes, image_of, crops = _crops(boxes, image_of, tables, 24)
+        regression, probability = _batched(_rnet, self.rnet, crops, self.crop_batch)
         score = probability[:, 1]
         passed = score > self.thresholds[1]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
@@ -236,12 +256,12 @@ class BatchedMTCNN(torch.nn.Module):
     # -- stage 3: O-Net ------------------------------------------------------------------------
 
     def _output(
-        self, boxes: Tensor, image_of: Tensor, sizes: Tensor, tables: list[Tensor]
+        self, boxes: Tensor, image_of: Tensor, tables: _Tables
     ) -> tuple[Tensor, Tensor, Tensor]:
         """O-Net on 48x48 crops; keep probability > threshold, landmarks, regress, NMS by
         intersection over the smaller box (0.7) per image: boxes, landmarks, images."""
-        boxes, image_of, crops = _crops(boxes, image_of, sizes, tables, 48)
-        regression, marks, probability = _batched(_onet, self.onet, crops)
+        boxes, image_of, crops = _crops(boxes, image_of, tables, 48)
+        regression, marks, probability = _batched(_onet, self.onet, crops, self.crop_batch)
         score = probability[:, 1]
         passed = score > self.thresholds[2]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
@@ -269,27 +289,21 @@ def _pyramid(height: int, width: int, min_face: float, factor: float) -> list[fl
     return scales
 
 
-def _distinct(values: list[float]) -> list[tuple[list[int], float]]:
-    """(indices, value) per distinct value, in first-seen order."""
-    groups: dict[float, list[int]] = defaultdict(list)
-    for index, value in enumerate(values):
-        groups[value].append(index)
-    return [(indices, value) for value, indices in groups.items()]
-
-
-def _buckets(levels: list[_Level]) -> list[tuple[list[int], tuple[int, int]]]:
+def _buckets(
+    levels: list[_Level], most: int, waste: float
+) -> list[tuple[list[int], tuple[int, int]]]:
     """Group pyramid levels into P-Net calls, each with its canvas (height, width): largest
     first, a level opens a canvas of its size rounded up to `_CANVAS_STEP` or joins one that
-    holds it with little padding while the call stays within `_PNET_PIXELS` (one level at
-    least)."""
+    holds it leaving at most a `waste` share of it as padding, while the call stays within
+    `most` pixels (one level at least)."""
     order = sorted(range(len(levels)), key=lambda i: -levels[i].height * levels[i].width)
     buckets: list[list[int]] = []
     shapes: list[tuple[int, int]] = []
     for i in order:
         h, w = levels[i].height, levels[i].width
         for bucket, (bh, bw) in zip(buckets, shapes):
-            fits = h <= bh and w <= bw and bh * bw - h * w <= _PAD_WASTE * bh * bw
-            if fits and (len(bucket) + 1) * bh * bw <= _PNET_PIXELS:
+            fits = h <= bh and w <= bw and bh * bw - h * w <= waste * bh * bw
+            if fits and (len(bucket) + 1) * bh * bw <= most:
                 bucket.append(i)
                 break
         else:
@@ -335,66 +349,84 @@ def _max_pool_axis(x: Tensor, dim: int, size: int) -> Tensor:
     return out
 
 
-def _integral(image: Tensor) -> Tensor:
-    """(H+1, W+1, 3) summed-area table of a uint8 image, zero first row and column. Integers,
-    so every box sum is exact: int32 while 255 * H * W fits, int64 beyond (never float32, which
-    rounds). One table per image keeps each allocation small enough to be reused between calls."""
-    height, width = image.shape[:2]
-    dtype = torch.int32 if 255 * height * width < 2**31 else torch.int64
-    table = torch.empty(height + 1, width + 1, 3, dtype=dtype, device=image.device)
-    table[0] = 0
-    table[1:, 0] = 0
-    table[1:, 1:] = image
-    return table.cumsum_(0).cumsum_(1)
+class _Tables(NamedTuple):
+    """The summed-area tables of a batch's images in one tensor, so that one gather reads from
+    every image: image k's (H + 1, W + 1, 3) table is `data[start[k] : start[k] + H + 1,
+    : W + 1]`, with a zero first row and column. Integers, so every box sum is exact: int32
+    while 255 * H * W fits, int64 beyond (never float32, which rounds)."""
+
+    data: Tensor
+    start: Tensor
+    heights: Tensor
+    widths: Tensor
+    shapes: list[tuple[int, int]]
+    """(H, W) of each image, on the host."""
 
 
-def _bin_edges(n: Tensor, out: int) -> tuple[Tensor, Tensor]:
-    """Adaptive average pooling's bins of lengths n (N,) into `out`: starts floor(i * n / out),
-    ends ceil((i + 1) * n / out), each (N, out)."""
-    i = torch.arange(out, device=n.device)
-    return (i * n[:, None]) // out, ((i + 1) * n[:, None] + out - 1) // out
+def _integrals(images: list[Tensor]) -> _Tables:
+    """The `_Tables` of uint8 (H, W, 3) images on one device. A run of images of one size (the
+    frames of a video) is written and summed as one block: the work grows with the number of
+    distinct sizes, not of images."""
+    shapes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
+    device = images[0].device
+    dtype = torch.int32 if max(255 * h * w for h, w in shapes) < 2**31 else torch.int64
+    starts = [0]
+    for height, _ in shapes:
+        starts.append(starts[-1] + height + 1)
+    wide = max(width for _, width in shapes) + 1
+    data = torch.zeros(starts[-1], wide, 3, dtype=dtype, device=device)
+    first = 0
+    for last in range(1, len(images) + 1):
+        if last < len(images) and shapes[last] == shapes[first]:
+            continue
+        (height, width), count = shapes[first], last - first
+        block = data[starts[first] : starts[last]].view(count, height + 1, wide, 3)
+        block[:, 1:, 1 : width + 1] = (
+            torch.stack(images[first:last]) if count > 1 else images[first]
+        )
+        block[:, :, : width + 1].cumsum_(1)
+        first = last
+    data.cumsum_(1)
+    sizes = torch.tensor(shapes, device=device)
+    return _Tables(data, torch.tensor(starts[:-1], device=device), sizes[:, 0], sizes[:, 1], shapes)
 
 
-def _level_bins(
-    height: int, width: int, out_h: int, out_w: int, device: torch.device
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """What `_resize_level` reads to shrink a height x width image to out_h x out_w: table rows
-    (bin ends, then starts), table columns (likewise), bin heights (out_h, 1, 1) and widths
-    (1, out_w, 1)."""
-    r0, r1 = _bin_edges(torch.tensor([height], device=device), out_h)
-    c0, c1 = _bin_edges(torch.tensor([width], device=device), out_w)
-    rows, cols = torch.cat([r1, r0], dim=1)[0], torch.cat([c1, c0], dim=1)[0]
-    return rows, cols, (r1 - r0)[0, :, None, None], (c1 - c0)[0, None, :, None]
+def _bins(length: Tensor, out: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Adaptive average pooling's bins of `length` (N,) pixels into `out` (N,) bins, padded to
+    `size`: bin ends ceil((i + 1) * length / out) and starts floor(i * length / out), stacked
+    (N, 2, size), and bin lengths (N, size); padding bins are empty with length 1."""
+    i = torch.arange(size, device=length.device)
+    valid = i < out[:, None]
+    start = (i * length[:, None]) // out[:, None]
+    end = ((i + 1) * length[:, None] + out[:, None] - 1) // out[:, None]
+    start, end = torch.where(valid, start, 0), torch.where(valid, end, 0)
+    return torch.stack([end, start], dim=1), torch.where(valid, end - start, 1)
 
 
-def _resize_level(
-    table: Tensor, rows: Tensor, cols: Tensor, bin_h: Tensor, bin_w: Tensor, out: Tensor
+def _area_resize(
+    tables: _Tables,
+    image: Tensor,
+    region: tuple[Tensor, Tensor, Tensor, Tensor],
+    out_size: tuple[Tensor, Tensor],
+    out: Tensor,
 ) -> None:
-    """Write into `out` (oh, ow, 3) the normalized area resize of a whole image from its table,
-    `_level_bins` giving the bins: rows, then columns, each a gather of whole table lines."""
-    oh, ow = bin_h.shape[0], bin_w.shape[1]
-    lines = table.index_select(0, rows)
-    strips = lines[:oh] - lines[oh:]
-    corners = strips.index_select(1, cols)
-    _normalized(corners[:, :ow] - corners[:, ow:], bin_h, bin_w, out)
-
-
-def _resize_boxes(
-    table: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, out: Tensor
-) -> None:
-    """Write into `out` (N, size, size, 3) the normalized area resizes of the N regions
-    (top, left, height, width) of one image, from its table: one gather of all bin corners."""
-    size = out.shape[1]
-    r0, r1 = _bin_edges(height, size)
-    c0, c1 = _bin_edges(width, size)
-    rows = (torch.cat([r1, r0], dim=1) + top[:, None]) * table.shape[1]
-    cols = torch.cat([c1, c0], dim=1) + left[:, None]
-    pixels = (rows[:, :, None] + cols[:, None, :]).reshape(-1)
-    corners = table.view(-1, 3).index_select(0, pixels).view(len(top), 2 * size, 2 * size, 3)
-    sums = corners[:, :size, :size] - corners[:, :size, size:]
-    sums -= corners[:, size:, :size]
-    sums += corners[:, size:, size:]
-    _normalized(sums, (r1 - r0)[:, :, None, None], (c1 - c0)[:, None, :, None], out)
+    """Write into `out` (N, H, W, 3) float32 the normalized area resizes of N regions (top,
+    left, height, width) of `image` (N,), region n to out_size[n] (height, width) pixels at the
+    top left of out[n]; the rest of out[n] is padding (normalized zeros). One gather of every
+    bin corner, from the tables."""
+    top, left, height, width = region
+    size_h, size_w = out.shape[1], out.shape[2]
+    rows, bin_h = _bins(height, out_size[0], size_h)
+    cols, bin_w = _bins(width, out_size[1], size_w)
+    rows = (rows + (tables.start[image] + top)[:, None, None]) * tables.data.shape[1]
+    cols = cols + left[:, None, None]
+    index = rows[:, :, :, None, None] + cols[:, None, None, :, :]  # (N, 2, H, 2, W)
+    corners = tables.data.view(-1, 3).index_select(0, index.view(-1))
+    corners = corners.view(len(image), 2, size_h, 2, size_w, 3)
+    sums = corners[:, 0, :, 0] - corners[:, 0, :, 1]
+    sums -= corners[:, 1, :, 0]
+    sums += corners[:, 1, :, 1]
+    _normalized(sums, bin_h[:, :, None, None], bin_w[:, None, :, None], out)
 
 
 def _normalized(sums: Tensor, bin_h: Tensor, bin_w: Tensor, out: Tensor) -> None:
@@ -405,7 +437,7 @@ def _normalized(sums: Tensor, bin_h: Tensor, bin_w: Tensor, out: Tensor) -> None
 
 
 def _crops(
-    boxes: Tensor, image_of: Tensor, sizes: Tensor, tables: list[Tensor], size: int
+    boxes: Tensor, image_of: Tensor, tables: _Tables, size: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """facenet's crops: each box truncated to integers and clipped to its image, rows y-1..ey-1
     and columns x-1..ex-1, area-resized to size x size and normalized. Boxes with nothing inside
@@ -414,34 +446,31 @@ def _crops(
     corners = boxes[:, :4].trunc().to(torch.int32).long()
     x = corners[:, 0].clamp(min=1)
     y = corners[:, 1].clamp(min=1)
-    ex = torch.minimum(corners[:, 2], sizes[image_of, 1])
-    ey = torch.minimum(corners[:, 3], sizes[image_of, 0])
+    ex = torch.minimum(corners[:, 2], tables.widths[image_of])
+    ey = torch.minimum(corners[:, 3], tables.heights[image_of])
     inside = (ey > y - 1) & (ex > x - 1)
     boxes, image_of = boxes[inside], image_of[inside]
-    x, y, ex, ey = x[inside], y[inside], ex[inside], ey[inside]
+    top, left = y[inside] - 1, x[inside] - 1
     # Channels-last, as R-/O-Net run fastest (1.5x on CPU); the pixels are written in that order.
-    crops = torch.empty(len(boxes), size, size, 3, device=boxes.device).permute(0, 3, 1, 2)
-    # Boxes come grouped by image: one gather per image, from its own table.
-    start = 0
-    for image, count in enumerate(torch.bincount(image_of, minlength=len(tables)).tolist()):
-        if count:
-            part = slice(start, start + count)
-            top, left = y[part] - 1, x[part] - 1
-            out = crops[part].permute(0, 2, 3, 1)
-            _resize_boxes(tables[image], top, left, ey[part] - top, ex[part] - left, out)
-            start += count
-    return boxes, image_of, crops
+    crops = torch.empty(len(boxes), size, size, 3, device=boxes.device)
+    sides = torch.full_like(top, size)
+    region = (top, left, ey[inside] - top, ex[inside] - left)
+    _area_resize(tables, image_of, region, (sides, sides), crops)
+    return boxes, image_of, crops.permute(0, 3, 1, 2)
 
 
 def _batched(
-    forward: Callable[[Any, Tensor], tuple[Tensor, ...]], net: torch.nn.Module, crops: Tensor
+    forward: Callable[[Any, Tensor], tuple[Tensor, ...]],
+    net: torch.nn.Module,
+    crops: Tensor,
+    most: int,
 ) -> tuple[Tensor, ...]:
-    """forward(net, crops) for all crops, `_CROP_BATCH` at a time (none gives empty outputs)."""
+    """forward(net, crops) for all crops, `most` at a time (none gives empty outputs)."""
     if crops.shape[0] == 0:
         dummy = torch.zeros(1, *crops.shape[1:], device=crops.device)
         return tuple(t[:0] for t in forward(net, dummy))
-    starts = range(0, crops.shape[0], _CROP_BATCH)
-    parts = [forward(net, crops[i : i + _CROP_BATCH]) for i in starts]
+    starts = range(0, crops.shape[0], most)
+    parts = [forward(net, crops[i : i + most]) for i in starts]
     return tuple(torch.cat(outputs) for outputs in zip(*parts))
 
 
@@ -490,9 +519,7 @@ def _greedy_nms(
     within one image: facenet's batched coordinate offsets round coordinates and can let images
     touch; one image alone never does.
 
-    The greedy result is the fixed point of "kept = not suppressed by a kept box ranked
-    higher": iterating that from "all kept" settles at least one more rank per pass, in
-    practice all within a few passes of one batched boolean reduction each.
+    The greedy result is `_fixed_point`'s, one batched boolean reduction per pass.
     """
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
@@ -523,13 +550,64 @@ def _greedy_nms(
         suppresses = inter / (area + area.permute(pair) - inter) > threshold
     later = torch.ones(width, width, dtype=torch.bool, device=device).triu(1)
     suppresses &= later & valid[:, :, None] & valid[:, None, :]
-    kept = valid
-    while True:
-        again = valid & ~(suppresses & kept[:, :, None]).any(1)
-        if torch.equal(again, kept):
-            break
-        kept = again
+    kept = _fixed_point(lambda kept: valid & ~(suppresses & kept[:, :, None]).any(1), valid)
     return order[kept[group, rank]]
+
+
+def _level_nms(key: Tensor, most: int, boxes: Tensor, score: Tensor, threshold: float) -> Tensor:
+    """Greedy IoU NMS within each pyramid level of P-Net's windows, all levels at once: the mask
+    of windows torchvision's `batched_nms` keeps, by level.
+
+    `key` (ascending) places each window on its level's grid, `most` apart per row. Only windows
+    within `_REACH` steps can suppress each other, so each is compared with its 24 neighbours
+    (found by binary search among the keys) rather than with every window of its level: the
+    work grows with the number of windows, and a batch of hundreds of photos is one pass.
+    The IoU is torchvision's, in float32, and a window ranks above another of equal probability
+    when it comes first in row-major order, as torchvision's stable sort orders them.
+    """
+    steps = range(-_REACH, _REACH + 1)
+    offsets = torch.tensor([dy * most + dx for dy in steps for dx in steps if dy or dx])
+    wanted = key[:, None] + offsets.to(key.device)
+    at = torch.searchsorted(key, wanted).clamp_(max=max(len(key) - 1, 0))
+    found = key[at] == wanted
+    mine, theirs = boxes[:, None, :], boxes[at]
+    width = (
+        torch.minimum(mine[..., 2], theirs[..., 2]) - torch.maximum(mine[..., 0], theirs[..., 0])
+    ).clamp(min=0)
+    height = (
+        torch.minimum(mine[..., 3], theirs[..., 3]) - torch.maximum(mine[..., 1], theirs[..., 1])
+    ).clamp(min=0)
+    inter = width * height
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    overlaps = inter / (area[:, None] + area[at] - inter) > threshold
+    first = torch.arange(len(key), device=key.device)[:, None]
+    above = (score[at] > score[:, None]) | ((score[at] == score[:, None]) & (at < first))
+    suppressors = found & above & overlaps
+    everything = torch.ones(len(key), dtype=torch.bool, device=key.device)
+    return _fixed_point(lambda kept: ~(suppressors & kept[at]).any(1), everything)
+
+
+def _fixed_point(step: Callable[[Tensor], Tensor], kept: Tensor) -> Tensor:
+    """Greedy NMS's kept mask as the fixed point of `step` (kept -> not suppressed by a kept box
+    ranked higher), iterated from `kept` (all boxes): each pass settles at least one more rank, in
+    practice all of them within a few passes."""
+    while True:
+        again = step(kept)
+        if torch.equal(again, kept):
+            return kept
+        kept = again
+
+
+def _nms(boxes: Tensor, score: Tensor, image_of: Tensor, threshold: float) -> Tensor:
+    """torchvision's `batched_nms` by image (indices kept, by image then rank): the dense
+    `_greedy_nms` while its grid stays small, torchvision's own beyond."""
+    if len(boxes) == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
+    counts = torch.bincount(image_of)
+    if int(counts.max()) ** 2 * len(counts) <= _NMS_GRID:
+        return _greedy_nms(boxes, score, image_of, threshold, minimum=False)
+    keep = batched_nms(boxes, score, image_of, threshold)
+    return keep[_by_image_then_score(image_of[keep], score[keep], ties_last_first=False)]
 
 
 def _regress(boxes: Tensor, reg: Tensor) -> Tensor:
