@@ -143,7 +143,12 @@ class _Run:
             if o.detect
             else None
         )
-        pipeline = Pipeline(model, detector=detector, batch_size=o.batch_size)
+        pipeline = Pipeline(
+            model,
+            detector=detector,
+            batch_size=o.batch_size,
+            crop="pil" if o.exact_pixels else "auto",
+        )
         self.reporter.model_ready(
             f"{model.arch} stage {model.stage} "
             f"({'random weights' if checkpoint is None else checkpoint}) "

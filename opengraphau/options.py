@@ -41,6 +41,9 @@ class Options:
     batch_size: int = 16
     workers: int | None = None
     """Decoding processes; None: as `engines.local.default_workers` chooses; 0: decode here."""
+    exact_pixels: bool = False
+    """On a GPU too, decode, search and crop with Pillow on the CPU: the reference's pixels
+    everywhere, at the CPU's speed (by default a GPU does that work, within a grey level)."""
     detect: bool = True
     max_faces: int | None = None
     min_face_size: int = 20

@@ -7,6 +7,11 @@ video jobs of both engines all call it; none of them loops over faces.
 Crops travel as uint8 and are normalised on the model's device. `submit` returns as soon as the
 model's work is queued, so on a GPU an engine can prepare the next batch while this one runs;
 `result` waits for it.
+
+On a GPU every pixel operation runs there (`crop="tensor"`): each frame reaches the device once
+(JPEG bytes decoded there in one batch, other pixels copied from pinned memory, one copy per run
+of same-size frames), and the detector's search copy, the face crops and the whole-frame crop
+are made there by torch, within a grey level of Pillow's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,8 +31,11 @@ from .faces.crop import CROP_SIZE, crop_faces, square_crop
 from .faces.detector import Detection, FaceDetector
 from .model.optimize import InferenceModel
 from .records import FaceRecord, Frame
+from .sources.images import decode_jpegs
 
 CROP_MODES = ("auto", "pil", "tensor")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -82,9 +91,11 @@ class Pipeline:
     """Frames in, per-frame face records out.
 
     `detector` None means the whole frame is the face (the reference demo's behaviour).
-    `crop` "pil" cuts faces with Pillow (`faces.crop.square_crop`, the exact rule), "tensor"
-    on the model's device (`crop_faces`: the same squares, resized by torch within one grey
-    level of Pillow); "auto" takes "tensor" on CUDA and "pil" elsewhere.
+    `crop` "pil" does the pixel work with Pillow on the host (`faces.crop.square_crop`, the
+    exact rule, and `EvalTransform.pixels`: the reference's numbers); "tensor" on the model's
+    device (the same squares and crops, resized by torch within one grey level of Pillow, and
+    frames that come as JPEG bytes decoded there); "auto" takes "tensor" on CUDA and "pil"
+    elsewhere.
     """
 
     def __init__(
@@ -118,18 +129,55 @@ class Pipeline:
         model's actors); they are cropped as this pipeline's detector's would be.
         """
         whole = self.detector is None and located is None
-        found = self.locate(frames) if located is None else [list(f) for f in located]
-        probs, embeddings = self.infer(self.pixels(frames, found, whole=whole))
+        images = self.on_device(frames) if self.crop == "tensor" else None
+        found = self.locate(frames, images) if located is None else [list(f) for f in located]
+        probs, embeddings = self.infer(self.pixels(frames, found, whole=whole, images=images))
         return PendingBatch(self, frames, found, probs, embeddings)
 
-    def locate(self, frames: Sequence[Frame]) -> list[list[Detection]]:
-        """Per frame its faces, or the whole frame (confidence 1) without a detector."""
+    def on_device(self, frames: Sequence[Frame]) -> list[torch.Tensor | None]:
+        """Each frame's pixels as an (H, W, 3) uint8 tensor on the model's device, None for a
+        frame that brings only its prepared crop. JPEG bytes are decoded there in one batch;
+        host pixels are copied there from pinned memory, one copy per run of same-size frames."""
+        images: list[torch.Tensor | None] = [None] * len(frames)
+        jpegs = [(i, f.encoded) for i, f in enumerate(frames) if f.encoded is not None]
+        for (i, _), image in zip(jpegs, decode_jpegs([e for _, e in jpegs], self.device)):
+            images[i] = image
+        hosts = [i for i, f in enumerate(frames) if f.encoded is None and f.image is not None]
+        start = 0
+        while start < len(hosts):
+            shape = _pixels(frames[hosts[start]]).shape
+            end = start + 1
+            while end < len(hosts) and _pixels(frames[hosts[end]]).shape == shape:
+                end += 1
+            run = [_pixels(frames[i]) for i in hosts[start:end]]
+            for i, image in zip(hosts[start:end], self._upload(run)):
+                images[i] = image
+            start = end
+        return images
+
+    def _upload(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """Same-shape host arrays as one stacked tensor on the device."""
+        if self.device.type == "cpu":
+            return torch.stack([torch.from_numpy(np.require(a, requirements="W")) for a in arrays])
+        pinned = torch.empty((len(arrays), *arrays[0].shape), dtype=torch.uint8, pin_memory=True)
+        for row, array in zip(pinned, arrays):
+            row.numpy()[...] = array
+        return pinned.to(self.device, non_blocking=True)
+
+    def locate(
+        self, frames: Sequence[Frame], images: Sequence[torch.Tensor | None] | None = None
+    ) -> list[list[Detection]]:
+        """Per frame its faces, or the whole frame (confidence 1) without a detector. `images`:
+        the frames' pixels on the device (`on_device`), searched there."""
         if self.detector is None:
             return [
                 [Detection((0.0, 0.0, float(f.size[0]), float(f.size[1])), 1.0)] for f in frames
             ]
         start = time.perf_counter()
-        found = self.detector.detect([_pixels(f) for f in frames])
+        if images is None:
+            found = self.detector.detect([_pixels(f) for f in frames])
+        else:
+            found = self.detector.detect([_present(image, f) for image, f in zip(images, frames)])
         self.times.detect += time.perf_counter() - start
         return found
 
@@ -139,19 +187,16 @@ class Pipeline:
         located: Sequence[Sequence[Detection]],
         *,
         whole: bool | None = None,
+        images: Sequence[torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
         """(faces, 3, 224, 224) uint8 crops on the model's device, in record order; `whole`
-        (default: when there is no detector) takes each frame as its face."""
+        (default: when there is no detector) takes each frame as its face. `images`: the
+        frames' pixels on the device (`on_device`), cropped there."""
         if whole or (whole is None and self.detector is None):
-            return self._to_device(
-                [
-                    f.prepared
-                    if f.prepared is not None
-                    else self.preprocess.pixels(Image.fromarray(_pixels(f)))
-                    for f in frames
-                ]
-            )
-        if self.crop == "pil":
+            return self._to_device([self._whole(f, images, n) for n, f in enumerate(frames)])
+        if images is None and self.crop == "tensor":
+            images = self.on_device(frames)
+        if images is None:
             return self._to_device(
                 [
                     self.preprocess.pixels(square_crop(Image.fromarray(_pixels(f)), d.box))
@@ -159,23 +204,37 @@ class Pipeline:
                     for d in found
                 ]
             )
-        parts = []
-        for frame, found in zip(frames, located):
-            if found:
-                pixels = np.require(_pixels(frame), requirements="W")  # torch wants writable
-                image = torch.from_numpy(pixels).to(self.device, non_blocking=True)
-                parts.append(crop_faces(image.permute(2, 0, 1), [d.box for d in found]))
+        parts = [
+            crop_faces(_present(image, frame).permute(2, 0, 1), [d.box for d in found])
+            for image, frame, found in zip(images, frames, located)
+            if found
+        ]
         if not parts:
             return self._to_device([])
         offset = (CROP_SIZE - self.preprocess.crop) // 2
         inner = slice(offset, offset + self.preprocess.crop)
         return torch.cat(parts)[:, :, inner, inner]
 
+    def _whole(
+        self, frame: Frame, images: Sequence[torch.Tensor | None] | None, n: int
+    ) -> torch.Tensor:
+        """The model's crop of a whole frame: prepared by the decoder, made on the device from
+        the frame's pixels there, or by Pillow."""
+        if frame.prepared is not None:
+            return frame.prepared
+        if images is not None and images[n] is not None:
+            return self.preprocess.tensor_pixels(_present(images[n], frame).permute(2, 0, 1))
+        return self.preprocess.pixels(Image.fromarray(_pixels(frame)))
+
     def _to_device(self, pixels: list[torch.Tensor]) -> torch.Tensor:
         if not pixels:
             size = self.preprocess.crop
             return torch.empty(0, 3, size, size, dtype=torch.uint8, device=self.device)
+        if any(p.device != self.device for p in pixels) and not all(p.is_cpu for p in pixels):
+            pixels = [p.to(self.device) for p in pixels]
         batch = torch.stack(pixels)
+        if batch.device == self.device:
+            return batch
         if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
             batch = batch.pin_memory()
         return batch.to(self.device, non_blocking=True)
@@ -196,11 +255,17 @@ class Pipeline:
         return torch.cat(probs), torch.cat(embeddings)
 
 
-def _pixels(frame: Frame) -> np.ndarray:
-    if frame.image is None:
+def _present(pixels: T | None, frame: Frame) -> T:
+    """`pixels` of `frame`, which a step needs: ConfigError when the frame brought only its
+    prepared crop."""
+    if pixels is None:
         raise ConfigError(
             "this step needs the frame's pixels, but only its prepared tensor was kept",
             param="frames",
             value=frame.source,
         )
-    return frame.image
+    return pixels
+
+
+def _pixels(frame: Frame) -> np.ndarray:
+    return _present(frame.image, frame)

@@ -69,11 +69,13 @@ class AUPredictor:
         max_faces: int | None = None,
         batch_size: int = 16,
         precision: str = "fp32",
+        exact_pixels: bool = False,
     ) -> None:
         """`checkpoint` None means random weights (`untrained` is then True).
 
         `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
-        that cannot run on the device raises DeviceError.
+        that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
+        and crop with Pillow on the CPU, for the reference's pixels exactly (slower).
         """
         self.device = resolve_device(device)
         self.untrained = checkpoint is None
@@ -85,7 +87,12 @@ class AUPredictor:
             if detect_faces
             else None
         )
-        self.pipeline = Pipeline(self.model, detector=self.detector, batch_size=batch_size)
+        self.pipeline = Pipeline(
+            self.model,
+            detector=self.detector,
+            batch_size=batch_size,
+            crop="pil" if exact_pixels else "auto",
+        )
 
     def predict(self, images: Sequence[ImageLike]) -> list[ImageResult]:
         """Paths (decoded with EXIF orientation), PIL images or uint8 RGB arrays -> results."""

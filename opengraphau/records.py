@@ -6,7 +6,7 @@ A photo is a frame too (index 0, time 0), so images, videos and webcams share on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -23,6 +23,14 @@ UNCONFIRMED = -1
 is written, but it belongs to no track."""
 
 
+class Encoded(NamedTuple):
+    """A JPEG file's bytes, left for the pipeline to decode on its device (`sources.images`)."""
+
+    data: bytes
+    orientation: int
+    """EXIF orientation (1 upright ... 8), applied once decoded."""
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One decoded picture and where it came from.
@@ -30,7 +38,7 @@ class Frame:
     For video files `timestamp` is the decoder's (index / fps where it gives none); for cameras
     it is wall-clock time since the first frame; for photos it is 0. A decoding worker may hand
     over `prepared` (the model's crop of the whole frame) instead of the pixels, when
-    nothing else needs them.
+    nothing else needs them, or, for a GPU, the file's JPEG bytes (`encoded`) to decode there.
     """
 
     source: str
@@ -44,6 +52,8 @@ class Frame:
     """(width, height) of the decoded picture."""
     prepared: torch.Tensor | None = None
     """The model's uint8 (3, 224, 224) crop of the whole frame, made where it was decoded."""
+    encoded: Encoded | None = None
+    """The JPEG to decode on the model's device (then `image` and `prepared` are None)."""
 
     @classmethod
     def of(cls, source: str, image: np.ndarray, index: int = 0, timestamp: float = 0.0) -> Frame:

@@ -231,9 +231,9 @@ def test_same_faces_as_facenet_on_the_search_copy(
     big = astronaut.resize((1800, 1800), BILINEAR)  # searched on a 1024 px copy
     for image in (astronaut, two_faces, ImageOps.mirror(two_faces), big):
         (found,) = detector.detect([image])
-        copy = detector._search_copy(image)
+        (copy,) = detector._search_copies([image])
         facenet = MTCNN(keep_all=True, min_face_size=copy.min_face)
-        boxes, probs = facenet.detect(Image.fromarray(copy.pixels))
+        boxes, probs = facenet.detect(Image.fromarray(copy.pixels.numpy()))
         sx, sy = copy.scale_x, copy.scale_y
         want = [
             ((x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy), p)

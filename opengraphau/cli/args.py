@@ -109,6 +109,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "or 0 on 2 cores or fewer, where decoding between batches is faster)",
     )
     run.add_argument(
+        "--exact-pixels",
+        action="store_true",
+        help="on a GPU too, decode, search and crop with Pillow on the CPU: exactly the "
+        "reference's and the CPU's pixels, slower (by default a GPU does that work itself, "
+        "within a grey level)",
+    )
+    run.add_argument(
         "--checkpoint-dir",
         type=Path,
         default=Path(CHECKPOINT_DIR),
@@ -189,6 +196,7 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         precision=args.precision,
         batch_size=args.batch_size,
         workers=args.workers,
+        exact_pixels=args.exact_pixels,
         detect=not args.no_detect,
         max_faces=args.max_faces,
         min_face_size=args.min_face_size,

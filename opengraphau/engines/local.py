@@ -1,7 +1,8 @@
 """The local engine: images decoded by worker processes, videos by a decoder thread, one model.
 
 Workers decode (and, without face detection, preprocess) the next batches while the model runs
-on this one; on CUDA the batches reach the device from pinned memory without blocking.
+on this one; on CUDA they only read JPEG files, which the pipeline decodes on the GPU, and the
+batches reach the device without blocking while the previous one runs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..model.transforms import EvalTransform
 from ..options import Options
 from ..pipeline import PendingBatch, Pipeline, PipelineTimes
 from ..records import FaceRecord, Frame
-from ..sources.images import load_image
+from ..sources.images import load_image, read_jpeg
 from ..sources.inputs import InputItem
 from ..sources.video import Capture, VideoSource
 from ..tracking import FaceTracker, Smoother, TrackedFaces
@@ -47,15 +48,22 @@ def default_workers(device: torch.device) -> int:
 
 
 class Decode(Dataset):
-    """Item i -> its Frame (pixels and/or the prepared whole-frame crop), or why it failed.
+    """Item i -> its Frame (pixels and/or the prepared whole-frame crop, or with `encoded` the
+    bytes of a JPEG for the pipeline to decode on its GPU), or why it failed.
 
     The Ray engine's decoding tasks use it too, so both engines fail an image alike."""
 
     def __init__(
-        self, items: Sequence[InputItem], preprocess: EvalTransform, *, pixels: bool, prepare: bool
+        self,
+        items: Sequence[InputItem],
+        preprocess: EvalTransform,
+        *,
+        pixels: bool,
+        prepare: bool,
+        encoded: bool = False,
     ) -> None:
         self.items, self.preprocess = items, preprocess
-        self.pixels, self.prepare = pixels, prepare
+        self.pixels, self.prepare, self.encoded = pixels, prepare, encoded
 
     def __len__(self) -> int:
         return len(self.items)
@@ -63,6 +71,9 @@ class Decode(Dataset):
     def __getitem__(self, i: int) -> tuple[int, Frame | None, str | None]:
         path = self.items[i].path
         try:
+            jpeg = read_jpeg(path) if self.encoded else None
+            if jpeg is not None:
+                return i, Frame(path, 0, 0.0, None, jpeg[1], encoded=jpeg[0]), None
             image = load_image(path)
             return (
                 i,
@@ -102,6 +113,8 @@ def one_by_one(
     for i in indices:
         try:
             results[i] = run(i)
+        except ImageError as exc:  # a JPEG the pipeline decoded itself
+            errors[i] = exc.reason
         except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
             errors[i] = f"could not be processed ({describe(exc)})"
     return results
@@ -132,14 +145,25 @@ class _LocalVideo:
         self.batch_size = 1 if self.source.is_camera else o.batch_size
 
     def __iter__(self) -> Iterator[list[Outcome]]:
+        # On a GPU a file's next batch is submitted while this one runs (cameras stay live:
+        # frame by frame, no lag).
+        lag = 1 if self.pipeline.device.type == "cuda" and not self.source.is_camera else 0
+        queued: collections.deque[tuple[list[Frame], PendingBatch]] = collections.deque()
         with self.source:
             frames = iter(self.source)
             while batch := list(itertools.islice(frames, self.batch_size)):
-                yield [
-                    Outcome(self.item, self.tracked(records), frame)
-                    for frame, records in zip(batch, self.pipeline(batch))
-                ]
+                queued.append((batch, self.pipeline.submit(batch)))
+                if len(queued) > lag:
+                    yield self._outcomes(*queued.popleft())
+            while queued:
+                yield self._outcomes(*queued.popleft())
         self.error = self.source.error
+
+    def _outcomes(self, batch: list[Frame], pending: PendingBatch) -> list[Outcome]:
+        return [
+            Outcome(self.item, self.tracked(records), frame)
+            for frame, records in zip(batch, pending.result())
+        ]
 
     def close(self) -> None:
         self.source.close()
@@ -164,8 +188,14 @@ class LocalEngine:
 
     def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]:
         detect = self.pipeline.detector is not None
+        # A GPU pipeline decodes JPEGs itself, unless pictures need the pixels here anyway.
+        on_gpu = self.pipeline.device.type == "cuda" and self.pipeline.crop == "tensor"
         dataset = Decode(
-            items, self.pipeline.preprocess, pixels=detect or self.keep_pixels, prepare=not detect
+            items,
+            self.pipeline.preprocess,
+            pixels=detect or self.keep_pixels,
+            prepare=not detect,
+            encoded=on_gpu and not self.keep_pixels,
         )
         workers = self.options.workers
         if workers is None:

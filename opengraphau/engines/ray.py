@@ -183,6 +183,7 @@ class _ModelSpec:
     """Search for faces in this pipeline (False: whole frames, or the decoding tasks search)."""
     min_face_size: int
     max_faces: int | None
+    exact_pixels: bool
 
     def build(self) -> Pipeline:
         _use_assigned_cpus()
@@ -199,7 +200,12 @@ class _ModelSpec:
             if self.search
             else None
         )
-        return Pipeline(model, detector=detector, batch_size=self.batch_size)
+        return Pipeline(
+            model,
+            detector=detector,
+            batch_size=self.batch_size,
+            crop="pil" if self.exact_pixels else "auto",
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -553,6 +559,7 @@ class RayEngine:
             self.placement.gpu,
             min_face_size=options.min_face_size,
             max_faces=options.max_faces,
+            exact_pixels=options.exact_pixels,
         )
         self.image_spec = spec(search=options.detect and not self.placement.search_in_tasks)
         self._pixels_of_videos = keep_pixels or options.show

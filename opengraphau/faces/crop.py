@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ..model.transforms import resize_pixels
 from ..records import Box
 
 CROP_SIZE = 256
@@ -85,12 +85,5 @@ def crop_faces(
             continue
         canvas = image.new_zeros((3, side, side))
         canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] = image[:, y0:y1, x0:x1]
-        resized = F.interpolate(
-            canvas[None].float(),
-            size=(size, size),
-            mode="bilinear",
-            align_corners=False,
-            antialias=True,
-        )
-        out[n] = resized[0].round_().clamp_(0, 255).to(torch.uint8)
+        out[n] = resize_pixels(canvas, (size, size))
     return out

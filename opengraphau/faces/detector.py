@@ -1,7 +1,9 @@
 """Finding every face in a frame with MTCNN, the detector the OpenGraphAU training crops came from.
 
 Large frames are searched on a copy whose longer side is at most `max_side`; boxes come back in
-the frame's own pixels. The crop itself is `faces.crop`'s job.
+the frame's own pixels. The crop itself is `faces.crop`'s job. Frames may be NumPy arrays or
+PIL images (the copy is made by Pillow, on the CPU) or (H, W, 3) tensors on the detector's
+device (the copy is made there by torch, within a grey level of Pillow's).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
+from ..model.transforms import resize_pixels
 from ..records import Box
 
 MTCNN_MIN_FACE = 12.0
@@ -30,7 +33,7 @@ class Detection(NamedTuple):
 class _SearchCopy(NamedTuple):
     """A frame readied for MTCNN: the copy to search (H x W x 3 uint8) and the scale back."""
 
-    pixels: np.ndarray
+    pixels: torch.Tensor
     scale_x: float
     scale_y: float
     min_face: float
@@ -76,40 +79,80 @@ class FaceDetector:
         from .mtcnn import BatchedMTCNN  # its weights load with it: only when detecting
 
         self._mtcnn = BatchedMTCNN(device=device)
+        self.device = self._mtcnn.device
 
-    def detect(self, frames: Sequence[np.ndarray | Image.Image]) -> list[list[Detection]]:
-        """Faces per frame (H x W x 3 uint8 RGB arrays or PIL images), in input order; within a
-        frame left to right, [] when there is none.
+    def detect(
+        self, frames: Sequence[np.ndarray | Image.Image | torch.Tensor]
+    ) -> list[list[Detection]]:
+        """Faces per frame (H x W x 3 uint8 RGB arrays, PIL images or tensors), in input order;
+        within a frame left to right, [] when there is none.
 
         Frames of any sizes share one batched MTCNN pass; one smaller than the smallest face
         searched for cannot hold a face and gets [].
         """
-        copies = [self._search_copy(frame) for frame in frames]
+        copies = self._search_copies(frames)
         if not copies:
             return []
-        found = self._mtcnn.detect(
-            [torch.from_numpy(copy.pixels) for copy in copies], [copy.min_face for copy in copies]
-        )
-        return [
-            self._select(copy, rows.double().cpu().numpy()) for copy, rows in zip(copies, found)
-        ]
+        found = self._mtcnn.detect([c.pixels for c in copies], [c.min_face for c in copies])
+        # One copy to the host for the whole batch (on a GPU each copy waits for the device).
+        rows = torch.cat(found).double().cpu().numpy()
+        ends = np.cumsum([len(boxes) for boxes in found])
+        return [self._select(copy, part) for copy, part in zip(copies, np.split(rows, ends[:-1]))]
 
-    def _search_copy(self, frame: np.ndarray | Image.Image) -> _SearchCopy:
-        """The frame as RGB pixels, downscaled (Pillow, bilinear) so its longer side is at most
-        max_side."""
-        if isinstance(frame, Image.Image):
+    def _search_copies(
+        self, frames: Sequence[np.ndarray | Image.Image | torch.Tensor]
+    ) -> list[_SearchCopy]:
+        """Each frame as RGB pixels, downscaled (bilinear) so its longer side is at most
+        max_side: by Pillow for host pixels; by torch for tensors on a device, a run of
+        same-size frames (a video's) in one call."""
+        copies: list[_SearchCopy | None] = [None] * len(frames)
+        runs: list[list[tuple[int, torch.Tensor]]] = []
+        for n, frame in enumerate(frames):
+            if not (isinstance(frame, torch.Tensor) and frame.device.type != "cpu"):
+                copies[n] = self._host_copy(frame)
+            elif runs and runs[-1][-1][0] == n - 1 and runs[-1][-1][1].shape == frame.shape:
+                runs[-1].append((n, frame))
+            else:
+                runs.append([(n, frame)])
+        for run in runs:
+            for (n, _), copy in zip(run, self._device_copies([frame for _, frame in run])):
+                copies[n] = copy
+        return [copy for copy in copies if copy is not None]
+
+    def _host_copy(self, frame: np.ndarray | Image.Image | torch.Tensor) -> _SearchCopy:
+        if isinstance(frame, torch.Tensor):
+            frame = frame.numpy()
+        elif isinstance(frame, Image.Image):
             frame = np.asarray(frame if frame.mode == "RGB" else frame.convert("RGB"))
         height, width = frame.shape[:2]
+        size = self._copy_size(width, height)
+        if size != (width, height):
+            frame = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+        pixels = torch.from_numpy(np.require(frame, np.uint8, ["C", "W"]))
+        return self._copy(pixels, width, height)
+
+    def _device_copies(self, frames: list[torch.Tensor]) -> list[_SearchCopy]:
+        height, width = int(frames[0].shape[0]), int(frames[0].shape[1])
+        size = self._copy_size(width, height)
+        if size == (width, height):
+            return [self._copy(frame, width, height) for frame in frames]
+        planes = torch.stack([frame.permute(2, 0, 1) for frame in frames])
+        small = resize_pixels(planes, (size[1], size[0])).permute(0, 2, 3, 1)
+        return [self._copy(pixels, width, height) for pixels in small.unbind(0)]
+
+    def _copy_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the copy searched for a frame of this size."""
         scale = min(1.0, self.max_side / max(width, height))
-        pixels = frame
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            pixels = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
-        small_w = pixels.shape[1]
+        if scale == 1.0:
+            return width, height
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def _copy(self, pixels: torch.Tensor, width: int, height: int) -> _SearchCopy:
+        small_w = int(pixels.shape[1])
         return _SearchCopy(
-            np.require(pixels, np.uint8, ["C", "W"]),  # what torch.from_numpy takes without a copy
+            pixels,
             width / small_w,
-            height / pixels.shape[0],
+            height / int(pixels.shape[0]),
             max(MTCNN_MIN_FACE, self.min_face_size * small_w / width),
         )
 

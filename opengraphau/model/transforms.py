@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
@@ -22,6 +23,8 @@ class EvalTransform:
     exactly the reference's `image_eval`, so the same image gives the same numbers. It comes in
     two halves so the pixels can travel as bytes: `pixels` (uint8, wherever the image is
     decoded) and `normalize` (on the model's device, a quarter of the bytes to copy there).
+    `tensor_pixels` is `pixels` for an image already on a device (decoded on a GPU): the same
+    resize and crop by torch, within a grey level of Pillow's.
     """
 
     resize: int = 256
@@ -45,6 +48,20 @@ class EvalTransform:
             image = TF.center_crop(image, self.crop)
         return torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).contiguous()
 
+    def tensor_pixels(self, image: torch.Tensor) -> torch.Tensor:
+        """`pixels` of a (3, H, W) uint8 tensor, on its device."""
+        _, height, width = image.shape
+        short, long = min(width, height), max(width, height)
+        if int(self.resize * long / short) * self.resize > _MAX_RESIZED_PIXELS:
+            host = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+            return self.pixels(host).to(image.device)
+        resized = int(self.resize * long / short)
+        size = (self.resize, resized) if height == short else (resized, self.resize)
+        top = int(round((size[0] - self.crop) / 2.0))
+        left = int(round((size[1] - self.crop) / 2.0))
+        full = resize_pixels(image, size)
+        return full[:, top : top + self.crop, left : left + self.crop]
+
     def _crop_then_resize(self, image: Image.Image) -> Image.Image:
         """The same crop of the same resize, made by resizing only the source region the crop
         keeps: a strip of 70000 x 2 pixels would otherwise be resized whole to 8960000 x 256
@@ -65,3 +82,12 @@ class EvalTransform:
         mean = torch.tensor(self.mean, device=pixels.device).view(3, 1, 1)
         std = torch.tensor(self.std, device=pixels.device).view(3, 1, 1)
         return pixels.to(torch.float32).div_(255).sub_(mean).div_(std)
+
+
+def resize_pixels(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) or (N, 3, H, W) uint8 -> (..., 3, size[0], size[1]) uint8, on its device:
+    antialiased bilinear, which follows Pillow's BILINEAR resize to within one grey level."""
+    planes = image.float() if image.dim() == 4 else image[None].float()
+    resized = F.interpolate(planes, size=size, mode="bilinear", align_corners=False, antialias=True)
+    out = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return out if image.dim() == 4 else out[0]

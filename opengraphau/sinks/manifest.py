@@ -87,6 +87,7 @@ def run_entry(
         "precision": o.precision,
         "engine": o.engine,
         "batch_size": o.batch_size,
+        "exact_pixels": o.exact_pixels,
         "threshold": o.threshold,
         "detector": {
             "enabled": o.detect,

@@ -1,17 +1,31 @@
-"""Decoding images for the models: full decode, EXIF orientation, 8-bit RGB, one-line failures."""
+"""Decoding images for the models: full decode, EXIF orientation, 8-bit RGB, one-line failures.
+
+On a GPU, plain JPEGs are decoded there, a batch at once (nvJPEG): `read_jpeg` reads a file's
+bytes and checks them as Pillow would, where the files are read, and `decode_jpegs` decodes
+them on the model's device, orientation applied; anything else takes `load_image`.
+"""
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ConfigError, ImageError
+from ..records import Encoded
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -85,24 +99,110 @@ def to_rgb(image: Image.Image) -> Image.Image:
         ) from None
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(source: str | Path | BinaryIO) -> Image.Image:
     """Fully decoded 8-bit RGB image, rotated upright by its EXIF orientation.
 
     The reference ignores EXIF, so phone photos reach its model sideways; this is the one
     deliberate difference from its preprocessing. Truncated files and decompression bombs are
     errors rather than half-grey or gigantic images, and anything that is not a regular file
-    (a pipe, a device) is refused before it is opened.
+    (a pipe, a device) is refused before it is opened. `source` may also be an open file.
+    """
+    if isinstance(source, (str, Path)):
+        reason = special_file_reason(source)
+        if reason:
+            raise ImageError(reason)
+
+    def decode() -> Image.Image:
+        with Image.open(source) as image:
+            image.load()
+            return to_rgb(ImageOps.exif_transpose(image))
+
+    return _guarded(decode)
+
+
+_ORIENTATION = 0x0112
+"""The EXIF tag of how the picture is turned (1 upright ... 8)."""
+
+
+def read_jpeg(path: str | Path) -> tuple[Encoded, tuple[int, int]] | None:
+    """A JPEG file's bytes, and its (width, height) once upright, when a GPU's decoder reads it
+    as Pillow would: a complete baseline JPEG, in colour (YCbCr) or grey. None for any other
+    file (progressive, CMYK, Adobe RGB, PNG, ...), which `load_image` then decodes.
+
+    The checks Pillow makes before decoding (a pipe, a missing file, a decompression bomb, a
+    header it cannot read) fail here alike, with `load_image`'s reasons; a file cut short (no
+    end-of-image marker) goes to `load_image`, which says so.
     """
     reason = special_file_reason(path)
     if reason:
         raise ImageError(reason)
+
+    def check() -> tuple[Encoded, tuple[int, int]] | None:
+        data = Path(path).read_bytes()
+        if not data.startswith(b"\xff\xd8\xff") or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+            return None
+        with Image.open(io.BytesIO(data)) as image:
+            plain = image.format == "JPEG" and image.mode in ("RGB", "L")
+            if not plain or "progressive" in image.info or "adobe" in image.info:
+                return None
+            orientation = int(image.getexif().get(_ORIENTATION, 1))
+            width, height = image.size
+        if orientation not in range(1, 9):
+            orientation = 1
+        return Encoded(data, orientation), (height, width) if orientation > 4 else (width, height)
+
+    return _guarded(check)
+
+
+def decode_jpegs(encoded: list[Encoded], device: torch.device) -> list[torch.Tensor]:
+    """`read_jpeg`'s files as (H, W, 3) uint8 RGB tensors on `device`, upright: one batched
+    call of torchvision's decoder (nvJPEG on CUDA, libjpeg-turbo on the CPU, where it gives
+    Pillow's pixels). A batch it refuses is decoded file by file, and a file it refuses alone
+    by `load_image`, so a damaged file fails with Pillow's reason."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    if not encoded:
+        return []
+    datas = [torch.frombuffer(bytearray(e.data), dtype=torch.uint8) for e in encoded]
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for TorchCodec
+        warnings.simplefilter("ignore")
+        try:
+            planes = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            return [_decode_jpeg(e, d, device) for e, d in zip(encoded, datas)]
+    return [_upright(p, e.orientation).permute(1, 2, 0) for p, e in zip(planes, encoded)]
+
+
+def _decode_jpeg(encoded: Encoded, data: torch.Tensor, device: torch.device) -> torch.Tensor:
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
     try:
-        with warnings.catch_warnings():  # a damaged file's warnings would break stderr's lines
+        planes = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        image = load_image(io.BytesIO(encoded.data))
+        return torch.from_numpy(np.array(image, np.uint8)).to(device)
+    return _upright(planes, encoded.orientation).permute(1, 2, 0)
+
+
+def _upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
+    """(3, H, W) turned as EXIF `orientation` says (Pillow's `exif_transpose`); views, no copy."""
+    if orientation >= 5:  # 5-8 swap the axes first
+        planes = planes.transpose(1, 2)
+    flips = {2: (2,), 3: (1, 2), 4: (1,), 6: (2,), 7: (1, 2), 8: (1,)}.get(orientation)
+    return planes.flip(flips) if flips else planes
+
+
+def _guarded(read: Callable[[], T]) -> T:
+    """read(), with Pillow's and the file system's failures as ImageError with a one-line
+    reason; a damaged file's warnings silenced (they would break stderr's lines), decompression
+    bombs raised."""
+    try:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                return to_rgb(ImageOps.exif_transpose(image))
+            return read()
     except ImageError:
         raise
     except FileNotFoundError:
