@@ -42,7 +42,8 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int] = (640, 480)) ->
 
 def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> dict:
     cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", args.arch, "--quiet",
-           "--device", args.device, "--precision", args.precision, "--input", str(clip),
+           "--device", args.device, "--precision", args.precision, "--batch-size",
+           str(args.batch_size), "--input", str(clip),
            "--output-dir", str(out), *extra]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -62,10 +63,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
+    parser.add_argument("--batch-size", type=int, default=16, help="frames per model call")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = {"arch": args.arch, "device": args.device, "precision": args.precision,
-               "size": args.size, "runs": {}}
+               "size": args.size, "batch_size": args.batch_size, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         make_clip(clip, args.seconds, tuple(args.size))
