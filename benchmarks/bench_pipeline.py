@@ -18,7 +18,10 @@ the image as a trained one's do.
   photos, and on uniform noise crops, `--batch-size` at a time (CUDA synchronised).
 * Detector alone: the batched MTCNN on the same photos.
 
-The ratio "whole / model" is the steady cost per photo over the model's time per face.
+The ratio "whole / model" is the steady cost per photo over the model's time per face. On a
+CPU each figure also comes in CPU time (all threads and child processes together): on a shared
+machine, where other tenants steal cycles, wall-clock times swing by 2x from run to run while
+CPU times hold, so the "cpu" ratio is the one to compare between sessions.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -72,22 +76,30 @@ def make_photos(folder: Path, n: int, *, distinct: int = 512, seed: int = 0) -> 
     return paths
 
 
-def whole_run(folder: Path, out: Path, args: argparse.Namespace, detect: bool) -> float:
-    """Seconds of one whole command, start-up included."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def whole_run(
+    folder: Path, out: Path, args: argparse.Namespace, detect: bool
+) -> tuple[float, float]:
+    """Seconds of one whole command, start-up included: wall clock, and CPU time."""
     cmd = [sys.executable, "-m", "opengraphau", "--resume", str(args.checkpoint), "--input",
            str(folder), "--output-dir", str(out), "--quiet", "--batch-size",
            str(args.batch_size), "--device", args.device, "--precision", args.precision]
     cmd += [] if detect else ["--no-detect"]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-500:]}")
-    return seconds
+    return seconds, cpu
 
 
-def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
-    """Median seconds of `fn` over `rounds` calls after one warm-up (CUDA synchronised)."""
+def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> tuple[float, float]:
+    """Median seconds of `fn` over `rounds` calls after one warm-up (CUDA synchronised): wall
+    clock, and CPU time of this process."""
 
     def sync() -> None:
         if device.type == "cuda":
@@ -95,13 +107,14 @@ def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
 
     fn()
     sync()
-    times = []
+    times, cpu = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, used = time.perf_counter(), time.process_time()
         fn()
         sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpu.append(time.process_time() - used)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
@@ -114,13 +127,16 @@ def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> 
     crops = pipeline.pixels(frames, located)[: args.batch_size]
     noise = torch.randint(0, 256, crops.shape, dtype=torch.uint8, device=device)
     with torch.inference_mode():
-        real_s = timed(lambda: pipeline.infer(crops), device, args.rounds)
-        noise_s = timed(lambda: pipeline.infer(noise), device, args.rounds)
+        real_s, real_cpu = timed(lambda: pipeline.infer(crops), device, args.rounds)
+        noise_s, noise_cpu = timed(lambda: pipeline.infer(noise), device, args.rounds)
     sample = [f.image for f in frames[: args.batch_size]]
-    detect_s = timed(lambda: detector.detect(sample), device, args.rounds)
+    detect_s, detect_cpu = timed(lambda: detector.detect(sample), device, args.rounds)
     return {"model_ms_per_face": real_s / len(crops) * 1000,
             "model_noise_ms_per_face": noise_s / len(noise) * 1000,
-            "detect_ms_per_photo": detect_s / len(sample) * 1000}
+            "detect_ms_per_photo": detect_s / len(sample) * 1000,
+            "model_cpu_ms_per_face": real_cpu / len(crops) * 1000,
+            "model_noise_cpu_ms_per_face": noise_cpu / len(noise) * 1000,
+            "detect_cpu_ms_per_photo": detect_cpu / len(sample) * 1000}
 
 
 def machine(device: torch.device) -> str:
@@ -171,23 +187,34 @@ def main() -> None:
               f"pipeline's crops, "
               f"{report['model_noise_ms_per_face']:.2f} on noise; MTCNN alone "
               f"{report['detect_ms_per_photo']:.2f} ms/photo", flush=True)
+        if device.type == "cpu":
+            print(f"  CPU time: model {report['model_cpu_ms_per_face']:.1f} ms/face, on noise "
+                  f"{report['model_noise_cpu_ms_per_face']:.1f}, MTCNN "
+                  f"{report['detect_cpu_ms_per_photo']:.1f} ms/photo", flush=True)
         kinds = [args.only == "detect"] if args.only else [True, False]
         for detect in kinds:
             name = "detect" if detect else "no-detect"
-            runs: dict[int, list[float]] = {small: [], large: []}
+            runs: dict[int, list[tuple[float, float]]] = {small: [], large: []}
             for _ in range(args.repeats):
                 for n in (small, large):
                     runs[n].append(whole_run(folders[n], root / f"out-{name}-{n}", args, detect))
-            seconds = {n: min(times) for n, times in runs.items()}
+            seconds = {n: min(wall for wall, _ in times) for n, times in runs.items()}
+            cpu = {n: min(used for _, used in times) for n, times in runs.items()}
             steady = (seconds[large] - seconds[small]) / (large - small)
+            steady_cpu = (cpu[large] - cpu[small]) / (large - small)
             row = {"seconds": seconds, "all_seconds": runs, "steady_ms_per_photo": steady * 1000,
                    "steady_photos_per_s": 1 / steady, "startup_s": seconds[small] - small * steady,
-                   "whole_over_model": steady * 1000 / model_ms}
+                   "whole_over_model": steady * 1000 / model_ms,
+                   "cpu_seconds": cpu, "steady_cpu_ms_per_photo": steady_cpu * 1000,
+                   "cpu_whole_over_model": steady_cpu * 1000 / report["model_cpu_ms_per_face"]}
             report[name] = row
             print(f"{name:>9}: {small} photos {seconds[small]:.1f} s, {large} photos "
                   f"{seconds[large]:.1f} s -> {row['steady_photos_per_s']:.1f} photos/s steady "
                   f"({row['steady_ms_per_photo']:.1f} ms each = {row['whole_over_model']:.2f}x "
                   f"the model), start-up {row['startup_s']:.1f} s", flush=True)
+            if device.type == "cpu":
+                print(f"{'':>9}  CPU time: {row['steady_cpu_ms_per_photo']:.1f} ms per photo = "
+                      f"{row['cpu_whole_over_model']:.2f}x the model's", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -106,6 +106,20 @@ def test_files_read_for_the_device_fail_with_pillows_reasons(tmp_path: Path,
         read_jpeg(noise)
 
 
+def test_damaged_exif_is_read_as_load_image_reads_it(tmp_path: Path) -> None:
+    picture = photo(24, 20)
+    exif = Image.Exif()
+    exif[0x0112] = 99  # an orientation that does not exist
+    picture.save(tmp_path / "orientation.jpg", exif=exif)
+    picture.save(tmp_path / "noise.jpg", exif=b"Exif\x00\x00" + np.random.default_rng(1).bytes(300))
+    picture.save(tmp_path / "cut.jpg", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05")
+    for name in ("orientation.jpg", "noise.jpg", "cut.jpg"):
+        jpeg = read_jpeg(tmp_path / name)
+        if jpeg is not None:  # else load_image decodes it, as on the CPU
+            (image,) = decode_jpegs([jpeg[0]], CPU)
+            assert np.array_equal(image.numpy(), np.asarray(load_image(tmp_path / name))), name
+
+
 def test_a_jpeg_the_decoder_refuses_falls_back_to_pillow(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """nvJPEG may refuse a file Pillow reads (or a batch for one such file): the batch is

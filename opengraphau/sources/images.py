@@ -123,6 +123,8 @@ def load_image(source: str | Path | BinaryIO) -> Image.Image:
 _ORIENTATION = 0x0112
 """The EXIF tag of how the picture is turned (1 upright ... 8)."""
 
+_JPEG_START = b"\xff\xd8\xff"
+
 
 def read_jpeg(path: str | Path) -> tuple[Encoded, tuple[int, int]] | None:
     """A JPEG file's bytes, and its (width, height) once upright, when a GPU's decoder reads it
@@ -138,15 +140,21 @@ def read_jpeg(path: str | Path) -> tuple[Encoded, tuple[int, int]] | None:
         raise ImageError(reason)
 
     def check() -> tuple[Encoded, tuple[int, int]] | None:
-        data = Path(path).read_bytes()
-        if not data.startswith(b"\xff\xd8\xff") or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        with open(path, "rb") as file:
+            if file.read(3) != _JPEG_START:
+                return None
+            data = _JPEG_START + file.read()
+        if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
             return None
         with Image.open(io.BytesIO(data)) as image:
             plain = image.format == "JPEG" and image.mode in ("RGB", "L")
             if not plain or "progressive" in image.info or "adobe" in image.info:
                 return None
-            orientation = int(image.getexif().get(_ORIENTATION, 1))
             width, height = image.size
+            try:
+                orientation = int(image.getexif().get(_ORIENTATION, 1))
+            except Exception:  # noqa: BLE001 - damaged EXIF: load_image's own rules apply
+                return None
         if orientation not in range(1, 9):
             orientation = 1
         return Encoded(data, orientation), (height, width) if orientation > 4 else (width, height)
