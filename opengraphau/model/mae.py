@@ -6,10 +6,10 @@ The official checkpoints hold the encoder of the MAE pre-training model (`encode
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from .variants import Variant
@@ -26,36 +26,43 @@ def sinusoid_table(positions: int, dim: int) -> torch.Tensor:
     return table.to(torch.float32).unsqueeze(0)
 
 
-class MAETokens(VisionTransformer):
+def build(variant: Variant) -> nn.Module:
     """ViT-B/16 encoder: (B, 3, 224, 224) -> (B, 196, 768), positions from a fixed table."""
-
-    def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12) -> None:
-        super().__init__(
-            img_size=224,
-            patch_size=16,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=4.0,
-            qkv_bias=True,
-            class_token=False,
-            global_pool="",
-            num_classes=0,
-            pos_embed="none",
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        )
-        num_patches = self.patch_embed.num_patches
-        self.register_buffer(
-            "pos_table", sinusoid_table(num_patches, self.embed_dim), persistent=False
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = self.patch_embed(x) + self.pos_table
-        return self.norm(self.blocks(x))
+    return _mae_tokens()(variant.num_features, **variant.config)
 
 
-def build(variant: Variant) -> MAETokens:
-    return MAETokens(variant.num_features, **variant.config)
+@functools.cache
+def _mae_tokens() -> type[nn.Module]:
+    """The backbone class, made on first use: timm loads only when an MAE is built, not when a
+    checkpoint is merely told apart from the others (`matches`, `checkpoint_filter_fn`)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    class MAETokens(VisionTransformer):
+        def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12) -> None:
+            super().__init__(
+                img_size=224,
+                patch_size=16,
+                embed_dim=embed_dim,
+                depth=depth,
+                num_heads=num_heads,
+                mlp_ratio=4.0,
+                qkv_bias=True,
+                class_token=False,
+                global_pool="",
+                num_classes=0,
+                pos_embed="none",
+                norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            )
+            num_patches = self.patch_embed.num_patches
+            self.register_buffer(
+                "pos_table", sinusoid_table(num_patches, self.embed_dim), persistent=False
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            x = self.patch_embed(x) + self.pos_table
+            return self.norm(self.blocks(x))
+
+    return MAETokens
 
 
 def matches(variant: Variant, state: dict[str, torch.Tensor]) -> bool:

@@ -5,23 +5,32 @@ The official checkpoints use Microsoft's original layout; `checkpoint_filter_fn`
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
-from timm.models.swin_transformer import SwinTransformer
+from torch import nn
 
 from .variants import Variant
 
 
-class SwinTokens(SwinTransformer):
+def build(variant: Variant) -> nn.Module:
     """timm Swin without classifier: (B, 3, 224, 224) -> (B, 49, C) after the final LayerNorm."""
+    tokens = _swin_tokens()
+    return tokens(img_size=224, patch_size=4, window_size=7, num_classes=0, **variant.config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x).flatten(1, 2)
 
+@functools.cache
+def _swin_tokens() -> type[nn.Module]:
+    """The backbone class, made on first use: timm loads only when a Swin is built, not when a
+    checkpoint is merely told apart from the others (`matches`, `checkpoint_filter_fn`)."""
+    from timm.models.swin_transformer import SwinTransformer
 
-def build(variant: Variant) -> SwinTokens:
-    return SwinTokens(img_size=224, patch_size=4, window_size=7, num_classes=0, **variant.config)
+    class SwinTokens(SwinTransformer):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.forward_features(x).flatten(1, 2)
+
+    return SwinTokens
 
 
 def matches(variant: Variant, state: dict[str, torch.Tensor]) -> bool:
