@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from facenet_pytorch.models.utils import detect_face as facenet
 from PIL import Image
 from skimage import data
-from torchvision.ops import box_iou, nms
+from torchvision.ops import batched_nms, box_iou, nms
 
 from opengraphau.faces import mtcnn
 from opengraphau.faces.mtcnn import BatchedMTCNN
@@ -250,6 +250,22 @@ def test_greedy_nms_matches_torchvision_and_facenet():
             assert torch.equal(keep_min[image_of[keep_min] == i], want)
 
 
+@pytest.mark.parametrize("grid", [0, 30 * 30, 60 * 60 * 2, 1 << 26])
+def test_nms_by_image_keeps_what_torchvision_keeps(grid):
+    """Per-image IoU NMS, dense over runs of images (a grid of 900 sends the image with 40
+    boxes to torchvision alone) or torchvision's throughout: the same boxes kept."""
+    gen = torch.Generator().manual_seed(2)
+    counts = [5, 40, 0, 17, 29, 1, 23]
+    image_of = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    image_of = image_of[torch.randperm(len(image_of), generator=gen)]
+    xy = torch.rand(len(image_of), 2, generator=gen) * 100
+    boxes = torch.cat([xy, xy + 10 + torch.rand(len(image_of), 2, generator=gen) * 40], 1)
+    score = torch.rand(len(image_of), generator=gen)
+    want = torch.sort(batched_nms(boxes, score, image_of, 0.7)).values
+    assert 0 < len(want) < len(boxes)
+    assert torch.equal(torch.sort(mtcnn._nms(boxes, score, image_of, 0.7, grid)).values, want)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(photos, alone):
@@ -292,7 +308,7 @@ def test_detection_work_does_not_grow_with_the_batch(photos):
 
     det = BatchedMTCNN()
     det.pnet_pixels, det.pad_waste = mtcnn._PNET_PIXELS["cuda"], mtcnn._PAD_WASTE["cuda"]
-    det.crop_batch = mtcnn._CROP_BATCH["cuda"]
+    det.crop_batch, det.nms_grid = mtcnn._CROP_BATCH["cuda"], mtcnn._NMS_GRID["cuda"]
     base = [photos["astronaut"], photos["two_faces"], photos["cat"], photos["head_30x40"]]
     many = [image(resized(p.numpy(), 400 + 37 * n, 300 + 23 * n)) for n, p in
             enumerate(base * 4)]
