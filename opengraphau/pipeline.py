@@ -230,14 +230,10 @@ class Pipeline:
         if not pixels:
             size = self.preprocess.crop
             return torch.empty(0, 3, size, size, dtype=torch.uint8, device=self.device)
-        if any(p.device != self.device for p in pixels) and not all(p.is_cpu for p in pixels):
-            pixels = [p.to(self.device) for p in pixels]
-        batch = torch.stack(pixels)
-        if batch.device == self.device:
-            return batch
-        if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
-            batch = batch.pin_memory()
-        return batch.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and all(p.is_cpu for p in pixels):
+            # One copy, from pinned host memory, so that it runs asynchronously.
+            return torch.stack(pixels).pin_memory().to(self.device, non_blocking=True)
+        return torch.stack([p.to(self.device) for p in pixels])
 
     @torch.inference_mode()
     def infer(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

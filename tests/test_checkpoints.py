@@ -151,3 +151,25 @@ def test_cli_bad_checkpoints_exit_2_with_one_line(resnet18_s1: Path, tmp_path: P
         lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         assert lines[0].startswith("demo.py: error: ")
+
+
+@pytest.mark.parametrize("arch,stage", [("resnet18", 2), ("swin_transformer_tiny", 1)])
+def test_loading_skips_the_random_init_and_loses_nothing(arch: str, stage: int,
+                                                         tmp_path: Path) -> None:
+    """The structure a checkpoint fills is built on the meta device (no random init to throw
+    away) where nothing else is made at construction: every tensor ends up real, and the
+    model computes what the eagerly built one loaded with the same weights computes."""
+    from factories import face_photos
+    from opengraphau.model import build_model, checkpoint_filter_fn
+
+    path = write_official_checkpoint(arch, stage, tmp_path / "m.pth", calibrate=True)
+    loaded = load_model(path, optimize=False)
+    eager = build_model(arch=arch, stage=stage)
+    eager.load_state_dict(checkpoint_filter_fn(read_state_dict(path), arch), strict=True)
+    for module in loaded.modules():
+        held = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        held += [v for v in vars(module).values() if isinstance(v, torch.Tensor)]
+        assert all(t.device.type == "cpu" for t in held), type(module).__name__
+    x = face_photos(2)
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), eager(x))
