@@ -79,7 +79,6 @@ class FaceDetector:
         from .mtcnn import BatchedMTCNN  # its weights load with it: only when detecting
 
         self._mtcnn = BatchedMTCNN(device=device)
-        self.device = self._mtcnn.device
 
     def detect(
         self, frames: Sequence[np.ndarray | Image.Image | torch.Tensor]

@@ -378,19 +378,20 @@ def _integrals(images: list[Tensor]) -> _Tables:
     for height, _ in shapes:
         starts.append(starts[-1] + height + 1)
     wide = max(width for _, width in shapes) + 1
-    data = torch.zeros(starts[-1], wide, 3, dtype=dtype, device=device)
+    # Columns past an image's own width are never read: only each table is written.
+    data = torch.empty(starts[-1], wide, 3, dtype=dtype, device=device)
     first = 0
     for last in range(1, len(images) + 1):
         if last < len(images) and shapes[last] == shapes[first]:
             continue
         (height, width), count = shapes[first], last - first
         block = data[starts[first] : starts[last]].view(count, height + 1, wide, 3)
-        block[:, 1:, 1 : width + 1] = (
-            torch.stack(images[first:last]) if count > 1 else images[first]
-        )
-        block[:, :, : width + 1].cumsum_(1)
+        table = block[:, :, : width + 1]
+        table[:, 0] = 0
+        table[:, 1:, 0] = 0
+        table[:, 1:, 1:] = torch.stack(images[first:last]) if count > 1 else images[first]
+        table.cumsum_(1).cumsum_(2)
         first = last
-    data.cumsum_(1)
     sizes = torch.tensor(shapes, device=device)
     return _Tables(data, torch.tensor(starts[:-1], device=device), sizes[:, 0], sizes[:, 1], shapes)
 
@@ -416,7 +417,7 @@ def _area_resize(
 ) -> None:
     """Write into `out` (N, H, W, 3) float32 the normalized area resizes of N regions (top,
     left, height, width) of `image` (N,), region n to out_size[n] (height, width) pixels at the
-    top left of out[n]; the rest of out[n] is padding (normalized zeros). One gather of every
+    top left of out[n]; the rest of out[n] is padding (black: empty bins). One gather of every
     bin corner, from the tables."""
     top, left, height, width = region
     size_h, size_w = out.shape[1], out.shape[2]
