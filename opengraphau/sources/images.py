@@ -195,7 +195,8 @@ def _decode_jpeg(encoded: Encoded, data: torch.Tensor, device: torch.device) -> 
 
 
 def _upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
-    """(3, H, W) turned as EXIF `orientation` says (Pillow's `exif_transpose`); views, no copy."""
+    """(3, H, W) turned as EXIF `orientation` says (Pillow's `exif_transpose`): a view for 1
+    and 5, a copy (torch's flip) for the others."""
     if orientation >= 5:  # 5-8 swap the axes first
         planes = planes.transpose(1, 2)
     flips = {2: (2,), 3: (1, 2), 4: (1,), 6: (2,), 7: (1, 2), 8: (1,)}.get(orientation)
