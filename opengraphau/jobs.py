@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -126,7 +127,7 @@ class _Run:
     def _engine(self) -> Engine:
         from .device import resolve_device
         from .faces.detector import FaceDetector
-        from .pipeline import Pipeline
+        from .pipeline import Pipeline, crop_mode
         from .predictor import build_model_for
         from .weights import find_checkpoint
 
@@ -147,8 +148,10 @@ class _Run:
             model,
             detector=detector,
             batch_size=o.batch_size,
-            crop="pil" if o.exact_pixels else "auto",
+            crop=crop_mode(exact_pixels=o.exact_pixels),
         )
+        # The engines, Ray's workers and run.json see the batch size the pipeline chose.
+        o = replace(o, batch_size=pipeline.batch_size)
         self.reporter.model_ready(
             f"{model.arch} stage {model.stage} "
             f"({'random weights' if checkpoint is None else checkpoint}) "

@@ -38,7 +38,8 @@ class Options:
     save_crops: bool = False
     device: str = "auto"
     precision: str = "fp32"
-    batch_size: int = 16
+    batch_size: int | None = None
+    """Frames (faces) per model call; None: as `pipeline.default_batch_size` chooses."""
     workers: int | None = None
     """Decoding processes; None: as `engines.local.default_workers` chooses; 0: decode here."""
     exact_pixels: bool = False

@@ -23,7 +23,7 @@ from .faces.detector import FaceDetector
 from .model.checkpoint import load_model
 from .model.opengraphau import untrained_model
 from .model.optimize import InferenceModel, optimize_for_inference
-from .pipeline import Pipeline
+from .pipeline import Pipeline, crop_mode
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
 
@@ -67,7 +67,7 @@ class AUPredictor:
         detect_faces: bool = False,
         min_face_size: int = 20,
         max_faces: int | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         precision: str = "fp32",
         exact_pixels: bool = False,
     ) -> None:
@@ -76,6 +76,7 @@ class AUPredictor:
         `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
         that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
         and crop with Pillow on the CPU, for the reference's pixels exactly (slower).
+        `batch_size` None: 16 on a CPU, 64 on a GPU (`pipeline.default_batch_size`).
         """
         self.device = resolve_device(device)
         self.untrained = checkpoint is None
@@ -91,7 +92,7 @@ class AUPredictor:
             self.model,
             detector=self.detector,
             batch_size=batch_size,
-            crop="pil" if exact_pixels else "auto",
+            crop=crop_mode(exact_pixels=exact_pixels),
         )
 
     def predict(self, images: Sequence[ImageLike]) -> list[ImageResult]:

@@ -15,7 +15,7 @@ from opengraphau.faces.crop import CROP_SIZE, crop_faces, square_crop
 from opengraphau.faces.detector import FaceDetector
 from opengraphau.model import load_model
 from opengraphau.model.mefl import _batched_pair_softmax_mean, _pair_softmax_mean
-from opengraphau.pipeline import Pipeline
+from opengraphau.pipeline import Pipeline, crop_mode, default_batch_size
 from opengraphau.predictor import AUPredictor
 from opengraphau.records import Frame
 
@@ -108,6 +108,15 @@ def test_predictor_is_a_thin_caller(resnet18_s1: Path, photos: list[Frame]) -> N
         for face, record in zip(result.faces, records):
             assert iou(face.box, record.box) == pytest.approx(1.0)
             np.testing.assert_allclose(face.probs, record.probs, atol=1e-6)
+
+
+def test_defaults_follow_the_device(resnet18_s1: Path) -> None:
+    assert default_batch_size(torch.device("cpu")) == 16
+    assert default_batch_size(torch.device("cuda", 1)) == 64
+    assert crop_mode(exact_pixels=True) == "pil" and crop_mode(exact_pixels=False) == "auto"
+    pipeline = AUPredictor(resnet18_s1, device="cpu").pipeline
+    assert (pipeline.batch_size, pipeline.crop) == (16, "pil")
+    assert AUPredictor(resnet18_s1, device="cpu", batch_size=3).pipeline.batch_size == 3
 
 
 @pytest.mark.parametrize("budget", [1 << 28, 2 * 27 * 27 * 49 * 49, 27 * 49 * 49 * 5, 1])

@@ -104,6 +104,7 @@ def test_run_json_says_what_made_the_results(study: dict[str, Path]) -> None:
     assert run["command"][-4:] == ["--input", str(FACE), str(study["root"] / "blank.png"),
                                    str(study["clip"])]
     assert run["device"] == "cpu" and run["precision"] == "fp32" and run["threshold"] == 0.5
+    assert run["batch_size"] == 5 and run["exact_pixels"] is False
     assert run["detector"] == {"enabled": True, "min_face_size": 20, "max_faces": None}
     assert run["untrained"] is False and run["formats"] == ["csv", "parquet"]
     checkpoint = study["checkpoint"]
@@ -273,6 +274,14 @@ def test_a_failed_run_says_why(resnet18_s1: Path, tmp_path: Path,
     (run,) = _manifest(tmp_path / "out")["runs"]
     assert (run["status"], run["error"]) == ("failed", "x.csv: the disk is full; free some space")
     assert run["counts"] is not None and run["ended"] is not None
+
+
+def test_run_json_records_the_batch_size_the_device_chose(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_main("--untrained", "--arc", "resnet18", "--no-detect", "--quiet", "--workers",
+                    "0", "--exact-pixels", "--output-dir", str(out), "--input", str(FACE)) == 0
+    (run,) = _manifest(out)["runs"]
+    assert (run["device"], run["batch_size"], run["exact_pixels"]) == ("cpu", 16, True)
 
 
 _HARD_STOP = """

@@ -99,7 +99,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=Path,
         help="write the loaded model as ONNX (dynamic batch), checked with onnxruntime",
     )
-    run.add_argument("--batch-size", type=int, default=16, metavar="N", help="faces per model call")
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames (faces) per model call (default 16 on a CPU, 64 on a GPU)",
+    )
     run.add_argument(
         "--workers",
         type=int,

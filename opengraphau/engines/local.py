@@ -142,7 +142,7 @@ class _LocalVideo:
         self.tracked = TrackedFaces(
             tracker, Smoother(o.smooth, o.smooth_mode) if o.smooth > 1 else None
         )
-        self.batch_size = 1 if self.source.is_camera else o.batch_size
+        self.batch_size = 1 if self.source.is_camera else self.pipeline.batch_size
 
     def __iter__(self) -> Iterator[list[Outcome]]:
         # On a GPU a file's next batch is submitted while this one runs (cameras stay live:
@@ -202,7 +202,7 @@ class LocalEngine:
             workers = default_workers(self.pipeline.device)
         loader = DataLoader(
             dataset,
-            batch_size=self.options.batch_size,
+            batch_size=self.pipeline.batch_size,
             num_workers=workers,
             collate_fn=_as_list,
             worker_init_fn=_worker_init if workers else None,

@@ -39,7 +39,7 @@ from ..errors import ConfigError, DeviceError, OpenGraphAUError, describe
 from ..faces.detector import Detection, FaceDetector
 from ..model.transforms import EvalTransform
 from ..options import Options
-from ..pipeline import Pipeline, PipelineTimes
+from ..pipeline import Pipeline, PipelineTimes, crop_mode
 from ..predictor import build_model_for
 from ..records import Box, FaceRecord, Frame, display_name
 from ..sinks.writer import CSV_HEADER
@@ -204,7 +204,7 @@ class _ModelSpec:
             model,
             detector=detector,
             batch_size=self.batch_size,
-            crop="pil" if self.exact_pixels else "auto",
+            crop=crop_mode(exact_pixels=self.exact_pixels),
         )
 
 
@@ -555,7 +555,7 @@ class RayEngine:
             pipeline.model.arch,
             pipeline.model.stage,
             options.precision,
-            options.batch_size,
+            pipeline.batch_size,
             self.placement.gpu,
             min_face_size=options.min_face_size,
             max_faces=options.max_faces,
@@ -577,7 +577,7 @@ class RayEngine:
             {"index": i, "path": os.fsencode(os.path.abspath(item.path))}
             for i, item in enumerate(items)
         ]
-        per_block = o.batch_size * _BATCHES_PER_BLOCK
+        per_block = self.pipeline.batch_size * _BATCHES_PER_BLOCK
         ds: ray.data.Dataset = ray.data.from_items(
             rows, override_num_blocks=-(-len(rows) // per_block)
         )
@@ -591,7 +591,7 @@ class RayEngine:
                 min_face_size=o.min_face_size,
                 max_faces=o.max_faces,
             ),
-            batch_size=o.batch_size,
+            batch_size=self.pipeline.batch_size,
             num_cpus=placement.task_cpus,
         )
         # Each actor reserves what it holds, so Ray puts no more actors on a node than its
@@ -599,7 +599,7 @@ class RayEngine:
         # the actors, whose one process would then decode, search and run the model in turn.
         ds = ds.map_batches(
             _Model,
-            batch_size=o.batch_size,
+            batch_size=self.pipeline.batch_size,
             compute=ray.data.ActorPoolStrategy(size=placement.actors),
             num_cpus=placement.actor_cpus,
             num_gpus=1 if placement.gpu else None,
@@ -705,8 +705,9 @@ class FaceAUs:
         detect_faces: bool = True,
         min_face_size: int = 20,
         max_faces: int | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         precision: str = "fp32",
+        exact_pixels: bool = False,
     ) -> None:
         """As `AUPredictor`'s arguments (`checkpoint` None: random weights, a smoke test)."""
         from ..predictor import AUPredictor
@@ -721,6 +722,7 @@ class FaceAUs:
             max_faces=max_faces,
             batch_size=batch_size,
             precision=precision,
+            exact_pixels=exact_pixels,
         ).pipeline
 
     def __call__(self, batch: Columns) -> Columns:
