@@ -15,6 +15,7 @@ import functools
 import os
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -31,6 +32,9 @@ from .sinks.summary import VideoSummary
 from .sinks.writer import ResultWriter
 from .sources.inputs import InputItem, collect_inputs
 from .video_job import VideoJob
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 
 def run(options: Options, reporter: Reporter | None = None, *, capture_factory=None) -> RunStats:
@@ -49,6 +53,8 @@ class _Run:
     def __init__(self, options: Options, reporter: Reporter, capture_factory) -> None:
         self.options, self.reporter, self.capture_factory = options, reporter, capture_factory
         self.stats = RunStats(options.output_dir, options.untrained, options.detect)
+        self.pipeline: Pipeline | None = None
+        self.told_fit: int | None = None
 
     def execute(self) -> RunStats:
         o = self.options
@@ -152,6 +158,7 @@ class _Run:
         )
         # The engines, Ray's workers and run.json see the batch size the pipeline chose.
         o = replace(o, batch_size=pipeline.batch_size)
+        self.pipeline = pipeline
         self.reporter.model_ready(
             f"{model.arch} stage {model.stage} "
             f"({'random weights' if checkpoint is None else checkpoint}) "
@@ -186,12 +193,27 @@ class _Run:
         if todo:
             for outcomes in engine.images(todo):
                 _images_done(run, outcomes)
+                self._tell_fit(run)
                 run.stop_if_asked()
         videos = [i for i in items if i.kind != "image" and not run.writer.is_completed(i.path)]
         engine.prepare_videos(videos)
         video = VideoJob(run)
         for item in videos:
             video(engine, item)
+            self._tell_fit(run)
+
+    def _tell_fit(self, run: RunContext) -> None:
+        """Say once (and again if it shrinks further) that batches had to be split to fit in
+        the device's memory: the run goes on, slower than with that batch size asked for."""
+        pipeline = self.pipeline
+        fit = None if pipeline is None else pipeline.frames_that_fit
+        if pipeline is not None and fit is not None and fit != self.told_fit:
+            self.told_fit = fit
+            run.warn(
+                f"{pipeline.device} ran out of memory on batches of "
+                f"{pipeline.batch_size} frames; the run goes on in parts of {fit} "
+                f"(a batch size of {fit} saves the retries)"
+            )
 
 
 def _images_done(run: RunContext, outcomes: list[Outcome]) -> None:

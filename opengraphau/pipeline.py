@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from .aus import AU_COLUMNS
-from .errors import ConfigError
+from .errors import ConfigError, DeviceError
 from .faces.crop import CROP_SIZE, crop_faces, square_crop
 from .faces.detector import Detection, FaceDetector
 from .model.optimize import InferenceModel
@@ -76,6 +76,19 @@ class PendingBatch:
         self._pipeline, self._frames, self._located = pipeline, frames, located
         self._probs, self._embeddings = probs, embeddings
 
+    @classmethod
+    def joined(cls, pipeline: Pipeline, parts: Sequence[PendingBatch]) -> PendingBatch:
+        """One batch of consecutive parts, as if they had been submitted together."""
+        # A part without faces has placeholder outputs of another shape: it adds no rows.
+        faces = [part for part in parts if part._probs.shape[0]] or list(parts[:1])
+        return cls(
+            pipeline,
+            [f for part in parts for f in part._frames],
+            [found for part in parts for found in part._located],
+            torch.cat([part._probs for part in faces]),
+            torch.cat([part._embeddings for part in faces]),
+        )
+
     def result(self) -> list[list[FaceRecord]]:
         """Per frame its records: one per face, left to right, or one `success` False record."""
         start = time.perf_counter()
@@ -112,6 +125,11 @@ class Pipeline:
     device (the same squares and crops, resized by torch within one grey level of Pillow, and
     frames that come as JPEG bytes decoded there); "auto" takes "tensor" on CUDA and "pil"
     elsewhere. `batch_size` None: `default_batch_size` for the model's device.
+
+    A device that runs out of memory on a batch does not end the run: the batch is split in
+    halves until its parts fit, and later batches go in parts of that many frames
+    (`frames_that_fit` says how many; None while every batch has fitted). A frame that does
+    not fit alone raises DeviceError and leaves the batches as they were.
     """
 
     def __init__(
@@ -133,6 +151,7 @@ class Pipeline:
         self.preprocess = model.preprocess
         self.crop = ("tensor" if self.device.type == "cuda" else "pil") if crop == "auto" else crop
         self.times = PipelineTimes()
+        self.frames_that_fit: int | None = None
 
     def __call__(self, frames: Sequence[Frame]) -> list[list[FaceRecord]]:
         """Per frame its records: one per face, left to right, or one `success` False record."""
@@ -146,6 +165,38 @@ class Pipeline:
         `located` brings faces found elsewhere (the Ray engine searches in CPU tasks, beside the
         model's actors); they are cropped as this pipeline's detector's would be.
         """
+        if not frames:
+            return self._submit(frames, located)
+        fitted = self.frames_that_fit
+        step = min(len(frames), fitted or len(frames))
+        parts: list[PendingBatch] = []
+        start = 0
+        while start < len(frames):
+            end = min(start + step, len(frames))
+            try:
+                parts.append(
+                    self._submit(frames[start:end], None if located is None else located[start:end])
+                )
+            except torch.OutOfMemoryError as exc:
+                if end - start == 1:
+                    # That frame is too large, not the batches: they keep their size.
+                    self.frames_that_fit = fitted
+                    width, height = frames[start].size
+                    raise DeviceError(
+                        f"ran out of memory on {self.device} for this frame alone "
+                        f"({width}x{height} px); use a device with more memory, or the CPU",
+                        param="device",
+                        value=str(self.device),
+                    ) from exc
+                step = (end - start + 1) // 2
+                self.frames_that_fit = step
+                continue
+            start = end
+        return parts[0] if len(parts) == 1 else PendingBatch.joined(self, parts)
+
+    def _submit(
+        self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]] | None
+    ) -> PendingBatch:
         whole = self.detector is None and located is None
         images = self.on_device(frames) if self.crop == "tensor" else None
         found = self.locate(frames, images) if located is None else [list(f) for f in located]

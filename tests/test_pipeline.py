@@ -12,6 +12,7 @@ from skimage import data
 
 from factories import iou
 from opengraphau.faces.crop import CROP_SIZE, crop_faces, square_crop
+from opengraphau.errors import DeviceError
 from opengraphau.faces.detector import FaceDetector
 from opengraphau.model import load_model
 from opengraphau.model.mefl import _batched_pair_softmax_mean, _pair_softmax_mean
@@ -108,6 +109,43 @@ def test_predictor_is_a_thin_caller(resnet18_s1: Path, photos: list[Frame]) -> N
         for face, record in zip(result.faces, records):
             assert iou(face.box, record.box) == pytest.approx(1.0)
             np.testing.assert_allclose(face.probs, record.probs, atol=1e-6)
+
+
+def test_a_batch_too_large_for_the_device_is_split_until_it_fits(
+        resnet18_s1: Path, photos: list[Frame], detector: FaceDetector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = Pipeline(load_model(resnet18_s1), detector=detector)
+    frames = photos * 2
+    expected = pipeline(frames)
+    locate, sizes = Pipeline.locate, []
+
+    def tight(self, batch, images=None):  # a device that holds two frames at most
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return locate(self, batch, images)
+
+    monkeypatch.setattr(Pipeline, "locate", tight)
+    split = pipeline(frames)
+    assert sizes == [6, 3, 2, 2, 2] and pipeline.frames_that_fit == 2
+    assert [len(r) for r in split] == [len(r) for r in expected] == [1, 2, 1, 1, 2, 1]
+    for got, want in zip(sum(split, []), sum(expected, [])):
+        assert (got.source, got.face_id, got.success) == (want.source, want.face_id, want.success)
+        if want.success:
+            assert iou(got.box, want.box) == pytest.approx(1.0)
+            np.testing.assert_allclose(got.probs, want.probs, atol=1e-6)
+    sizes.clear()
+    assert [len(r) for r in pipeline(photos)] == [1, 2, 1] and sizes == [2, 1]
+    cat = photos[2]  # a part without faces joins one with faces
+    records = pipeline([cat, cat, *photos[:2]])
+    assert [[r.success for r in frame] for frame in records] == [[False], [False], [True],
+                                                                 [True, True]]
+    np.testing.assert_allclose(records[2][0].probs, expected[0][0].probs, atol=1e-6)
+    # A frame too large on its own fails alone; the batches keep the size that fitted.
+    monkeypatch.setattr(Pipeline, "locate", lambda self, batch, images=None: tight(self, batch * 3))
+    with pytest.raises(DeviceError, match=r"on cpu for this frame alone \(512x512 px\)"):
+        pipeline(photos[:1])
+    assert pipeline.frames_that_fit == 2
 
 
 def test_defaults_follow_the_device(resnet18_s1: Path) -> None:

@@ -2,6 +2,7 @@
 and a short video with a real face, through resumed, interrupted and killed runs."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 from factories import FACE, ROOT, read_rows, readme_section, run_main, write_video
 from PIL import Image
 
@@ -282,6 +284,50 @@ def test_run_json_records_the_batch_size_the_device_chose(tmp_path: Path) -> Non
                     "0", "--exact-pixels", "--output-dir", str(out), "--input", str(FACE)) == 0
     (run,) = _manifest(out)["runs"]
     assert (run["device"], run["batch_size"], run["exact_pixels"]) == ("cpu", 16, True)
+
+
+def test_a_device_out_of_memory_splits_batches_and_says_so(
+        resnet18_s1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    photos = [shutil.copyfile(FACE, tmp_path / f"face{n}.jpg") for n in range(3)]
+    infer = Pipeline.infer
+
+    def tight(self, pixels):  # room for one face at a time
+        if len(pixels) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return infer(self, pixels)
+
+    monkeypatch.setattr(Pipeline, "infer", tight)
+    out = tmp_path / "out"
+    assert run_main("--resume", str(resnet18_s1), "--no-detect", "--quiet", "--workers", "0",
+                    "--batch-size", "4", "--output-dir", str(out), "--input",
+                    *map(str, photos)) == 0
+    assert sorted(r["file"] for r in read_rows(out)) == sorted(map(str, photos))
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert warnings == ["warning: cpu ran out of memory on batches of 4 frames; the run goes on "
+                        "in parts of 1 (a batch size of 1 saves the retries)"]
+    (run,) = _manifest(out)["runs"]
+    assert run["status"] == "done" and run["counts"]["failed"] == 0
+    # One frame too large for the device alone: it fails, in errors.csv; the others go on.
+    monkeypatch.undo()
+    locate = Pipeline.locate
+
+    def huge(self, frames, images=None):
+        if any(f.source.endswith("face1.jpg") for f in frames):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return locate(self, frames, images)
+
+    monkeypatch.setattr(Pipeline, "locate", huge)
+    out = tmp_path / "huge"
+    assert run_main("--resume", str(resnet18_s1), "--no-detect", "--quiet", "--workers", "0",
+                    "--batch-size", "4", "--output-dir", str(out), "--input",
+                    *map(str, photos)) == 1  # some inputs failed
+    assert sorted(r["file"] for r in read_rows(out)) == [str(photos[0]), str(photos[2])]
+    with open(out / "errors.csv", newline="", encoding="utf-8") as f:
+        assert list(csv.reader(f))[1:] == [[str(photos[1]), "ran out of memory on cpu for this "
+                                            "frame alone (256x256 px); use a device with more "
+                                            "memory, or the CPU"]]
+    err = capsys.readouterr().err
+    assert "warning:" not in err and "ran out of memory" in err and "Traceback" not in err
 
 
 _HARD_STOP = """

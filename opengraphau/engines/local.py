@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ImageError, describe
+from ..errors import DeviceError, ImageError, describe
 from ..model.transforms import EvalTransform
 from ..options import Options
 from ..pipeline import PendingBatch, Pipeline, PipelineTimes
@@ -113,7 +113,7 @@ def one_by_one(
     for i in indices:
         try:
             results[i] = run(i)
-        except ImageError as exc:  # a JPEG the pipeline decoded itself
+        except (ImageError, DeviceError) as exc:  # a JPEG it decoded, a frame too large for it
             errors[i] = exc.reason
         except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
             errors[i] = f"could not be processed ({describe(exc)})"
