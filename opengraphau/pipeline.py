@@ -38,7 +38,8 @@ CROP_MODES = ("auto", "pil", "tensor")
 _BATCH_SIZE = {"cpu": 16, "cuda": 64}
 """Frames (and faces) per model call when none is asked for. A GPU's call has fixed costs
 (launches, MTCNN's steps, copies and syncs) that a larger batch spreads; 64 frames of 12
-megapixels still take only ~2.3 GB of its memory. A CPU gains nothing past 16."""
+megapixels still take only ~2.3 GB of its memory. A CPU keeps 16, at which its speed was
+measured."""
 
 T = TypeVar("T")
 
