@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.bench_pipeline import machine, make_photos
+from benchmarks.bench_pipeline import machine, make_photos, timed
 from opengraphau.device import resolve_device
 from opengraphau.faces.detector import FaceDetector
 from opengraphau.model import load_model
@@ -54,15 +54,7 @@ class Clock:
             torch.cuda.synchronize(self.device)
 
     def __call__(self, fn: Callable[[], object], rounds: int | None = None) -> float:
-        fn()
-        self.sync()
-        times = []
-        for _ in range(rounds or self.rounds):
-            start = time.perf_counter()
-            fn()
-            self.sync()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return timed(fn, self.device, rounds or self.rounds)[0]
 
 
 def decode_stages(paths: list[Path], clock: Clock) -> dict[str, float]:

@@ -156,7 +156,7 @@ class _Run:
             batch_size=o.batch_size,
             crop=crop_mode(exact_pixels=o.exact_pixels),
         )
-        # The engines, Ray's workers and run.json see the batch size the pipeline chose.
+        # run.json records the batch size the pipeline chose (the engines read the pipeline's).
         o = replace(o, batch_size=pipeline.batch_size)
         self.pipeline = pipeline
         self.reporter.model_ready(

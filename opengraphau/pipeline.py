@@ -16,6 +16,7 @@ are made there by torch, within a grey level of Pillow's.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -199,7 +200,10 @@ class Pipeline:
         self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]] | None
     ) -> PendingBatch:
         whole = self.detector is None and located is None
-        images = self.on_device(frames) if self.crop == "tensor" else None
+        # Whole frames whose crops the decoder prepared need no pixels on the device (a frame
+        # keeps its pixels too when pictures are drawn from them).
+        prepared = whole and all(f.prepared is not None for f in frames)
+        images = self.on_device(frames) if self.crop == "tensor" and not prepared else None
         found = self.locate(frames, images) if located is None else [list(f) for f in located]
         probs, embeddings = self.infer(self.pixels(frames, found, whole=whole, images=images))
         return PendingBatch(self, frames, found, probs, embeddings)
@@ -213,16 +217,10 @@ class Pipeline:
         for (i, _), image in zip(jpegs, decode_jpegs([e for _, e in jpegs], self.device)):
             images[i] = image
         hosts = [i for i, f in enumerate(frames) if f.encoded is None and f.image is not None]
-        start = 0
-        while start < len(hosts):
-            shape = _pixels(frames[hosts[start]]).shape
-            end = start + 1
-            while end < len(hosts) and _pixels(frames[hosts[end]]).shape == shape:
-                end += 1
-            run = [_pixels(frames[i]) for i in hosts[start:end]]
-            for i, image in zip(hosts[start:end], self._upload(run)):
+        for _, group in itertools.groupby(hosts, key=lambda i: _pixels(frames[i]).shape):
+            run = list(group)
+            for i, image in zip(run, self._upload([_pixels(frames[i]) for i in run])):
                 images[i] = image
-            start = end
         return images
 
     def _upload(self, arrays: list[np.ndarray]) -> torch.Tensor:

@@ -8,8 +8,9 @@ device (the copy is made there by torch, within a grey level of Pillow's).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -28,6 +29,13 @@ class Detection(NamedTuple):
 
     box: Box
     confidence: float
+
+
+def _device_shape(frame: np.ndarray | Image.Image | torch.Tensor) -> torch.Size | None:
+    """The shape of a frame held on a device (a GPU), None for one held on the host."""
+    if isinstance(frame, torch.Tensor) and frame.device.type != "cpu":
+        return frame.shape
+    return None
 
 
 class _SearchCopy(NamedTuple):
@@ -104,19 +112,13 @@ class FaceDetector:
         """Each frame as RGB pixels, downscaled (bilinear) so its longer side is at most
         max_side: by Pillow for host pixels; by torch for tensors on a device, a run of
         same-size frames (a video's) in one call."""
-        copies: list[_SearchCopy | None] = [None] * len(frames)
-        runs: list[list[tuple[int, torch.Tensor]]] = []
-        for n, frame in enumerate(frames):
-            if not (isinstance(frame, torch.Tensor) and frame.device.type != "cpu"):
-                copies[n] = self._host_copy(frame)
-            elif runs and runs[-1][-1][0] == n - 1 and runs[-1][-1][1].shape == frame.shape:
-                runs[-1].append((n, frame))
+        copies: list[_SearchCopy] = []
+        for shape, run in itertools.groupby(frames, key=_device_shape):
+            if shape is None:
+                copies += [self._host_copy(frame) for frame in run]
             else:
-                runs.append([(n, frame)])
-        for run in runs:
-            for (n, _), copy in zip(run, self._device_copies([frame for _, frame in run])):
-                copies[n] = copy
-        return [copy for copy in copies if copy is not None]
+                copies += self._device_copies(cast(list[torch.Tensor], list(run)))
+        return copies
 
     def _host_copy(self, frame: np.ndarray | Image.Image | torch.Tensor) -> _SearchCopy:
         if isinstance(frame, torch.Tensor):

@@ -22,6 +22,7 @@ size), then crops and area-resizes every candidate box for R-Net and O-Net in a 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -381,10 +382,9 @@ def _integrals(images: list[Tensor]) -> _Tables:
     # Columns past an image's own width are never read: only each table is written.
     data = torch.empty(starts[-1], wide, 3, dtype=dtype, device=device)
     first = 0
-    for last in range(1, len(images) + 1):
-        if last < len(images) and shapes[last] == shapes[first]:
-            continue
-        (height, width), count = shapes[first], last - first
+    for (height, width), run in itertools.groupby(shapes):
+        count = len(list(run))
+        last = first + count
         block = data[starts[first] : starts[last]].view(count, height + 1, wide, 3)
         table = block[:, :, : width + 1]
         table[:, 0] = 0

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
@@ -24,7 +23,7 @@ class EvalTransform:
     two halves so the pixels can travel as bytes: `pixels` (uint8, wherever the image is
     decoded) and `normalize` (on the model's device, a quarter of the bytes to copy there).
     `tensor_pixels` is `pixels` for an image already on a device (decoded on a GPU): the same
-    resize and crop by torch, within a grey level of Pillow's.
+    torchvision calls on a tensor, within a grey level of Pillow's.
     """
 
     resize: int = 256
@@ -39,9 +38,7 @@ class EvalTransform:
         """The resized, centre-cropped image as a uint8 (3, crop, crop) tensor."""
         if image.mode != "RGB":
             image = image.convert("RGB")
-        width, height = image.size
-        short = min(width, height)
-        if int(self.resize * max(width, height) / short) * self.resize > _MAX_RESIZED_PIXELS:
+        if self._too_large(*image.size):
             image = self._crop_then_resize(image)
         else:
             image = TF.resize(image, self.resize, interpolation=InterpolationMode.BILINEAR)
@@ -50,17 +47,18 @@ class EvalTransform:
 
     def tensor_pixels(self, image: torch.Tensor) -> torch.Tensor:
         """`pixels` of a (3, H, W) uint8 tensor, on its device."""
-        _, height, width = image.shape
-        short, long = min(width, height), max(width, height)
-        if int(self.resize * long / short) * self.resize > _MAX_RESIZED_PIXELS:
+        if self._too_large(int(image.shape[2]), int(image.shape[1])):
             host = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
             return self.pixels(host).to(image.device)
-        resized = int(self.resize * long / short)
-        size = (self.resize, resized) if height == short else (resized, self.resize)
-        top = int(round((size[0] - self.crop) / 2.0))
-        left = int(round((size[1] - self.crop) / 2.0))
-        full = resize_pixels(image, size)
-        return full[:, top : top + self.crop, left : left + self.crop]
+        resized = TF.resize(
+            image, self.resize, interpolation=InterpolationMode.BILINEAR, antialias=True
+        )
+        return TF.center_crop(resized, self.crop)
+
+    def _too_large(self, width: int, height: int) -> bool:
+        """Whether the resize before the centre crop would exceed `_MAX_RESIZED_PIXELS`."""
+        short = min(width, height)
+        return int(self.resize * max(width, height) / short) * self.resize > _MAX_RESIZED_PIXELS
 
     def _crop_then_resize(self, image: Image.Image) -> Image.Image:
         """The same crop of the same resize, made by resizing only the source region the crop
@@ -86,8 +84,5 @@ class EvalTransform:
 
 def resize_pixels(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(3, H, W) or (N, 3, H, W) uint8 -> (..., 3, size[0], size[1]) uint8, on its device:
-    antialiased bilinear, which follows Pillow's BILINEAR resize to within one grey level."""
-    planes = image.float() if image.dim() == 4 else image[None].float()
-    resized = F.interpolate(planes, size=size, mode="bilinear", align_corners=False, antialias=True)
-    out = resized.round_().clamp_(0, 255).to(torch.uint8)
-    return out if image.dim() == 4 else out[0]
+    torchvision's antialiased bilinear, which follows Pillow's BILINEAR to within a grey level."""
+    return TF.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)

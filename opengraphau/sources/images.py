@@ -178,20 +178,11 @@ def decode_jpegs(encoded: list[Encoded], device: torch.device) -> list[torch.Ten
         try:
             planes = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
         except RuntimeError:
-            return [_decode_jpeg(e, d, device) for e, d in zip(encoded, datas)]
+            if len(encoded) > 1:
+                return [image for e in encoded for image in decode_jpegs([e], device)]
+            image = load_image(io.BytesIO(encoded[0].data))
+            return [torch.from_numpy(np.array(image, np.uint8)).to(device)]
     return [_upright(p, e.orientation).permute(1, 2, 0) for p, e in zip(planes, encoded)]
-
-
-def _decode_jpeg(encoded: Encoded, data: torch.Tensor, device: torch.device) -> torch.Tensor:
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    try:
-        planes = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-    except RuntimeError:
-        image = load_image(io.BytesIO(encoded.data))
-        return torch.from_numpy(np.array(image, np.uint8)).to(device)
-    return _upright(planes, encoded.orientation).permute(1, 2, 0)
 
 
 def _upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
