@@ -139,6 +139,37 @@ def test_same_size_batch_equals_one_by_one(det, photos, alone):
     torch.testing.assert_close(batch[1], det.detect([mirrored], 20)[0], atol=1e-3, rtol=0)
 
 
+def test_cpu_threads_search_shares_of_the_batch(det, photos, monkeypatch):
+    """On a CPU each of torch's threads searches its own share of a batch, one convolution at a
+    time, largest images first, each to the least loaded share: every image gets what its share
+    gets searched alone on one thread, in input order, and torch's thread count is kept."""
+    names = ["astronaut", "two_faces", "cat", "head_30x40", "astronaut_1024x768"]
+    images = [photos[n] for n in names]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # 1024x768 alone (786,432 px), the other four together (705,844 px).
+        by_share = det.detect_with_landmarks(images[:4], 20) + det.detect_with_landmarks(
+            images[4:], 20
+        )
+        searched: list[tuple[int, int]] = []
+        search = BatchedMTCNN._search
+
+        def spy(self, share, min_faces):
+            searched.append((torch.get_num_threads(), len(share)))
+            return search(self, share, min_faces)
+
+        monkeypatch.setattr(BatchedMTCNN, "_search", spy)
+        torch.set_num_threads(2)
+        shared = det.detect_with_landmarks(images, 20)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(searched) == [(1, 1), (1, 4)]
+    for name, got, want in zip(names, shared, by_share):
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), name
+
+
 def test_no_images(det):
     assert det.detect([], 20) == []
     assert det.detect_with_landmarks([], []) == []
@@ -309,6 +340,7 @@ def test_detection_work_does_not_grow_with_the_batch(photos):
     det = BatchedMTCNN()
     det.pnet_pixels, det.pad_waste = mtcnn._PNET_PIXELS["cuda"], mtcnn._PAD_WASTE["cuda"]
     det.crop_batch, det.nms_grid = mtcnn._CROP_BATCH["cuda"], mtcnn._NMS_GRID["cuda"]
+    det.thread_shares = mtcnn._THREAD_SHARES["cuda"]
     base = [photos["astronaut"], photos["two_faces"], photos["cat"], photos["head_30x40"]]
     many = [image(resized(p.numpy(), 400 + 37 * n, 300 + 23 * n)) for n, p in
             enumerate(base * 4)]

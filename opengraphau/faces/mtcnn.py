@@ -14,6 +14,8 @@ size), then crops and area-resizes every candidate box for R-Net and O-Net in a 
   images or boxes: on a GPU, where each operation costs a kernel launch, a batch of hundreds
   of photos takes a few hundred launches (calls are sized per device: cache-sized on a CPU,
   large on a GPU);
+* on a CPU each of torch's threads searches its own share of the images, one operation at a
+  time: these small operations share cores better by images than by pixels;
 * candidate generation, box regression and every NMS run on all boxes of all images at once,
   per image, with facenet's arithmetic and order of operations, so an image gets in a batch
   what facenet gives it alone (up to the last bits of the convolutions, which depend on the
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
@@ -57,6 +60,10 @@ _NMS_GRID = {"cpu": 0, "cuda": 1 << 26}
 CPU none: torchvision's per-image loops are faster there (10 vs 39 ms for 16 photos' P-Net
 candidates); on a GPU a few dense calls replace one NMS launch per image."""
 
+_THREAD_SHARES = {"cpu": True, "cuda": False}
+"""Whether each of torch's threads searches a share of a batch's images on its own (see
+`BatchedMTCNN._shares`): on a CPU, yes; a GPU runs one batch at a time."""
+
 _CROP_BATCH = {"cpu": 512, "cuda": 1 << 14}
 """Boxes per R-Net/O-Net call: facenet-pytorch's 512 on a CPU, more on a GPU; bounds the memory
 of a huge batch."""
@@ -69,6 +76,25 @@ class _Level(NamedTuple):
     scale: float
     height: int
     width: int
+
+
+T = TypeVar("T")
+
+
+def _one_thread_each(search: Callable[[list[int]], T], shares: list[list[int]]) -> list[T]:
+    """`search` over every share at once, each in a thread of its own that uses one of torch's
+    CPU threads; torch's thread count is back as it was afterwards (it is process-wide)."""
+    threads = torch.get_num_threads()
+
+    def alone(share: list[int]) -> T:
+        torch.set_num_threads(1)
+        return search(share)
+
+    try:
+        with ThreadPoolExecutor(len(shares)) as pool:
+            return list(pool.map(alone, shares))
+    finally:
+        torch.set_num_threads(threads)
 
 
 class BatchedMTCNN(torch.nn.Module):
@@ -100,6 +126,7 @@ class BatchedMTCNN(torch.nn.Module):
         kind = "cuda" if self.device.type == "cuda" else "cpu"
         self.pnet_pixels, self.pad_waste = _PNET_PIXELS[kind], _PAD_WASTE[kind]
         self.crop_batch, self.nms_grid = _CROP_BATCH[kind], _NMS_GRID[kind]
+        self.thread_shares = _THREAD_SHARES[kind]
 
     @torch.inference_mode()
     def detect(self, images: Sequence[Tensor], min_face: Sequence[float] | float) -> list[Tensor]:
@@ -127,6 +154,38 @@ class BatchedMTCNN(torch.nn.Module):
                 raise ValueError(f"{len(min_faces)} min_face values for {len(images)} images")
         if any(not m > 0 for m in min_faces):
             raise ValueError(f"min_face must be > 0, got {min_faces}")
+        shares = self._shares(images)
+        if len(shares) < 2:
+            return self._search(images, min_faces)
+        found = _one_thread_each(
+            lambda share: self._search([images[i] for i in share], [min_faces[i] for i in share]),
+            shares,
+        )
+        by_image = dict(zip(itertools.chain(*shares), itertools.chain(*found)))
+        return [by_image[i] for i in range(len(images))]
+
+    def _shares(self, images: list[Tensor]) -> list[list[int]]:
+        """The images each CPU thread searches on its own, balanced by pixel count (largest
+        first, each to the least loaded share); on a GPU, or with one thread, one share.
+
+        MTCNN is many small, memory-bound operations, which two cores share far better by
+        images than by pixels: 16 photos of 480-800 px take 0.85x the wall clock and 0.82x
+        the CPU time so (measured on 2 cores)."""
+        count = min(len(images), torch.get_num_threads()) if self.thread_shares else 1
+        if count < 2:
+            return [list(range(len(images)))]
+        pixels = [image.shape[0] * image.shape[1] for image in images]
+        shares: list[list[int]] = [[] for _ in range(count)]
+        load = [0] * count
+        for i in sorted(range(len(images)), key=lambda i: -pixels[i]):
+            least = load.index(min(load))
+            shares[least].append(i)
+            load[least] += pixels[i]
+        return [sorted(share) for share in shares]
+
+    @torch.inference_mode()
+    def _search(self, images: list[Tensor], min_faces: list[float]) -> list[tuple[Tensor, Tensor]]:
+        """The three stages over `images`, in this thread."""
         if not images:
             return []
         tables = _integrals(images)
