@@ -54,7 +54,7 @@ class _Run:
         self.options, self.reporter, self.capture_factory = options, reporter, capture_factory
         self.stats = RunStats(options.output_dir, options.untrained, options.detect)
         self.pipeline: Pipeline | None = None
-        self.told_fit: int | None = None
+        self.told_fit: tuple[str, int] | None = None
 
     def execute(self) -> RunStats:
         o = self.options
@@ -193,25 +193,25 @@ class _Run:
         if todo:
             for outcomes in engine.images(todo):
                 _images_done(run, outcomes)
-                self._tell_fit(run)
+                self._tell_fit(run, engine)
                 run.stop_if_asked()
         videos = [i for i in items if i.kind != "image" and not run.writer.is_completed(i.path)]
         engine.prepare_videos(videos)
         video = VideoJob(run)
         for item in videos:
             video(engine, item)
-            self._tell_fit(run)
+            self._tell_fit(run, engine)
 
-    def _tell_fit(self, run: RunContext) -> None:
+    def _tell_fit(self, run: RunContext, engine: Engine) -> None:
         """Say once (and again if it shrinks further) that batches had to be split to fit in
         the device's memory: the run goes on, slower than with that batch size asked for."""
-        pipeline = self.pipeline
-        fit = None if pipeline is None else pipeline.frames_that_fit
-        if pipeline is not None and fit is not None and fit != self.told_fit:
-            self.told_fit = fit
+        found = engine.frames_that_fit()
+        if self.pipeline is not None and found is not None and found != self.told_fit:
+            self.told_fit = found
+            where, fit = found
             run.warn(
-                f"{pipeline.device} ran out of memory on batches of "
-                f"{pipeline.batch_size} frames; the run goes on in parts of {fit} "
+                f"{where} ran out of memory on batches of "
+                f"{self.pipeline.batch_size} frames; the run goes on in parts of {fit} "
                 f"(a batch size of {fit} saves the retries)"
             )
 

@@ -239,3 +239,58 @@ def test_a_worker_without_the_checkpoint_is_one_error(folder: Path, tmp_path: Pa
         list(engine.images(collect_inputs(options.inputs).items))
     engine.close()
     assert ray.is_initialized()  # the module's connection, which the engine did not open
+
+
+def test_an_actor_out_of_memory_reaches_the_runs_warning(folder: Path, resnet18_s1: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An actor whose device held fewer frames than its batch reports how many fit, and where;
+    the engine keeps the smallest report, which jobs.py words as the local engine's. (The
+    actor is built in this process, where its device can be made to run out of memory.)"""
+    import socket
+
+    import torch
+
+    from opengraphau.options import Options
+    from opengraphau.pipeline import Pipeline
+    from opengraphau.sources.inputs import InputItem
+
+    monkeypatch.setattr(ray_engine, "_use_assigned_cpus", lambda: None)  # none assigned here
+    spec = ray_engine._ModelSpec(str(resnet18_s1), "resnet18", 1, "fp32", 3, False, search=True,
+                                 min_face_size=20, max_faces=None, exact_pixels=False)
+    actor = ray_engine._Model(spec, pixels=False)
+    paths = [folder / "a" / "astronaut_face.jpg", folder / "a" / "two_faces.jpg",
+             folder / "c" / "astronaut.jpg"]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    batch = {"index": np.arange(3), "error": ray_engine._bytes([""] * 3),
+             "image": ray_engine._ragged(images),
+             "width": np.array([i.shape[1] for i in images]),
+             "height": np.array([i.shape[0] for i in images]),
+             "detect_s": np.zeros(3), "task_node": np.array(["node"] * 3, dtype=object)}
+    fitted = actor(batch)
+    locate = Pipeline.locate
+
+    def tight(self, frames, images=None):  # a device that holds one frame at a time
+        if len(frames) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return locate(self, frames, images)
+
+    monkeypatch.setattr(Pipeline, "locate", tight)
+    split = actor(batch)
+    where = f"cpu of {socket.gethostname()}"
+    assert fitted["fit"].tolist() == [0, 0, 0] and split["fit"].tolist() == [1, 1, 1]
+    assert {ray_engine._text(w) for w in split["fit_on"]} == {where}
+    assert [len(f) for f in split["face_id"]] == [len(f) for f in fitted["face_id"]] == [1, 2, 1]
+    np.testing.assert_allclose(np.concatenate(split["probs"]), np.concatenate(fitted["probs"]),
+                               atol=1e-6)
+    engine = ray_engine.RayEngine(actor.pipeline, Options((str(folder),), engine="ray"),
+                                  checkpoint=resnet18_s1, keep_pixels=False)
+    try:
+        items = [InputItem(str(p), "image") for p in paths]
+        engine._outcomes(items, {**fitted, "node": fitted["task_node"]})
+        assert engine.frames_that_fit() is None
+        engine._outcomes(items, {**split, "node": split["task_node"]})
+        assert engine.frames_that_fit() == (where, 1)
+        engine._fitted(2, "cuda:0 of another")  # more frames fit there: not the smallest
+        assert engine.frames_that_fit() == (where, 1)
+    finally:
+        engine.close()

@@ -56,4 +56,8 @@ class Engine(Protocol):
         """The videos `video` will be asked for, in order: an engine may start some early."""
 
     def video(self, item: InputItem) -> VideoStream: ...
+    def frames_that_fit(self) -> tuple[str, int] | None:
+        """Since a batch ran out of a device's memory: which device, and how many frames fit
+        there at once (the batches go in parts of that size); None while every batch fitted."""
+
     def close(self) -> None: ...

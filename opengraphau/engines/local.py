@@ -257,6 +257,10 @@ class LocalEngine:
             for i, _, _ in batch
         ]
 
+    def frames_that_fit(self) -> tuple[str, int] | None:
+        fit = self.pipeline.frames_that_fit
+        return None if fit is None else (str(self.pipeline.device), fit)
+
     def prepare_videos(self, items: list[InputItem]) -> None:
         """Nothing to start early: this machine reads one video at a time."""
 

@@ -289,6 +289,13 @@ def _first_row(seconds: float, rows: int) -> np.ndarray:
     return column
 
 
+def _fit_on(pipeline: Pipeline) -> tuple[int, str]:
+    """How many frames fit at once in this worker's device since a batch ran out of its memory
+    (0: every batch fitted), and that device with its machine's name: for the driver's
+    warning."""
+    return pipeline.frames_that_fit or 0, f"{pipeline.device} of {socket.gethostname()}"
+
+
 def _records_or_errors(
     run: Callable[[list[int]], list[list[FaceRecord]]], keys: list[int], errors: dict[int, str]
 ) -> dict[int, list[FaceRecord]]:
@@ -414,6 +421,9 @@ class _Model:
             out["image"] = batch["image"]
         out["detect_s"] = batch["detect_s"] + _first_row(times.detect - detect, rows)
         out["model_s"] = _first_row(times.model - model, rows)
+        fit, where = _fit_on(self.pipeline)
+        out["fit"] = np.full(rows, fit, np.int64)
+        out["fit_on"] = _bytes([where] * rows)
         out["task_node"] = batch["task_node"]
         out["node"] = np.array([self.node] * rows, dtype=object)
         return out
@@ -447,6 +457,7 @@ def _video_task(spec: _ModelSpec, options: Options, item: InputItem, pixels: boo
                 "detect_s": times.detect - detect,
                 "model_s": times.model - model,
             }
+            columns["fit"], columns["fit_on"] = _fit_on(pipeline)
             faces = [_face_arrays(o.records) for o in outcomes]
             columns.update({c: [f[c] for f in faces] for c in _FACE_COLUMNS})
             if pixels:
@@ -485,8 +496,15 @@ def _get(ref: ray.ObjectRef) -> Any:
 class _RayVideo:
     """One video file in its own Ray task, its batches streamed back in order as they are done."""
 
-    def __init__(self, item: InputItem, refs: ObjectRefGenerator, times: PipelineTimes) -> None:
-        self.item, self._refs, self.times = item, refs, times
+    def __init__(
+        self,
+        item: InputItem,
+        refs: ObjectRefGenerator,
+        times: PipelineTimes,
+        fitted: Callable[[int, str], None],
+    ) -> None:
+        """`times` adds up the task's seconds; `fitted` hears its out-of-memory reports."""
+        self.item, self._refs, self.times, self.fitted = item, refs, times, fitted
         self.error: str | None = None
         self._done = False
         try:
@@ -503,6 +521,7 @@ class _RayVideo:
                 return
             self.times.detect += value["detect_s"]
             self.times.model += value["model_s"]
+            self.fitted(value["fit"], value["fit_on"])
             yield [self._outcome(value, k) for k in range(len(value["frame"]))]
 
     def _outcome(self, columns: Columns, k: int) -> Outcome:
@@ -541,6 +560,7 @@ class RayEngine:
         self.times: PipelineTimes = pipeline.times  # cameras run on it here; workers report
         self.nodes: Counter[str] = Counter()
         """Images each Ray node decoded or ran through the model: how the work spread."""
+        self._fit: tuple[str, int] | None = None
         self._upcoming: list[InputItem] = []
         self._started: dict[InputItem, ObjectRefGenerator] = {}
         self._joined = _connect(options.ray_address)
@@ -619,6 +639,8 @@ class RayEngine:
         self.times.model += float(np.sum(batch["model_s"]))
         self.nodes.update(batch["node"])
         self.nodes.update(batch["task_node"])
+        for row in np.flatnonzero(batch["fit"]):
+            self._fitted(int(batch["fit"][row]), _text(batch["fit_on"][row]))
         outcomes = []
         for k, index in enumerate(batch["index"]):
             item = items[int(index)]
@@ -645,7 +667,16 @@ class RayEngine:
             for ahead in self._upcoming[: self.placement.slots]:
                 if ahead not in self._started:
                     self._started[ahead] = self._start(ahead)
-        return _RayVideo(item, refs, self.times)
+        return _RayVideo(item, refs, self.times, self._fitted)
+
+    def frames_that_fit(self) -> tuple[str, int] | None:
+        """The device that fitted the fewest frames, of those the workers reported."""
+        return self._fit
+
+    def _fitted(self, fit: int, where: str) -> None:
+        """A worker's report (`_fit_on`): 0 when its batches all fitted."""
+        if fit and (self._fit is None or fit < self._fit[1]):
+            self._fit = (where, fit)
 
     def prepare_videos(self, items: list[InputItem]) -> None:
         """While one video is read, the next ones (as many as the cluster runs at once) start,
