@@ -16,7 +16,8 @@ the image as a trained one's do.
   is what is left of the smaller run.
 * Model alone, in this process: the same network on the crops the pipeline cuts from the same
   photos, and on uniform noise crops, `--batch-size` at a time (CUDA synchronised).
-* Detector alone: the batched MTCNN on the same photos.
+* Detector alone: the batched MTCNN on the same photos, and facenet-pytorch's MTCNN photo by
+  photo.
 
 The ratio "whole / model" is the steady cost per photo over the model's time per face. On a
 CPU each figure also comes in CPU time (all threads and child processes together): on a shared
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from facenet_pytorch import MTCNN
 from PIL import Image, ImageEnhance, ImageOps
 from skimage import data
 
@@ -88,7 +90,7 @@ def whole_run(
     cmd = [sys.executable, "-m", "opengraphau", "--resume", str(args.checkpoint), "--input",
            str(folder), "--output-dir", str(out), "--quiet", "--batch-size",
            str(args.batch_size), "--device", args.device, "--precision", args.precision]
-    cmd += [] if detect else ["--no-detect"]
+    cmd += ["--min-face-size", str(args.min_face_size)] if detect else ["--no-detect"]
     start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
@@ -120,7 +122,7 @@ def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> tuple[
 def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     """ms per face of the model on the pipeline's crops and on noise; ms per photo of MTCNN."""
     model = load_model(args.checkpoint, device=device, precision=args.precision)
-    detector = FaceDetector(device=device)
+    detector = FaceDetector(device=device, min_face_size=args.min_face_size)
     pipeline = Pipeline(model, detector=detector, batch_size=args.batch_size)
     frames = [Frame.of(str(p), np.asarray(Image.open(p).convert("RGB"))) for p in paths]
     located = pipeline.locate(frames)
@@ -131,9 +133,15 @@ def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> 
         noise_s, noise_cpu = timed(lambda: pipeline.infer(noise), device, args.rounds)
     sample = [f.image for f in frames[: args.batch_size]]
     detect_s, detect_cpu = timed(lambda: detector.detect(sample), device, args.rounds)
+    # Its own loops, photo by photo.
+    facenet = MTCNN(keep_all=True, device=device, min_face_size=args.min_face_size)
+    facenet_s, facenet_cpu = timed(lambda: [facenet.detect(i) for i in sample], device,
+                                   args.rounds)
     return {"model_ms_per_face": real_s / len(crops) * 1000,
             "model_noise_ms_per_face": noise_s / len(noise) * 1000,
             "detect_ms_per_photo": detect_s / len(sample) * 1000,
+            "facenet_ms_per_photo": facenet_s / len(sample) * 1000,
+            "facenet_cpu_ms_per_photo": facenet_cpu / len(sample) * 1000,
             "model_cpu_ms_per_face": real_cpu / len(crops) * 1000,
             "model_noise_cpu_ms_per_face": noise_cpu / len(noise) * 1000,
             "detect_cpu_ms_per_photo": detect_cpu / len(sample) * 1000}
@@ -159,6 +167,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--min-face-size", type=int, default=20,
+                        help="smallest face MTCNN looks for, in pixels (the tool's default: 20)")
     parser.add_argument("--rounds", type=int, default=5, help="timed calls of the model alone")
     parser.add_argument("--repeats", type=int, default=3, help="whole runs per size (fastest)")
     parser.add_argument("--only", choices=("detect", "no-detect"), help="one kind of whole run")
@@ -169,6 +179,7 @@ def main() -> None:
     report: dict[str, object] = {"machine": machine(device), "arch": args.arch,
                                  "stage": args.stage, "device": str(device),
                                  "precision": args.precision, "batch_size": args.batch_size,
+                                 "min_face_size": args.min_face_size,
                                  "sizes": [small, large]}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -186,11 +197,13 @@ def main() -> None:
         print(f"model alone: {model_ms:.2f} ms/face ({1000 / model_ms:.0f} faces/s) on the "
               f"pipeline's crops, "
               f"{report['model_noise_ms_per_face']:.2f} on noise; MTCNN alone "
-              f"{report['detect_ms_per_photo']:.2f} ms/photo", flush=True)
+              f"{report['detect_ms_per_photo']:.2f} ms/photo (facenet-pytorch's, photo by "
+              f"photo: {report['facenet_ms_per_photo']:.2f})", flush=True)
         if device.type == "cpu":
             print(f"  CPU time: model {report['model_cpu_ms_per_face']:.1f} ms/face, on noise "
                   f"{report['model_noise_cpu_ms_per_face']:.1f}, MTCNN "
-                  f"{report['detect_cpu_ms_per_photo']:.1f} ms/photo", flush=True)
+                  f"{report['detect_cpu_ms_per_photo']:.1f} ms/photo (facenet-pytorch's "
+                  f"{report['facenet_cpu_ms_per_photo']:.1f})", flush=True)
         kinds = [args.only == "detect"] if args.only else [True, False]
         for detect in kinds:
             name = "detect" if detect else "no-detect"

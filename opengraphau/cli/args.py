@@ -177,7 +177,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         default=20,
         metavar="PX",
-        help="smallest face to detect, in pixels (default 20)",
+        help="smallest face to detect, in pixels (default 20); 40 halves detection's cost, "
+        "but boxes move a little",
     )
     return p
 
