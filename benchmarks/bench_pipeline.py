@@ -5,9 +5,9 @@
         --sizes 10000 20000 --arch resnet50 --stage 2
 
 Photos: N JPEGs of 480-800 px made from skimage's public-domain astronaut (random zoom, crop,
-mirror and brightness), one face each; the first 512 differ, the rest are copies of them. The model: random weights in the official file layout
-with BatchNorm statistics set from real faces (`tests.factories`), so its numbers depend on
-the image as a trained one's do.
+mirror and brightness), one face each; the first 512 differ, the rest are copies of them. The
+model: random weights in the official file layout with BatchNorm statistics set from real faces
+(`tests.factories`), so its numbers depend on the image as a trained one's do.
 
 * Whole runs: `python -m opengraphau` in a child process on each of --sizes, with face
   detection and with --no-detect, the fastest of --repeats runs (taking turns, so a busy
