@@ -244,8 +244,8 @@ def test_a_worker_without_the_checkpoint_is_one_error(folder: Path, tmp_path: Pa
 def test_an_actor_out_of_memory_reaches_the_runs_warning(folder: Path, resnet18_s1: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """An actor whose device held fewer frames than its batch reports how many fit, and where;
-    the engine keeps the smallest report, which jobs.py words as the local engine's. (The
-    actor is built in this process, where its device can be made to run out of memory.)"""
+    the engine keeps the smallest report for the run's warning. (The actor is built in this
+    process, where its device can be made to run out of memory.)"""
     import socket
 
     import torch
