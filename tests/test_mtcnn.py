@@ -140,9 +140,10 @@ def test_same_size_batch_equals_one_by_one(det, photos, alone):
 
 
 def test_cpu_threads_search_shares_of_the_batch(det, photos, monkeypatch):
-    """On a CPU each of torch's threads searches its own share of a batch, one convolution at a
-    time, largest images first, each to the least loaded share: every image gets what its share
-    gets searched alone on one thread, in input order, and torch's thread count is kept."""
+    """On a CPU each of torch's threads searches its own share of a batch (largest images
+    first, each to the least loaded share): every image gets what its share gets searched alone
+    on one thread, in input order; with fewer images than threads the threads are dealt out;
+    torch's thread count is kept."""
     names = ["astronaut", "two_faces", "cat", "head_30x40", "astronaut_1024x768"]
     images = [photos[n] for n in names]
     threads = torch.get_num_threads()
@@ -163,11 +164,19 @@ def test_cpu_threads_search_shares_of_the_batch(det, photos, monkeypatch):
         torch.set_num_threads(2)
         shared = det.detect_with_landmarks(images, 20)
         assert torch.get_num_threads() == 2
+        assert sorted(searched) == [(1, 1), (1, 4)]
+        # Fewer images than threads: the threads are dealt out among the shares.
+        searched.clear()
+        torch.set_num_threads(3)
+        pair = det.detect_with_landmarks(images[:2], 20)
+        assert torch.get_num_threads() == 3
+        assert sorted(searched) == [(1, 1), (2, 1)]
     finally:
         torch.set_num_threads(threads)
-    assert sorted(searched) == [(1, 1), (1, 4)]
     for name, got, want in zip(names, shared, by_share):
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), name
+    for got, want in zip(pair, shared):
+        torch.testing.assert_close(got[0], want[0], atol=1e-3, rtol=0)
 
 
 def test_no_images(det):

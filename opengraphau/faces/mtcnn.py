@@ -14,8 +14,9 @@ size), then crops and area-resizes every candidate box for R-Net and O-Net in a 
   images or boxes: on a GPU, where each operation costs a kernel launch, a batch of hundreds
   of photos takes a few hundred launches (calls are sized per device: cache-sized on a CPU,
   large on a GPU);
-* on a CPU each of torch's threads searches its own share of the images, one operation at a
-  time: these small operations share cores better by images than by pixels;
+* on a CPU each of torch's threads searches its own share of the images (with fewer images
+  than threads, a share has several), one operation at a time: these small operations share
+  cores better by images than by pixels;
 * candidate generation, box regression and every NMS run on all boxes of all images at once,
   per image, with facenet's arithmetic and order of operations, so an image gets in a batch
   what facenet gives it alone (up to the last bits of the convolutions, which depend on the
@@ -81,18 +82,20 @@ class _Level(NamedTuple):
 T = TypeVar("T")
 
 
-def _one_thread_each(search: Callable[[list[int]], T], shares: list[list[int]]) -> list[T]:
-    """`search` over every share at once, each in a thread of its own that uses one of torch's
-    CPU threads; torch's thread count is back as it was afterwards (it is process-wide)."""
+def _threads_each(search: Callable[[list[int]], T], shares: list[list[int]]) -> list[T]:
+    """`search` over every share at once, each in a Python thread of its own that uses an equal
+    part of torch's CPU threads (one each when there are as many shares as threads); torch's
+    thread count, which is process-wide, is back as it was afterwards."""
     threads = torch.get_num_threads()
+    parts = [threads // len(shares) + (k < threads % len(shares)) for k in range(len(shares))]
 
-    def alone(share: list[int]) -> T:
-        torch.set_num_threads(1)
-        return search(share)
+    def alone(k: int) -> T:
+        torch.set_num_threads(parts[k])
+        return search(shares[k])
 
     try:
         with ThreadPoolExecutor(len(shares)) as pool:
-            return list(pool.map(alone, shares))
+            return list(pool.map(alone, range(len(shares))))
     finally:
         torch.set_num_threads(threads)
 
@@ -157,7 +160,7 @@ class BatchedMTCNN(torch.nn.Module):
         shares = self._shares(images)
         if len(shares) < 2:
             return self._search(images, min_faces)
-        found = _one_thread_each(
+        found = _threads_each(
             lambda share: self._search([images[i] for i in share], [min_faces[i] for i in share]),
             shares,
         )
@@ -165,8 +168,9 @@ class BatchedMTCNN(torch.nn.Module):
         return [by_image[i] for i in range(len(images))]
 
     def _shares(self, images: list[Tensor]) -> list[list[int]]:
-        """The images each CPU thread searches on its own, balanced by pixel count (largest
-        first, each to the least loaded share); on a GPU, or with one thread, one share.
+        """The images searched apart, one share per CPU thread (fewer when there are fewer
+        images), balanced by pixel count (largest first, each to the least loaded share); on a
+        GPU, or with one thread, one share.
 
         MTCNN is many small, memory-bound operations, which two cores share far better by
         images than by pixels: 16 photos of 480-800 px take 0.85x the wall clock and 0.82x
