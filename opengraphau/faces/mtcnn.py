@@ -15,8 +15,8 @@ size), then crops and area-resizes every candidate box for R-Net and O-Net in a 
   of photos takes a few hundred launches (calls are sized per device: cache-sized on a CPU,
   large on a GPU);
 * on a CPU each of torch's threads searches its own share of the images (with fewer images
-  than threads, a share has several), one operation at a time: these small operations share
-  cores better by images than by pixels;
+  than threads, a share has several threads): these small operations share cores better by
+  images than by pixels;
 * candidate generation, box regression and every NMS run on all boxes of all images at once,
   per image, with facenet's arithmetic and order of operations, so an image gets in a batch
   what facenet gives it alone (up to the last bits of the convolutions, which depend on the
