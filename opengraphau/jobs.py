@@ -15,7 +15,6 @@ import functools
 import os
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -32,9 +31,6 @@ from .sinks.summary import VideoSummary
 from .sinks.writer import ResultWriter
 from .sources.inputs import InputItem, collect_inputs
 from .video_job import VideoJob
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
 
 
 def run(options: Options, reporter: Reporter | None = None, *, capture_factory=None) -> RunStats:
@@ -53,7 +49,8 @@ class _Run:
     def __init__(self, options: Options, reporter: Reporter, capture_factory) -> None:
         self.options, self.reporter, self.capture_factory = options, reporter, capture_factory
         self.stats = RunStats(options.output_dir, options.untrained, options.detect)
-        self.pipeline: Pipeline | None = None
+        self.batch_size: int | None = None
+        """The batch size the pipeline chose, for the out-of-memory warning."""
         self.told_fit: tuple[str, int] | None = None
 
     def execute(self) -> RunStats:
@@ -158,7 +155,7 @@ class _Run:
         )
         # run.json records the batch size the pipeline chose (the engines read the pipeline's).
         o = replace(o, batch_size=pipeline.batch_size)
-        self.pipeline = pipeline
+        self.batch_size = pipeline.batch_size
         self.reporter.model_ready(
             f"{model.arch} stage {model.stage} "
             f"({'random weights' if checkpoint is None else checkpoint}) "
@@ -206,12 +203,12 @@ class _Run:
         """Say once (and again if it shrinks further) that batches had to be split to fit in
         the device's memory: the run goes on, slower than with that batch size asked for."""
         found = engine.frames_that_fit()
-        if self.pipeline is not None and found is not None and found != self.told_fit:
+        if found is not None and found != self.told_fit:
             self.told_fit = found
             where, fit = found
             run.warn(
                 f"{where} ran out of memory on batches of "
-                f"{self.pipeline.batch_size} frames; the run goes on in parts of {fit} "
+                f"{self.batch_size} frames; the run goes on in parts of {fit} "
                 f"(a batch size of {fit} saves the retries)"
             )
 
