@@ -240,6 +240,33 @@ def test_crops_are_facenets_imresample(photos):
         assert torch.equal(crops, (torch.cat(want[size]) - 127.5) * 0.0078125)
 
 
+def test_pnet_windows_are_facenets_pnet(det, photos):
+    """Two pyramid levels of odd and even sizes in one canvas: the windows above P-Net's
+    threshold, their probabilities and regressions are those of facenet's own PNet.forward on
+    each level alone (its 1x1 convolutions and softmax), to float rounding."""
+    img = photos["astronaut"]
+    height, width = img.shape[:2]
+    tables = mtcnn._integrals([img])
+    scales = mtcnn._pyramid(height, width, 20.0, det.factor)[1:3]
+    levels = [mtcnn._Level(0, s, int(height * s + 1), int(width * s + 1)) for s in scales]
+    assert levels[0].height % 2 == 0 and levels[1].height % 2 == 1, levels
+    canvas = (mtcnn._round_up(levels[0].height, 16), mtcnn._round_up(levels[0].width, 16))
+    with torch.inference_mode():
+        level_of, y, x, score, reg = det._pnet_candidates([0, 1], canvas, levels, tables)
+        planes = img.permute(2, 0, 1)[None].float()
+        for k, lv in enumerate(levels):
+            level = F.interpolate(planes, (lv.height, lv.width), mode="area")
+            want_reg, want_p = det.pnet((level - 127.5) * 0.0078125)
+            want_y, want_x = torch.nonzero(want_p[0, 1] >= det.thresholds[0], as_tuple=True)
+            mine = level_of == k
+            assert len(want_y) > 10
+            assert torch.equal(y[mine], want_y) and torch.equal(x[mine], want_x)
+            torch.testing.assert_close(score[mine], want_p[0, 1, want_y, want_x], rtol=0, atol=1e-5)
+            torch.testing.assert_close(
+                reg[mine], want_reg[0, :, want_y, want_x].T, rtol=0, atol=1e-5
+            )
+
+
 @pytest.mark.parametrize(("out_h", "out_w"), [(289, 385), (145, 194), (14, 18), (13, 13)])
 def test_pyramid_levels_are_area_interpolation(photos, out_h, out_w):
     """A level read into a larger canvas, beside a level of another image: its own pixels are

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
 import torch
+import torch.nn.functional as F
 from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
@@ -296,8 +297,15 @@ class BatchedMTCNN(torch.nn.Module):
             features[n, :, :, col] = float("-inf")
         features = _max_pool(features, 2)
         features = p.prelu3(p.conv3(p.prelu2(p.conv2(features))))
-        probability = p.softmax4_1(p.conv4_1(features))[:, 1]
-        regression = p.conv4_2(features)
+        # The 1x1 heads as products over the channels-last windows (a 1x1 convolution of 32
+        # channels takes the CPU's slow im2col path): both logits of every window, laid out
+        # class by class so that the softmax runs along windows; the regression of the
+        # windows that pass only.
+        windows = features.permute(0, 2, 3, 1)
+        logits = torch.addmm(
+            p.conv4_1.bias[:, None], p.conv4_1.weight.flatten(1), windows.reshape(-1, 32).t()
+        )
+        probability = torch.softmax(logits, dim=0)[1].view(windows.shape[:3])
         # Window (r, c) reads input rows 2r..2r+11: those past the level's own size are padding.
         rows, cols = (level_h - 1) // 2 - 4, (level_w - 1) // 2 - 4
         out_rows = torch.arange(probability.shape[1], device=self.device)
@@ -305,7 +313,8 @@ class BatchedMTCNN(torch.nn.Module):
         inside = (out_rows < rows[:, None])[:, :, None] & (out_cols < cols[:, None])[:, None, :]
         hit, y, x = torch.nonzero((probability >= self.thresholds[0]) & inside, as_tuple=True)
         level_of = torch.tensor(bucket, device=self.device)[hit]
-        return level_of, y, x, probability[hit, y, x], regression[hit, :, y, x]
+        regression = F.linear(windows[hit, y, x], p.conv4_2.weight.flatten(1), p.conv4_2.bias)
+        return level_of, y, x, probability[hit, y, x], regression
 
     # -- stage 2: R-Net ------------------------------------------------------------------------
 
@@ -494,14 +503,19 @@ def _area_resize(
     sums = corners[:, 0, :, 0] - corners[:, 0, :, 1]
     sums -= corners[:, 1, :, 0]
     sums += corners[:, 1, :, 1]
-    _normalized(sums, bin_h[:, :, None, None], bin_w[:, None, :, None], out)
+    _normalized(sums, bin_h, bin_w, out)
 
 
 def _normalized(sums: Tensor, bin_h: Tensor, bin_w: Tensor, out: Tensor) -> None:
-    """out = (sums / kh / kw - 127.5) * 0.0078125 in float32: adaptive average pooling's own
-    arithmetic (its running sums of integers are exact too), then MTCNN's input scaling."""
+    """out (N, H, W, 3) = (sums / kh / kw - 127.5) * 0.0078125 in float32, with bin_h (N, H)
+    and bin_w (N, W): adaptive average pooling's own arithmetic (its running sums of integers
+    are exact too), then MTCNN's input scaling."""
+    n, height, width, _ = out.shape
     out.copy_(sums)
-    out.div_(bin_h).div_(bin_w).sub_(127.5).mul_(0.0078125)
+    out.div_(bin_h[:, :, None, None])
+    # Each bin width once per channel, so that the division runs along whole rows.
+    rows = out.view(n, height, width * 3)
+    rows.div_(bin_w.repeat_interleave(3, dim=1)[:, None, :]).sub_(127.5).mul_(0.0078125)
 
 
 def _crops(
