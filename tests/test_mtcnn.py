@@ -261,10 +261,9 @@ def test_pnet_windows_are_facenets_pnet(det, photos):
             mine = level_of == k
             assert len(want_y) > 10
             assert torch.equal(y[mine], want_y) and torch.equal(x[mine], want_x)
-            torch.testing.assert_close(score[mine], want_p[0, 1, want_y, want_x], rtol=0, atol=1e-5)
-            torch.testing.assert_close(
-                reg[mine], want_reg[0, :, want_y, want_x].T, rtol=0, atol=1e-5
-            )
+            want_score, want_box = want_p[0, 1, want_y, want_x], want_reg[0, :, want_y, want_x]
+            torch.testing.assert_close(score[mine], want_score, rtol=0, atol=1e-5)
+            torch.testing.assert_close(reg[mine], want_box.T, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(("out_h", "out_w"), [(289, 385), (145, 194), (14, 18), (13, 13)])

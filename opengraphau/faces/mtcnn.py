@@ -303,7 +303,7 @@ class BatchedMTCNN(torch.nn.Module):
         # windows that pass only.
         windows = features.permute(0, 2, 3, 1)
         logits = torch.addmm(
-            p.conv4_1.bias[:, None], p.conv4_1.weight.flatten(1), windows.reshape(-1, 32).t()
+            p.conv4_1.bias[:, None], p.conv4_1.weight.flatten(1), windows.flatten(0, 2).t()
         )
         probability = torch.softmax(logits, dim=0)[1].view(windows.shape[:3])
         # Window (r, c) reads input rows 2r..2r+11: those past the level's own size are padding.
