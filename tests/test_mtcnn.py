@@ -284,6 +284,51 @@ def test_pyramid_levels_are_area_interpolation(photos, out_h, out_w):
     assert torch.equal(canvas[1, :out_h, :out_w].permute(2, 0, 1), (want[0] - 127.5) * 0.0078125)
 
 
+@pytest.mark.parametrize("kind", ["cpu", "cuda"])
+def test_buckets_share_calls_within_their_padding_limits(kind):
+    """Every pyramid level of 16 photos of 480-800 px goes into exactly one P-Net call, at the
+    top left of a canvas that holds it; a level that joins a canvas leaves at most the allowed
+    padding there (a share of the canvas, or the slack in pixels) and keeps the call within its
+    pixel budget; a level opens a canvas (its size rounded up) only when it fits none before."""
+    tuning = mtcnn._TUNING[kind]
+    rng = np.random.default_rng(1)
+    levels = []
+    for n in range(16):
+        height, width = (int(v) for v in rng.integers(480, 801, size=2))
+        levels += [
+            mtcnn._Level(n, s, int(height * s + 1), int(width * s + 1))
+            for s in mtcnn._pyramid(height, width, 20.0, 0.709)
+        ]
+    buckets = mtcnn._buckets(levels, tuning)
+    assert sorted(i for bucket, _ in buckets for i in bucket) == list(range(len(levels)))
+
+    def allowed(level, shape, count):
+        height, width = shape
+        padding = height * width - level.height * level.width
+        return (
+            level.height <= height and level.width <= width
+            and padding <= max(tuning.pad_waste * height * width, tuning.pad_slack)
+            and (count + 1) * height * width <= tuning.pnet_pixels
+        )
+
+    area = [level.height * level.width for level in levels]
+    rank = {i: r for r, i in enumerate(sorted(range(len(levels)), key=lambda i: -area[i]))}
+    step = mtcnn._CANVAS_STEP
+    for k, (bucket, shape) in enumerate(buckets):
+        opener = levels[bucket[0]]
+        assert shape == (-(-opener.height // step) * step, -(-opener.width // step) * step)
+        for joined, i in enumerate(bucket[1:], start=1):
+            assert allowed(levels[i], shape, joined)
+        # The earlier canvases as they were when the opener came (largest levels first).
+        then = [(s, sum(rank[j] < rank[bucket[0]] for j in b)) for b, s in buckets[:k]]
+        assert not any(allowed(opener, s, count) for s, count in then), k
+    # The slack is what lets the many small levels share calls.
+    without = mtcnn._buckets(levels, tuning._replace(pad_slack=0))
+    assert len(buckets) < len(without)
+    if kind == "cpu":
+        assert 2 * len(buckets) < len(without)
+
+
 @pytest.mark.parametrize("size", [2, 3])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_max_pool_is_ceil_mode_max_pool(size, channels_last):
@@ -373,9 +418,7 @@ def test_detection_work_does_not_grow_with_the_batch(photos):
     from torch.profiler import ProfilerActivity, profile
 
     det = BatchedMTCNN()
-    det.pnet_pixels, det.pad_waste = mtcnn._PNET_PIXELS["cuda"], mtcnn._PAD_WASTE["cuda"]
-    det.crop_batch, det.nms_grid = mtcnn._CROP_BATCH["cuda"], mtcnn._NMS_GRID["cuda"]
-    det.thread_shares = mtcnn._THREAD_SHARES["cuda"]
+    det.tuning = mtcnn._TUNING["cuda"]
     base = [photos["astronaut"], photos["two_faces"], photos["cat"], photos["head_30x40"]]
     many = [image(resized(p.numpy(), 400 + 37 * n, 300 + 23 * n)) for n, p in
             enumerate(base * 4)]

@@ -36,15 +36,61 @@ from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
 
-_PNET_PIXELS = {"cpu": 1 << 18, "cuda": 1 << 24}
-"""Canvas pixels per P-Net call. On a CPU P-Net's big levels are memory bound: a call whose
-activations stay in cache runs ~2.5x faster per pixel than one 16-image call (measured on 2
-cores). On a GPU few large calls are what counts (16 M pixels: ~1 GB of activations)."""
 
-_PAD_WASTE = {"cpu": 0.25, "cuda": 0.75}
-"""Largest share of a shared canvas a smaller pyramid level may leave as padding. On a GPU the
-padded pixels cost less than the calls they save: 256 photos of 480-800 px take 14 P-Net calls
-at 0.75 (1.7x the pixels), 881 at 0.25 (1.2x)."""
+class _Tuning(NamedTuple):
+    """How work is cut up on one kind of device: the same numbers come out whatever these are."""
+
+    pnet_pixels: int
+    """Canvas pixels per P-Net call. On a CPU P-Net's big levels are memory bound: a call whose
+    activations stay in cache runs ~2.5x faster per pixel than one 16-image call (measured on 2
+    cores). On a GPU few large calls are what counts (16 M pixels: ~1 GB of activations)."""
+
+    pad_waste: float
+    """Largest share of a shared canvas a smaller pyramid level may leave as padding. On a GPU
+    the padded pixels cost less than the calls they save: 256 photos of 480-800 px take 14 P-Net
+    calls at 0.75 (1.72x the pixels), 1,189 at 0.25 (1.09x), without `pad_slack`."""
+
+    pad_slack: int
+    """Padding pixels a level may leave in a shared canvas whatever their share: a small level
+    costs more as a call of its own than as padded pixels in another. On a CPU, at 8,192, the
+    162 levels of `bench_pipeline`'s first 16 photos take 29 P-Net calls instead of 94 (most
+    small levels were calls of one), for 1.17x their pixels instead of 1.12x, and detection
+    0.92-0.98x the time (paired rounds, 16 and 48 photos, 1 and 2 threads). On a GPU, at 4,096,
+    those 256 photos take 11 calls instead of 14 (1.75x the pixels instead of 1.72x): a guess,
+    not yet timed there."""
+
+    crop_batch: int
+    """Boxes per R-Net/O-Net call: facenet-pytorch's 512 on a CPU, more on a GPU; bounds the
+    memory of a huge batch."""
+
+    nms_grid: int
+    """Largest images x candidates^2 grid the dense per-image NMS (`_greedy_nms`) builds at once.
+    On a CPU none: torchvision's per-image loops are faster there (10 vs 39 ms for 16 photos'
+    P-Net candidates); on a GPU a few dense calls replace one NMS launch per image."""
+
+    thread_shares: bool
+    """Whether each of torch's threads searches a share of a batch's images on its own (see
+    `BatchedMTCNN._shares`): on a CPU, yes; a GPU runs one batch at a time."""
+
+
+_TUNING = {
+    "cpu": _Tuning(
+        pnet_pixels=1 << 18,
+        pad_waste=0.25,
+        pad_slack=1 << 13,
+        crop_batch=512,
+        nms_grid=0,
+        thread_shares=True,
+    ),
+    "cuda": _Tuning(
+        pnet_pixels=1 << 24,
+        pad_waste=0.75,
+        pad_slack=1 << 12,
+        crop_batch=1 << 14,
+        nms_grid=1 << 26,
+        thread_shares=False,
+    ),
+}
 
 _CANVAS_STEP = 16
 """P-Net canvases are rounded up to a multiple of this many pixels a side, so that their shapes
@@ -56,19 +102,6 @@ _REACH = 2
 many steps apart on the level's grid (rows and columns alike). A window at scale s <= 1 spans
 floor((2c + 1) / s) .. floor((2c + 12) / s), 11 / s +- 1 pixels, and its neighbour 3 steps on
 starts at least 6 / s - 1 pixels later: their IoU is at most (5 + s) / (17 - 3s) <= 0.43."""
-
-_NMS_GRID = {"cpu": 0, "cuda": 1 << 26}
-"""Largest images x candidates^2 grid the dense per-image NMS (`_greedy_nms`) builds at once. On a
-CPU none: torchvision's per-image loops are faster there (10 vs 39 ms for 16 photos' P-Net
-candidates); on a GPU a few dense calls replace one NMS launch per image."""
-
-_THREAD_SHARES = {"cpu": True, "cuda": False}
-"""Whether each of torch's threads searches a share of a batch's images on its own (see
-`BatchedMTCNN._shares`): on a CPU, yes; a GPU runs one batch at a time."""
-
-_CROP_BATCH = {"cpu": 512, "cuda": 1 << 14}
-"""Boxes per R-Net/O-Net call: facenet-pytorch's 512 on a CPU, more on a GPU; bounds the memory
-of a huge batch."""
 
 
 class _Level(NamedTuple):
@@ -128,9 +161,7 @@ class BatchedMTCNN(torch.nn.Module):
         self.thresholds = tuple(float(t) for t in thresholds)
         self.factor = float(factor)
         kind = "cuda" if self.device.type == "cuda" else "cpu"
-        self.pnet_pixels, self.pad_waste = _PNET_PIXELS[kind], _PAD_WASTE[kind]
-        self.crop_batch, self.nms_grid = _CROP_BATCH[kind], _NMS_GRID[kind]
-        self.thread_shares = _THREAD_SHARES[kind]
+        self.tuning = _TUNING[kind]
 
     @torch.inference_mode()
     def detect(self, images: Sequence[Tensor], min_face: Sequence[float] | float) -> list[Tensor]:
@@ -176,7 +207,7 @@ class BatchedMTCNN(torch.nn.Module):
         MTCNN is many small, memory-bound operations, which two cores share far better by
         images than by pixels: 16 photos of 480-800 px take 0.85x the wall clock and 0.82x
         the CPU time so (measured on 2 cores)."""
-        count = min(len(images), torch.get_num_threads()) if self.thread_shares else 1
+        count = min(len(images), torch.get_num_threads()) if self.tuning.thread_shares else 1
         if count < 2:
             return [list(range(len(images)))]
         pixels = [image.shape[0] * image.shape[1] for image in images]
@@ -220,7 +251,7 @@ class BatchedMTCNN(torch.nn.Module):
         ]
         found = [
             self._pnet_candidates(bucket, shape, levels, tables)
-            for bucket, shape in _buckets(levels, self.pnet_pixels, self.pad_waste)
+            for bucket, shape in _buckets(levels, self.tuning)
         ]
         if not found:
             nothing = torch.empty(0, 5, device=self.device)
@@ -243,7 +274,7 @@ class BatchedMTCNN(torch.nn.Module):
         image_of = torch.tensor([lv.image for lv in levels], device=self.device)[level_of]
         keep = torch.nonzero(_level_nms(key, most, boxes, score, 0.5)).squeeze(1)
         keep = keep[
-            _nms(boxes[keep], score[keep], image_of[keep], 0.7, self.nms_grid).sort().values
+            _nms(boxes[keep], score[keep], image_of[keep], 0.7, self.tuning.nms_grid).sort().values
         ]
         keep = keep[_by_image_then_score(image_of[keep], score[keep], ties_last_first=False)]
         boxes, score, reg, image_of = boxes[keep], score[keep], reg[keep], image_of[keep]
@@ -322,7 +353,7 @@ class BatchedMTCNN(torch.nn.Module):
         """R-Net on 24x24 crops; keep probability > threshold, NMS (IoU 0.7) per image, regress,
         square."""
         boxes, image_of, crops = _crops(boxes, image_of, tables, 24)
-        regression, probability = _batched(_rnet, self.rnet, crops, self.crop_batch)
+        regression, probability = _batched(_rnet, self.rnet, crops, self.tuning.crop_batch)
         score = probability[:, 1]
         passed = score > self.thresholds[1]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
@@ -338,7 +369,7 @@ class BatchedMTCNN(torch.nn.Module):
         """O-Net on 48x48 crops; keep probability > threshold, landmarks, regress, NMS by
         intersection over the smaller box (0.7) per image: boxes, landmarks, images."""
         boxes, image_of, crops = _crops(boxes, image_of, tables, 48)
-        regression, marks, probability = _batched(_onet, self.onet, crops, self.crop_batch)
+        regression, marks, probability = _batched(_onet, self.onet, crops, self.tuning.crop_batch)
         score = probability[:, 1]
         passed = score > self.thresholds[2]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
@@ -366,21 +397,21 @@ def _pyramid(height: int, width: int, min_face: float, factor: float) -> list[fl
     return scales
 
 
-def _buckets(
-    levels: list[_Level], most: int, waste: float
-) -> list[tuple[list[int], tuple[int, int]]]:
+def _buckets(levels: list[_Level], tuning: _Tuning) -> list[tuple[list[int], tuple[int, int]]]:
     """Group pyramid levels into P-Net calls, each with its canvas (height, width): largest
     first, a level opens a canvas of its size rounded up to `_CANVAS_STEP` or joins one that
-    holds it leaving at most a `waste` share of it as padding, while the call stays within
-    `most` pixels (one level at least)."""
+    holds it leaving as padding at most `tuning.pad_waste` of it or `tuning.pad_slack` pixels,
+    while the call stays within `tuning.pnet_pixels` (one level at least)."""
     order = sorted(range(len(levels)), key=lambda i: -levels[i].height * levels[i].width)
     buckets: list[list[int]] = []
     shapes: list[tuple[int, int]] = []
     for i in order:
         h, w = levels[i].height, levels[i].width
         for bucket, (bh, bw) in zip(buckets, shapes):
-            fits = h <= bh and w <= bw and bh * bw - h * w <= waste * bh * bw
-            if fits and (len(bucket) + 1) * bh * bw <= most:
+            padding = bh * bw - h * w
+            most = max(tuning.pad_waste * bh * bw, tuning.pad_slack)
+            fits = h <= bh and w <= bw and padding <= most
+            if fits and (len(bucket) + 1) * bh * bw <= tuning.pnet_pixels:
                 bucket.append(i)
                 break
         else:
