@@ -114,7 +114,11 @@ def _picture(rng: random.Random) -> bytes:
 def _clip(rng: random.Random, folder: Path) -> bytes:
     path = folder / f".clip{rng.randrange(10**9)}.avi"
     size = (rng.randint(8, 64) * 2, rng.randint(8, 48) * 2)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
+    # OpenCV's own MJPEG writer, not FFmpeg's: FFmpeg reads its log level once per process, so
+    # the first use of it must be the tool's, as in a user's run, or its complaints about the
+    # damaged videos below would reach stderr (the tool silences it where it first opens one).
+    writer = cv2.VideoWriter(
+        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
     for _ in range(rng.randint(1, 8)):
         writer.write(np.random.default_rng(rng.randrange(2**32)).integers(
             0, 256, (size[1], size[0], 3), dtype=np.uint8))
