@@ -286,10 +286,10 @@ def test_pyramid_levels_are_area_interpolation(photos, out_h, out_w):
 
 @pytest.mark.parametrize("kind", ["cpu", "cuda"])
 def test_buckets_share_calls_within_their_padding_limits(kind):
-    """Every pyramid level of 16 photos of 480-800 px goes into exactly one P-Net call, at the
-    top left of a canvas that holds it; a level that joins a canvas leaves at most the allowed
-    padding there (a share of the canvas, or the slack in pixels) and keeps the call within its
-    pixel budget; a level opens a canvas (its size rounded up) only when it fits none before."""
+    """Every pyramid level of 16 photos of 480-800 px goes into exactly one P-Net call; a level
+    that joins a canvas fits in it, leaves at most the allowed padding there (a share of the
+    canvas, or the slack in pixels) and keeps the call within its pixel budget; a level opens a
+    canvas (its size rounded up) only when it fits none before."""
     tuning = mtcnn._TUNING[kind]
     rng = np.random.default_rng(1)
     levels = []

@@ -408,9 +408,8 @@ def _buckets(levels: list[_Level], tuning: _Tuning) -> list[tuple[list[int], tup
     for i in order:
         h, w = levels[i].height, levels[i].width
         for bucket, (bh, bw) in zip(buckets, shapes):
-            padding = bh * bw - h * w
-            most = max(tuning.pad_waste * bh * bw, tuning.pad_slack)
-            fits = h <= bh and w <= bw and padding <= most
+            allowed = max(tuning.pad_waste * bh * bw, tuning.pad_slack)
+            fits = h <= bh and w <= bw and bh * bw - h * w <= allowed
             if fits and (len(bucket) + 1) * bh * bw <= tuning.pnet_pixels:
                 bucket.append(i)
                 break
