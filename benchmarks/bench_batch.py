@@ -96,12 +96,12 @@ def main() -> None:
             run = run_cli(folder, Path(tmp) / "out", args.arch, args.batch_size, args.workers)
             results["runs"].append({"images": n, **run})
             print(f"{n:>6} images: {run['images_per_s']:7.1f} images/s, peak RSS "
-                  f"{run['peak_rss_mib']:5.0f} MiB (decoding worker {run['worker_peak_rss_mib']:4.0f} "
-                  f"MiB), {run['seconds']:.0f} s", flush=True)
+                  f"{run['peak_rss_mib']:5.0f} MiB (decoding worker "
+                  f"{run['worker_peak_rss_mib']:4.0f} MiB), {run['seconds']:.0f} s", flush=True)
     alone = model_alone(args.arch, args.batch_size, 10)
     results["model_alone"] = alone
-    print(f"model alone ({args.arch}, batch {args.batch_size}): {alone['images_per_s']:.1f} images/s, "
-          f"peak RSS {alone['peak_rss_mib']:.0f} MiB")
+    print(f"model alone ({args.arch}, batch {args.batch_size}): "
+          f"{alone['images_per_s']:.1f} images/s, peak RSS {alone['peak_rss_mib']:.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -26,6 +26,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,7 @@ def main() -> None:
             pipeline = Pipeline(model, detector=detector, batch_size=args.batch_size)
             wrapped = [Frame.of(str(p), f) for p, f in zip(paths, frames)]
             located = pipeline.locate(wrapped)
-            crops_s = clock(lambda: pipeline.pixels(wrapped, located))
+            crops_s = clock(partial(pipeline.pixels, wrapped, located))
             crops = pipeline.pixels(wrapped, located)[: args.batch_size]
             row = {"crops_ms": crops_s / count * 1e3, **model_stages(model, crops, clock)}
             row["model_faces_per_s"] = 1e3 / row["model_ms"]
@@ -200,7 +201,7 @@ def main() -> None:
             if args.profile:
                 x = model.preprocess.normalize(crops)
                 with torch.inference_mode():
-                    profile(f"{args.arch} stage {stage}", lambda: model.predict(x), device)
+                    profile(f"{args.arch} stage {stage}", partial(model.predict, x), device)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

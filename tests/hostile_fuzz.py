@@ -53,7 +53,6 @@ import torch
 from PIL import Image
 
 from factories import run_main, write_official_checkpoint  # tests/ is the script's folder
-
 from opengraphau.context import UNTRAINED_BANNER
 from opengraphau.records import display_name
 

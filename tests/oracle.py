@@ -1,11 +1,12 @@
 """A literal, deliberately unoptimised restatement of the reference OpenGraphAU equations.
 
 The tests compare the fast modules in `model/` with this, and the benchmark times it as "the
-reference equations". It reads the weights of OUR modules but recomputes everything the way the reference
-does: 27 separate linear+BatchNorm blocks in a Python loop, a (B, N*N, D, C) edge tensor built by
-repeating every AU's feature map, dense N*N x N incidence matrices, a BatchNorm applied to every
-token before the mean over tokens, one sub-AU at a time in the readout. Nothing here is fused,
-folded or reordered, so any shortcut taken in `model/` has something honest to be checked against.
+reference equations". It reads the weights of OUR modules but recomputes everything the way the
+reference does: 27 separate linear+BatchNorm blocks in a Python loop, a (B, N*N, D, C) edge
+tensor built by repeating every AU's feature map, dense N*N x N incidence matrices, a BatchNorm
+applied to every token before the mean over tokens, one sub-AU at a time in the readout. Nothing
+here is fused, folded or reordered, so any shortcut taken in `model/` has something honest to be
+checked against.
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from opengraphau.aus import AU_COLUMNS
 from factories import probs_of, read_rows, run_main
+from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline
 from opengraphau.predictor import AUPredictor
 
@@ -42,8 +42,10 @@ def dataset(tmp_path: Path) -> Path:
 
 
 def _fingerprint(folder: Path) -> dict[str, tuple[str, float]]:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
+        for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def test_folder_walk_is_recursive_sorted_and_case_insensitive(resnet18_s1: Path, dataset: Path,
@@ -71,7 +73,8 @@ def test_globs_and_list_files(resnet18_s1: Path, dataset: Path, tmp_path: Path) 
 
 def test_nothing_found_is_a_usage_error(resnet18_s1: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
-    assert _run(resnet18_s1, tmp_path / "out", str(tmp_path / "empty"), str(tmp_path / "no*.jpg")) == 2
+    missing = str(tmp_path / "no*.jpg")
+    assert _run(resnet18_s1, tmp_path / "out", str(tmp_path / "empty"), missing) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no images or videos found" in err[0]
 
@@ -115,8 +118,8 @@ def test_batched_equals_one_at_a_time(resnet18_s1: Path, dataset: Path, tmp_path
     assert _run(resnet18_s1, tmp_path / "b4", str(dataset), extra=("--batch-size", "4")) == 0
     assert _run(resnet18_s1, tmp_path / "b1", str(dataset), extra=("--batch-size", "1",
                                                                      "--workers", "1")) == 0
-    np.testing.assert_allclose(probs_of(read_rows(tmp_path / "b4")), probs_of(read_rows(tmp_path / "b1")),
-                               atol=1e-6)
+    np.testing.assert_allclose(probs_of(read_rows(tmp_path / "b4")),
+                               probs_of(read_rows(tmp_path / "b1")), atol=1e-6)
 
 
 def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path, tmp_path: Path,
@@ -143,7 +146,8 @@ def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path
     resumed, full = read_rows(out), read_rows(tmp_path / "full")
     assert sorted(r["file"] for r in resumed) == sorted(r["file"] for r in full)
     by_file = {r["file"]: r for r in resumed}
-    np.testing.assert_allclose(probs_of([by_file[r["file"]] for r in full]), probs_of(full), atol=1e-6)
+    np.testing.assert_allclose(probs_of([by_file[r["file"]] for r in full]), probs_of(full),
+                               atol=1e-6)
     # A third run has nothing left to do and adds nothing.
     assert _run(resnet18_s1, out, str(dataset), extra=("--skip-existing",)) == 0
     assert len(read_rows(out)) == len(full)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from opengraphau.model.variants import ARCHS
 from factories import ROOT, official_state_dict, write_official_checkpoint
 from opengraphau.errors import CheckpointError
 from opengraphau.model import detect_arch_stage, load_model
 from opengraphau.model.checkpoint import read_state_dict
 from opengraphau.model.optimize import optimize_for_inference
+from opengraphau.model.variants import ARCHS
 
 VARIANTS = [(arch, stage) for arch in ARCHS for stage in (1, 2)]
 
@@ -146,7 +146,8 @@ def test_cli_bad_checkpoints_exit_2_with_one_line(resnet18_s1: Path, tmp_path: P
     cases = [("--resume", str(tmp_path / "missing.pth")), ("--resume", str(tmp_path / "noise.pth")),
              ("--resume", str(resnet18_s1), "--arc", "swin_transformer_tiny")]
     for case in cases:
-        result = _cli(*case, "--input", str(image), "--no-detect", "--output-dir", str(tmp_path / "o"))
+        result = _cli(*case, "--input", str(image), "--no-detect",
+                      "--output-dir", str(tmp_path / "o"))
         assert result.returncode == 2, result.stderr
         lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from factories import FACE, cli
 from opengraphau.aus import AU_COLUMNS, AU_IDS
+from opengraphau.model import load_model
 from opengraphau.render.pictures import LINE_PX, PAD, ROWS
 from opengraphau.sources.images import load_image
-from opengraphau.model import load_model
-from factories import FACE, cli
 
 HEADER = ("file,frame,timestamp,face_id,success,confidence,x,y,w,h,AU1,AU2,AU4,AU5,AU6,AU7,AU9,"
           "AU10,AU11,AU12,AU13,AU14,AU15,AU16,AU17,AU18,AU19,AU20,AU22,AU23,AU24,AU25,AU26,AU27,"

@@ -89,8 +89,8 @@ def test_jpegs_the_device_should_not_decode_are_left_to_pillow(tmp_path: Path) -
         load_image(cut)
 
 
-def test_files_read_for_the_device_fail_with_pillows_reasons(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_files_read_for_the_device_fail_with_pillows_reasons(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ImageError, match="no such file"):
         read_jpeg(tmp_path / "missing.jpg")
     (tmp_path / "folder.jpg").mkdir()

@@ -72,7 +72,8 @@ def no_face() -> Image.Image:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:512, 0:512]
     gradient = np.stack([xx / 2, yy / 2, (xx + yy) / 4], axis=-1)
-    return Image.fromarray(np.clip(gradient + rng.normal(0, 25, gradient.shape), 0, 255).astype(np.uint8))
+    noisy = np.clip(gradient + rng.normal(0, 25, gradient.shape), 0, 255)
+    return Image.fromarray(noisy.astype(np.uint8))
 
 
 # --- square_crop / crop_box: pure functions -------------------------------------------------
@@ -120,7 +121,8 @@ def test_astronaut_one_face_on_her_face(detector: FaceDetector, astronaut: Image
     assert iou(face.box, ASTRO_FACE) > 0.6
 
 
-def test_grayscale_photo_still_gives_rgb_crop(detector: FaceDetector, astronaut: Image.Image) -> None:
+def test_grayscale_photo_still_gives_rgb_crop(
+        detector: FaceDetector, astronaut: Image.Image) -> None:
     (found,) = detector.detect([astronaut.convert("L")])
     assert len(found) == 1 and iou(found[0].box, ASTRO_FACE) > 0.6
 
@@ -151,7 +153,8 @@ def test_tiny_image_and_empty_input(detector: FaceDetector) -> None:
     assert detector.detect([]) == []
 
 
-def test_large_photo_boxes_in_original_pixels(detector: FaceDetector, astronaut: Image.Image) -> None:
+def test_large_photo_boxes_in_original_pixels(
+        detector: FaceDetector, astronaut: Image.Image) -> None:
     factor = 3000 / 512
     big = astronaut.resize((3000, 3000), Image.Resampling.BICUBIC)
     (small_faces,) = detector.detect([astronaut])
@@ -192,7 +195,8 @@ def test_batched_matches_one_by_one(
 
     assert len(calls) == 1 and len(calls[0]) == len(images)  # sizes differ, one MTCNN pass
     assert len({shape for shape in calls[0]}) > 1
-    assert [len(found) for found in batched] == [len(found) for found in singles] == [1, 2, 1, 1, 0, 1]
+    counts = [len(found) for found in batched]
+    assert counts == [len(found) for found in singles] == [1, 2, 1, 1, 0, 1]
     for got, expected in zip(batched, singles):
         for a, b in zip(got, expected):
             assert a.box == pytest.approx(b.box, abs=1.0)
@@ -202,7 +206,8 @@ def test_batched_matches_one_by_one(
 # --- the margin: a well-framed face crop comes back nearly unchanged -----------------------------
 
 
-def test_well_framed_crop_stays_nearly_unchanged(detector: FaceDetector, well_framed: Image.Image) -> None:
+def test_well_framed_crop_stays_nearly_unchanged(
+        detector: FaceDetector, well_framed: Image.Image) -> None:
     frame = (0.0, 0.0, float(CROP_SIZE), float(CROP_SIZE))
     (found,) = detector.detect([well_framed])
     assert len(found) == 1

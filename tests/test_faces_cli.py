@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from opengraphau.aus import AU_COLUMNS
 from factories import iou, read_rows, run_main
+from opengraphau.aus import AU_COLUMNS
 
 # The astronaut's face in skimage.data.astronaut() (512 x 512), measured by hand: x, y, w, h.
 FACE_REGION = (180, 72, 90, 106)
@@ -29,7 +29,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pair.paste(face.resize((150, 150)), (20, 60))  # smaller face on the left
     pair.paste(face.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((220, 220)), (280, 20))
     pair.save(root / "two.png")
-    Image.fromarray(np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (200, 1))).save(root / "none.png")
+    ramp = np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (200, 1))
+    Image.fromarray(ramp).save(root / "none.png")
     astronaut.resize((2560, 2560), Image.Resampling.BICUBIC).save(root / "large.jpg", quality=90)
     return {p.stem: p for p in root.iterdir()}
 
@@ -69,7 +70,8 @@ def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path]
     assert (out / "two_pred.jpg").is_file() and (out / "none_pred.jpg").is_file()
 
 
-def test_max_faces_keeps_the_largest(resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path) -> None:
+def test_max_faces_keeps_the_largest(
+        resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path) -> None:
     assert _run(resnet18_s1, tmp_path / "o", photos["two"], extra=("--max-faces", "1")) == 0
     rows = read_rows(tmp_path / "o")
     assert len(rows) == 1 and _box(rows[0])[0] > 170

@@ -7,8 +7,13 @@ import torch
 from opengraphau.model.anfl import ANFLHead
 from opengraphau.model.blocks import AUHead
 from opengraphau.model.mefl import MEFLHead
-from oracle import (dynamic_graph_gnn, oracle_forward, oracle_head_forward, random_model,
-                    randomize_statistics_)
+from oracle import (
+    dynamic_graph_gnn,
+    oracle_forward,
+    oracle_head_forward,
+    random_model,
+    randomize_statistics_,
+)
 
 HEAD_TOL = 1e-5
 

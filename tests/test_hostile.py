@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from factories import ROOT, probs_of, read_rows, run_main
 from PIL import Image
 
+from factories import ROOT, probs_of, read_rows, run_main
 from opengraphau.context import UNTRAINED_BANNER
 from opengraphau.model.variants import VARIANTS
 from opengraphau.records import display_name

@@ -58,7 +58,8 @@ def test_installed_command_outside_the_clone_gives_the_clone_numbers(
                               str(tmp_path / "installed")], cwd=installed["tmp"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert outside.returncode == 0, outside.stderr
-    where = subprocess.run([sys.executable, "-c", "import opengraphau; print(opengraphau.__file__)"],
+    where = subprocess.run([sys.executable, "-c",
+                            "import opengraphau; print(opengraphau.__file__)"],
                            cwd=installed["tmp"], env=env, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(installed["site"]))
     module = subprocess.run([sys.executable, "-m", "opengraphau", "--help"], cwd=installed["tmp"],
@@ -75,9 +76,8 @@ def test_installed_command_outside_the_clone_gives_the_clone_numbers(
 def test_reference_names_are_thin_entry_points() -> None:
     import conf
     import model
-    import utils
-
     import opengraphau.model
+    import utils
     from opengraphau.aus import AU_COLUMNS
     from opengraphau.errors import OpenGraphAUError
     assert model.load_model is opengraphau.model.load_model

@@ -11,8 +11,8 @@ from PIL import Image
 from skimage import data
 
 from factories import iou
-from opengraphau.faces.crop import CROP_SIZE, crop_faces, square_crop
 from opengraphau.errors import DeviceError
+from opengraphau.faces.crop import CROP_SIZE, crop_faces, square_crop
 from opengraphau.faces.detector import FaceDetector
 from opengraphau.model import load_model
 from opengraphau.model.mefl import _batched_pair_softmax_mean, _pair_softmax_mean

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from opengraphau.sources.images import ImageError, as_pil, load_image
 from opengraphau.model import EvalTransform
+from opengraphau.sources.images import ImageError, as_pil, load_image
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from factories import (FACE, ROOT, FakeCamera, read_rows, readme_section, run_main,
-                       write_video)
+from factories import FACE, ROOT, FakeCamera, read_rows, readme_section, run_main, write_video
 from opengraphau.aus import AU_COLUMNS
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network

@@ -19,10 +19,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-from factories import FACE, ROOT, read_rows, readme_section, run_main, write_video
 from PIL import Image
 
 import opengraphau
+from factories import FACE, ROOT, read_rows, readme_section, run_main, write_video
 from opengraphau import InputError, OutputError, read_results
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline

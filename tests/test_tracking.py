@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+from factories import SPRITE_FACES, face_sprites
 from opengraphau.errors import ConfigError
 from opengraphau.faces.crop import square_crop
 from opengraphau.pipeline import Pipeline
 from opengraphau.predictor import build_model_for
 from opengraphau.records import UNCONFIRMED, FaceRecord, Frame
 from opengraphau.tracking import FaceTracker, Smoother, TrackedFaces
-from factories import SPRITE_FACES, face_sprites
 
 SIZE = 80.0
 FPS = 25.0

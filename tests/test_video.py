@@ -290,7 +290,8 @@ def _box_lines(faces: list[FaceRecord], shape: tuple[int, ...]) -> np.ndarray:
     for face in faces:
         assert face.box is not None
         x, y, w, h = face.box
-        x0, y0, x1, y1 = int(np.floor(x)), int(np.floor(y)), int(np.ceil(x + w)), int(np.ceil(y + h))
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        x1, y1 = int(np.ceil(x + w)), int(np.ceil(y + h))
         mask[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
         inset = 1 if face.face_id == UNCONFIRMED else FRAME_BOX_PX
         mask[max(0, y0 + inset):y1 + 1 - inset, max(0, x0 + inset):x1 + 1 - inset] = False

@@ -15,9 +15,6 @@ import cv2
 import numpy as np
 import pytest
 
-from opengraphau.aus import AU_COLUMNS
-from opengraphau.cli.report import fit_to_screen
-from factories import VIDEO_FPS as FPS
 from factories import (
     ROOT,
     Actor,
@@ -30,6 +27,9 @@ from factories import (
     write_clip,
     write_video,
 )
+from factories import VIDEO_FPS as FPS
+from opengraphau.aus import AU_COLUMNS
+from opengraphau.cli.report import fit_to_screen
 
 
 def _run(out: Path, *inputs: str, extra: tuple[str, ...] = (), capture_factory=None) -> int:
@@ -48,7 +48,8 @@ def test_face_tracked_then_leaving(clip: Path, tmp_path: Path) -> None:
     assert _run(out, str(clip), extra=("--draw_text", "--batch-size", "5")) == 0
     rows = read_rows(out)
     assert [int(r["frame"]) for r in rows] == list(range(16))
-    np.testing.assert_allclose([float(r["timestamp"]) for r in rows], np.arange(16) / FPS, atol=1e-3)
+    np.testing.assert_allclose([float(r["timestamp"]) for r in rows], np.arange(16) / FPS,
+                               atol=1e-3)
     assert [r["success"] for r in rows] == ["1"] * 12 + ["0"] * 4
     # confirmed at its third frame (face_id -1 before), then one track throughout
     assert [r["face_id"] for r in rows[:12]] == ["-1"] * 2 + ["0"] * 10
