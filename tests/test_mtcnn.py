@@ -316,7 +316,7 @@ def test_buckets_share_calls_within_their_padding_limits(kind):
     step = mtcnn._CANVAS_STEP
     for k, (bucket, shape) in enumerate(buckets):
         opener = levels[bucket[0]]
-        assert shape == (-(-opener.height // step) * step, -(-opener.width // step) * step)
+        assert shape == (mtcnn._round_up(opener.height, step), mtcnn._round_up(opener.width, step))
         for joined, i in enumerate(bucket[1:], start=1):
             assert allowed(levels[i], shape, joined)
         # The earlier canvases as they were when the opener came (largest levels first).

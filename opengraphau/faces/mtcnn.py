@@ -540,12 +540,12 @@ def _normalized(sums: Tensor, bin_h: Tensor, bin_w: Tensor, out: Tensor) -> None
     """out (N, H, W, 3) = (sums / kh / kw - 127.5) * 0.0078125 in float32, with bin_h (N, H)
     and bin_w (N, W): adaptive average pooling's own arithmetic (its running sums of integers
     are exact too), then MTCNN's input scaling."""
-    n, height, width, _ = out.shape
+    n, height, width, channels = out.shape
     out.copy_(sums)
     out.div_(bin_h[:, :, None, None])
     # Each bin width once per channel, so that the division runs along whole rows.
-    rows = out.view(n, height, width * 3)
-    rows.div_(bin_w.repeat_interleave(3, dim=1)[:, None, :]).sub_(127.5).mul_(0.0078125)
+    rows = out.view(n, height, width * channels)
+    rows.div_(bin_w.repeat_interleave(channels, dim=1)[:, None, :]).sub_(127.5).mul_(0.0078125)
 
 
 def _crops(
