@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.machine import describe, label
 from opengraphau.model import optimize_for_inference
 from opengraphau.predictor import untrained_model
 
@@ -87,7 +88,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    results = {"arch": args.arch, "batch_size": args.batch_size, "runs": []}
+    results = {"machine": describe(), "arch": args.arch, "batch_size": args.batch_size,
+               "runs": []}
+    print(label(results["machine"]), flush=True)
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "images"

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.machine import describe, label
 from tests.factories import FACE, ROOT
 
 ENGINES = ("local", "ray")
@@ -60,6 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     small, large = args.sizes
     results: list[dict] = []
+    found = describe()
+    print(label(found))
     print("| faces | engine | " + " | ".join(f"{n} images/s" for n in args.sizes)
           + " | steady images/s | start-up s |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -88,8 +91,9 @@ def main() -> None:
                 print(f"| {'MTCNN' if detect else 'whole image'} | {engine} | {rates} | "
                       f"{steady:.2f} | {startup:.1f} |", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"arch": args.arch, "batch_size": args.batch_size,
-                                         "cores": os.cpu_count(), "runs": results}, indent=2))
+        args.json.write_text(json.dumps({"machine": found, "arch": args.arch,
+                                         "batch_size": args.batch_size, "runs": results},
+                                        indent=2))
 
 
 if __name__ == "__main__":

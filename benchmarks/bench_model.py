@@ -22,7 +22,6 @@ import argparse
 import importlib
 import importlib.util
 import json
-import platform
 import re
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.machine import describe, label
 from opengraphau.model import OpenGraphAU, load_model
 from opengraphau.model.optimize import cpu_supports_bf16
 from tests.oracle import oracle_forward, random_model
@@ -127,17 +127,6 @@ def gflop_per_image(model: OpenGraphAU) -> float:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(2, 3, 224, 224))
     return counter.get_total_flops() / 2 / 1e9
-
-
-def matmul_gflops(size: int = 2048, calls: int = 10) -> float:
-    """This machine's fp32 matmul rate, the yardstick for how close the model runs to it."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    times = []
-    for _ in range(calls + 2):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / statistics.median(times[2:]) / 1e9
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int
@@ -331,17 +320,6 @@ def markdown(results: dict[str, dict], batch: int, matmul: float) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "bf16": cpu_supports_bf16(), "cuda": torch.cuda.is_available(),
-            "fp32_matmul_gflops": matmul_gflops()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["resnet50"])
@@ -362,6 +340,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    found = describe()
+    print(label(found), flush=True)
     bf16 = not args.no_bf16 and cpu_supports_bf16()
     if not bf16 and not args.no_bf16:
         print("bf16: this CPU has no native bf16 kernels; the bf16 columns are skipped")
@@ -369,7 +349,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
             results[arch] = bench_arch(arch, sorted(set(args.stage)), args, Path(tmp), bf16)
-    report = {"machine": machine(), "batch_size": args.batch_size, "rounds": args.iters,
+    report = {"machine": found, "batch_size": args.batch_size, "rounds": args.iters,
               "results": results}
     print(markdown(results, args.batch_size, report["machine"]["fp32_matmul_gflops"]))
     text = json.dumps(report, indent=2)

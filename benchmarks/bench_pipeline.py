@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import shutil
 import statistics
@@ -46,6 +45,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image, ImageEnhance, ImageOps
 from skimage import data
 
+from benchmarks.machine import describe, label
 from opengraphau.device import resolve_device
 from opengraphau.faces.detector import FaceDetector
 from opengraphau.model import load_model
@@ -147,18 +147,6 @@ def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> 
             "detect_cpu_ms_per_photo": detect_cpu / len(sample) * 1000}
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=[96, 192], metavar=("N1", "N2"))
@@ -176,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     small, large = sorted(args.sizes)
-    report: dict[str, object] = {"machine": machine(device), "arch": args.arch,
+    report: dict[str, object] = {"machine": describe(device), "arch": args.arch,
                                  "stage": args.stage, "device": str(device),
                                  "precision": args.precision, "batch_size": args.batch_size,
                                  "min_face_size": args.min_face_size,
@@ -192,7 +180,8 @@ def main() -> None:
             paths = make_photos(folders[n], n)
         report.update(alone(paths[: max(args.batch_size, 16)], args, device))
         model_ms = report["model_ms_per_face"]
-        print(f"{report['machine']}; {args.arch} stage {args.stage} {args.precision} on {device}, "
+        print(label(report["machine"]))
+        print(f"{args.arch} stage {args.stage} {args.precision} on {device}, "
               f"batch {args.batch_size}", flush=True)
         print(f"model alone: {model_ms:.2f} ms/face ({1000 / model_ms:.0f} faces/s) on the "
               f"pipeline's crops, "

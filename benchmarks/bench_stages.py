@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.bench_pipeline import machine, make_photos, timed
+from benchmarks.bench_pipeline import make_photos, timed
+from benchmarks.machine import describe, label
 from opengraphau.device import resolve_device
 from opengraphau.faces.detector import FaceDetector
 from opengraphau.model import load_model
@@ -170,9 +171,10 @@ def main() -> None:
     device = resolve_device(args.device)
     clock = Clock(device, args.rounds)
     count = args.photos or args.batch_size
-    report: dict[str, object] = {"machine": machine(device), "device": str(device),
+    report: dict[str, object] = {"machine": describe(device), "device": str(device),
                                  "precision": args.precision, "batch_size": args.batch_size,
                                  "photos": count}
+    print(label(report["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = make_photos(root, count)

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from skimage import data
 
+from benchmarks.machine import describe, label
+
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25.0
 
@@ -66,8 +68,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = {"arch": args.arch, "device": args.device, "precision": args.precision,
-               "size": args.size, "batch_size": args.batch_size, "runs": {}}
+    results = {"machine": describe(args.device), "arch": args.arch, "device": args.device,
+               "precision": args.precision, "size": args.size, "batch_size": args.batch_size,
+               "runs": {}}
+    print(label(results["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         make_clip(clip, args.seconds, tuple(args.size))
