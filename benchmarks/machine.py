@@ -1,8 +1,8 @@
 """What a benchmark ran on, recorded with its figures so that tables from different days compare.
 
 The machines this project is measured on share one CPU name ("AMD EPYC") across generations
-that differ 2.5x in speed (AVX2 against AVX-512 with bf16), so the name alone does not say
-which one a figure came from: the CPU's family and model, its widest vector and matrix
+that differ 2.7x in arithmetic speed (AVX2 against AVX-512 with bf16), so the name alone does
+not say which one a figure came from: the CPU's family and model, its widest vector and matrix
 instructions and the fp32 matmul rate do.
 """
 
