@@ -36,7 +36,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.machine import describe, label
 from opengraphau.model import OpenGraphAU, load_model
-from opengraphau.model.optimize import cpu_supports_bf16
 from tests.oracle import oracle_forward, random_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -342,7 +341,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     found = describe()
     print(label(found), flush=True)
-    bf16 = not args.no_bf16 and cpu_supports_bf16()
+    bf16 = not args.no_bf16 and bool(found["bf16"])
     if not bf16 and not args.no_bf16:
         print("bf16: this CPU has no native bf16 kernels; the bf16 columns are skipped")
     results = {}

@@ -76,7 +76,7 @@ def label(found: dict[str, object]) -> str:
     cpu = ", ".join(str(part) for part in (found["cpu"], found["cpu_id"], found["isa"]) if part)
     gpu = f"{found['gpu']}; " if "gpu" in found else ""
     return (f"{gpu}{cpu}; {found['cores']} cores, {found['threads']} torch threads; "
-            f"fp32 matmul {found['fp32_matmul_gflops']:.0f} GFLOP/s; torch {found['torch']}")
+            f"CPU fp32 matmul {found['fp32_matmul_gflops']:.0f} GFLOP/s; torch {found['torch']}")
 
 
 if __name__ == "__main__":
