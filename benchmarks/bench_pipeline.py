@@ -169,6 +169,7 @@ def main() -> None:
                                  "precision": args.precision, "batch_size": args.batch_size,
                                  "min_face_size": args.min_face_size,
                                  "sizes": [small, large]}
+    print(label(report["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         args.checkpoint = write_official_checkpoint(args.arch, args.stage, root / "model.pth",
@@ -180,7 +181,6 @@ def main() -> None:
             paths = make_photos(folders[n], n)
         report.update(alone(paths[: max(args.batch_size, 16)], args, device))
         model_ms = report["model_ms_per_face"]
-        print(label(report["machine"]))
         print(f"{args.arch} stage {args.stage} {args.precision} on {device}, "
               f"batch {args.batch_size}", flush=True)
         print(f"model alone: {model_ms:.2f} ms/face ({1000 / model_ms:.0f} faces/s) on the "
