@@ -1,5 +1,8 @@
 """`opengraphau` / `python demo.py`: parse the flags, run, and say in one line what went wrong.
 
+`opengraphau COMMAND ...` runs a subcommand instead (`SUBCOMMANDS`): each lives in a module of
+its own under `cli/` with a `main(argv, prog=...)`, and shares `guarded` for its one-line errors.
+
 Exit status: 0 every input succeeded, 1 some inputs failed (listed on stderr and in errors.csv),
 2 a usage problem (bad flag, no inputs, bad checkpoint, unusable output folder) or a failure
 of this program itself (one line, never a traceback), 130 Ctrl-C.
@@ -10,13 +13,14 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, OpenGraphAUError, describe
@@ -28,6 +32,10 @@ if TYPE_CHECKING:
     from .report import TerminalReporter
 
 
+#: `opengraphau NAME ...`: the module under `cli/` whose `main(argv, prog=...)` runs NAME.
+SUBCOMMANDS: dict[str, str] = {}
+
+
 def main(
     argv: Sequence[str] | None = None, *, prog: str = "opengraphau", capture_factory=None
 ) -> int:
@@ -36,6 +44,9 @@ def main(
     `capture_factory` opens videos and cameras instead of OpenCV (tests pass a fake camera).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        command = importlib.import_module(f".{SUBCOMMANDS[argv[0]]}", __package__)
+        return int(command.main(argv[1:], prog=f"{prog} {argv[0]}"))
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     from .report import terminal_text  # after parsing: --help loads nothing more
@@ -76,6 +87,28 @@ def main(
 
 class _UsageError(Exception):
     """A problem only the command line can have."""
+
+
+def guarded(prog: str, body: Callable[[], int]) -> int:
+    """`body()`'s exit status, with every error as one line on stderr: a library error (exit 2)
+    as its message, Ctrl-C as 130, anything else as an internal error (exit 2), no traceback.
+    For subcommands; the main command adds the flags a user typed to its messages."""
+    from .report import terminal_text
+
+    try:
+        return body()
+    except (_UsageError, OpenGraphAUError) as exc:
+        print(f"{prog}: error: {terminal_text(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug of ours still gets one line, not a traceback
+        print(
+            f"{prog}: error: internal error ({terminal_text(describe(exc))}); "
+            "please report this with the command line",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequence[str]) -> str:
