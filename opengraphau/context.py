@@ -15,6 +15,7 @@ from .sinks.files import OutputFolder
 from .sinks.manifest import RunManifest
 from .sinks.summary import VideoSummary
 from .sinks.writer import ResultWriter
+from .thresholds import Thresholds
 
 UNTRAINED_BANNER = "UNTRAINED: random weights, the numbers mean nothing (smoke test only)"
 
@@ -49,8 +50,9 @@ class Reporter:
     def start_images(self, total: int) -> None:
         """`total` images are about to be processed."""
 
-    def images_done(self, outcomes: list, threshold: float, detect: bool) -> None:
-        """A batch of image outcomes (`engines.Outcome`) has been written."""
+    def images_done(self, outcomes: list, threshold: Thresholds, detect: bool) -> None:
+        """A batch of image outcomes (`engines.Outcome`) has been written; `threshold` is the
+        cut of each AU."""
 
     def failed(self, source: str, reason: str) -> None:
         """An input could not be used; the run goes on."""

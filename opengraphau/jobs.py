@@ -72,7 +72,7 @@ class _Run:
             with ResultWriter(
                 folder,
                 formats=o.formats,
-                threshold=o.threshold,
+                threshold=o.au_thresholds,
                 untrained=o.untrained,
                 resume=o.skip_existing,
             ) as writer:
@@ -82,7 +82,7 @@ class _Run:
                     self.reporter,
                     self.stats,
                     writer,
-                    VideoSummary(folder, threshold=o.threshold, completed=kept),
+                    VideoSummary(folder, threshold=o.au_thresholds, completed=kept),
                     RunManifest(folder, self.entry, resume=o.skip_existing),
                     folder,
                     inputs,
@@ -230,7 +230,7 @@ def _images_done(run: RunContext, outcomes: list[Outcome]) -> None:
             _pictures(run, outcome.item, frame.image, outcome.records)
     # Only now: a run stopped by a full disk while saving a picture redoes it when resumed.
     run.writer.mark_completed([o.item.path for o in outcomes if o.error is None])
-    run.reporter.images_done(outcomes, run.options.threshold, run.options.detect)
+    run.reporter.images_done(outcomes, run.options.au_thresholds, run.options.detect)
 
 
 def _pictures(
@@ -255,7 +255,7 @@ def _pictures(
             lambda: annotate_image(
                 image,
                 records,
-                threshold=options.threshold,
+                threshold=options.au_thresholds,
                 title=run.title,
                 show_boxes=options.detect,
             ),

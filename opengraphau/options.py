@@ -12,6 +12,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .model.variants import ARCHS, STAGES
 from .sinks.writer import check_formats
+from .thresholds import Thresholds
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SMOOTH_MODES = ("median", "ema")
@@ -33,6 +34,9 @@ class Options:
     stage: int | None = None
     formats: tuple[str, ...] = ("csv",)
     threshold: float = 0.5
+    """An AU is present at or above this probability (the AUs `thresholds` does not name)."""
+    thresholds: Thresholds | str | Path | None = None
+    """Per-AU cuts: a thresholds.json (read when the Options are made) or `Thresholds`."""
     skip_existing: bool = False
     draw: bool = False
     save_crops: bool = False
@@ -67,6 +71,15 @@ class Options:
         if self.checkpoint is not None:
             object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         self._check()
+        if isinstance(self.thresholds, (str, Path)):
+            object.__setattr__(self, "thresholds", Thresholds.load(self.thresholds, self.threshold))
+
+    @property
+    def au_thresholds(self) -> Thresholds:
+        """The cut of each AU: `thresholds` where given, else `threshold` for all."""
+        if isinstance(self.thresholds, Thresholds):
+            return self.thresholds
+        return Thresholds.uniform(self.threshold)
 
     def _check(self) -> None:
         def bad(param: str, reason: str) -> ConfigError:

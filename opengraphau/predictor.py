@@ -4,7 +4,7 @@ from opengraphau import AUPredictor
 predictor = AUPredictor("checkpoints/OpenGprahAU-ResNet50_first_stage.pth", detect_faces=True)
 for result in predictor.predict(["a.jpg", "b.png"]):
     for face in result.faces:
-        print(face.box, face.aus["AU12"])
+        print(face.box, face.aus["AU12"], predictor.present(face)["AU12"])
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .model.optimize import InferenceModel, optimize_for_inference
 from .pipeline import Pipeline, crop_mode
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
+from .thresholds import ThresholdLike, Thresholds, as_thresholds
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -70,6 +71,7 @@ class AUPredictor:
         batch_size: int | None = None,
         precision: str = "fp32",
         exact_pixels: bool = False,
+        thresholds: ThresholdLike | str | Path = 0.5,
     ) -> None:
         """`checkpoint` None means random weights (`untrained` is then True).
 
@@ -77,7 +79,14 @@ class AUPredictor:
         that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
         and crop with Pillow on the CPU, for the reference's pixels exactly (slower).
         `batch_size` None: 16 on a CPU, 64 on a GPU (`pipeline.default_batch_size`).
+        `thresholds`: when `present` calls an AU present: one cut for all, `Thresholds`, or a
+        thresholds.json (`opengraphau evaluate --calibrate`; AUs it leaves out keep 0.5).
         """
+        self.thresholds: Thresholds = (
+            Thresholds.load(thresholds)
+            if isinstance(thresholds, (str, Path))
+            else as_thresholds(thresholds)
+        )
         self.device = resolve_device(device)
         self.untrained = checkpoint is None
         self.model = build_model_for(
@@ -94,6 +103,12 @@ class AUPredictor:
             batch_size=batch_size,
             crop=crop_mode(exact_pixels=exact_pixels),
         )
+
+    def present(self, face: FaceRecord) -> dict[str, bool]:
+        """{'AU1': False, ..., 'AUR14': True}: each AU at or above its threshold."""
+        if face.probs is None:
+            return {}
+        return dict(zip(face.aus, map(bool, self.thresholds.active(face.probs))))
 
     def predict(self, images: Sequence[ImageLike]) -> list[ImageResult]:
         """Paths (decoded with EXIF orientation), PIL images or uint8 RGB arrays -> results."""

@@ -110,7 +110,7 @@ class VideoJob:
                     drawn = annotate_frame(
                         outcome.frame.image,
                         outcome.records,
-                        threshold=options.threshold,
+                        threshold=options.au_thresholds,
                         title=run.title,
                     )
                     if writer is not None:
@@ -146,7 +146,11 @@ class VideoJob:
         self.run.pictures.save(
             f"{item.stem}_aus.png",
             lambda path: plot_timeline(
-                np.asarray(timeline.times), probs, path, threshold=options.threshold, title=title
+                np.asarray(timeline.times),
+                probs,
+                path,
+                threshold=options.au_thresholds,
+                title=title,
             ),
         )
 

@@ -79,6 +79,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="probability at or above which an AU counts as present (default 0.5)",
     )
     out.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="per-AU thresholds (JSON, as `evaluate --calibrate` writes); AUs it leaves out "
+        "keep --threshold",
+    )
+    out.add_argument(
         "--skip-existing",
         action="store_true",
         help="continue an interrupted run: skip inputs already completed in DIR",
@@ -196,6 +202,7 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         stage=args.stage,
         formats=tuple(args.format.split(",")),
         threshold=args.threshold,
+        thresholds=args.thresholds,
         skip_existing=args.skip_existing,
         draw=args.draw_text,
         save_crops=args.save_crops,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 #: `opengraphau NAME ...`: the module under `cli/` whose `main(argv, prog=...)` runs NAME.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {"evaluate": "evaluate"}
 
 
 def main(
@@ -89,16 +89,27 @@ class _UsageError(Exception):
     """A problem only the command line can have."""
 
 
-def guarded(prog: str, body: Callable[[], int]) -> int:
+def guarded(
+    prog: str,
+    body: Callable[[], int],
+    *,
+    parser: argparse.ArgumentParser | None = None,
+    argv: Sequence[str] = (),
+) -> int:
     """`body()`'s exit status, with every error as one line on stderr: a library error (exit 2)
-    as its message, Ctrl-C as 130, anything else as an internal error (exit 2), no traceback.
-    For subcommands; the main command adds the flags a user typed to its messages."""
+    as its message (with the flag the user typed for its parameter, given the `parser` and
+    `argv`), Ctrl-C as 130, anything else as an internal error (exit 2), no traceback. For
+    subcommands."""
     from .report import terminal_text
 
     try:
         return body()
-    except (_UsageError, OpenGraphAUError) as exc:
+    except _UsageError as exc:
         print(f"{prog}: error: {terminal_text(str(exc))}", file=sys.stderr)
+        return 2
+    except OpenGraphAUError as exc:
+        text = str(exc) if parser is None else _one_line(parser, exc, argv)
+        print(f"{prog}: error: {terminal_text(text)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

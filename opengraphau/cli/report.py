@@ -12,6 +12,7 @@ import numpy as np
 from ..aus import AU_IDS, AU_NAMES
 from ..context import UNTRAINED_BANNER, Reporter, RunStats
 from ..records import display_name
+from ..thresholds import ThresholdLike, Thresholds, as_thresholds
 
 TABLE_LIMIT = 10
 """Per-image AU tables are printed for runs of at most this many images."""
@@ -27,10 +28,12 @@ def terminal_text(text: str) -> str:
     return display_name(text).translate(_CONTROL)
 
 
-def format_table(title: str, probs: np.ndarray, threshold: float) -> str:
+def format_table(title: str, probs: np.ndarray, threshold: ThresholdLike) -> str:
+    """All 41 AUs of a face, `*` beside those at or above their threshold."""
+    active = as_thresholds(threshold).active(probs)
     lines = [title, f"  {'AU':<6} {'name':<26} {'prob':>6}"]
-    for au, name, p in zip(AU_IDS, AU_NAMES, probs):
-        mark = "  *" if p >= threshold else ""
+    for au, name, p, on in zip(AU_IDS, AU_NAMES, probs, active):
+        mark = "  *" if on else ""
         lines.append(f"  {'AU' + au:<6} {name:<26} {p:6.3f}{mark}")
     return "\n".join(lines)
 
@@ -163,7 +166,7 @@ class TerminalReporter(Reporter):
             total=total, unit="img", file=sys.stderr, disable=self.quiet or not sys.stderr.isatty()
         )
 
-    def images_done(self, outcomes: list, threshold: float, detect: bool) -> None:
+    def images_done(self, outcomes: list, threshold: Thresholds, detect: bool) -> None:
         if self._progress is not None:
             self._progress.update(len(outcomes))
         if not self.tables:

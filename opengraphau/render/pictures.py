@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..aus import AU_IDS, AU_NAMES
 from ..records import UNCONFIRMED, FaceRecord
+from ..thresholds import ThresholdLike, as_thresholds
 
 FONT_PX = 18
 LINE_PX = 24
@@ -38,9 +39,11 @@ def au_label(index: int, prob: float) -> str:
 
 
 def _panel(
-    face: FaceRecord, probs: np.ndarray, threshold: float, header: str | None
+    face: FaceRecord, probs: np.ndarray, threshold: ThresholdLike, header: str | None
 ) -> Image.Image:
-    """White block listing all 41 AUs in two columns, those at or above threshold in red."""
+    """White block listing all 41 AUs in two columns, those at or above their threshold in
+    red."""
+    active = as_thresholds(threshold).active(probs)
     font = _font()
     labels = [au_label(i, float(p)) for i, p in enumerate(probs)]
     col_w = int(max(font.getlength(s) for s in labels)) + 2 * PAD
@@ -49,13 +52,13 @@ def _panel(
     draw = ImageDraw.Draw(panel)
     if header:
         draw.text((PAD, PAD), header, fill=BOX_COLORS[face.face_id % len(BOX_COLORS)], font=font)
-    for i, (label, prob) in enumerate(zip(labels, probs)):
+    for i, (label, on) in enumerate(zip(labels, active)):
         col, row = divmod(i, ROWS)
         draw.text(
             (col * col_w + PAD, top + row * LINE_PX),
             label,
             font=font,
-            fill=RED if prob >= threshold else BLACK,
+            fill=RED if on else BLACK,
         )
     return panel
 
@@ -76,7 +79,7 @@ def annotate_image(
     image: Image.Image,
     faces: Sequence[FaceRecord],
     *,
-    threshold: float = 0.5,
+    threshold: ThresholdLike = 0.5,
     title: str | None = None,
     show_boxes: bool = True,
 ) -> Image.Image:
@@ -279,7 +282,7 @@ def annotate_frame(
     frame: np.ndarray,
     faces: Sequence[FaceRecord],
     *,
-    threshold: float = 0.5,
+    threshold: ThresholdLike = 0.5,
     top: int = 6,
     title: str | None = None,
 ) -> np.ndarray:
@@ -310,7 +313,7 @@ def _draw_label(
     draw: ImageDraw.ImageDraw,
     font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
     label: FrameLabel,
-    threshold: float,
+    threshold: ThresholdLike,
 ) -> None:
     x0, y0, x1, y1 = label.rect
     color = _color(label.face)
@@ -328,7 +331,7 @@ def _draw_label(
     for index in label.aus:
         row += label.line_px
         prob = float(label.face.probs[index])
-        active = prob >= threshold
+        active = prob >= as_thresholds(threshold).values[index]
         draw.rectangle(
             (x0, row + 1, x0 + round((x1 - x0 - 1) * prob), row + label.line_px - 2),
             fill=(255, 200, 200) if active else (225, 225, 225),

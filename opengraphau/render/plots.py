@@ -15,6 +15,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from ..aus import AU_COLUMNS, AU_NAMES
+from ..thresholds import ThresholdLike, as_thresholds
 
 #: 16 x 9 inches at 100 dpi: 1600 x 900 pixels, a screen-sized picture.
 _FIGSIZE = (16.0, 9.0)
@@ -26,12 +27,12 @@ _MAX_POINTS = 2000
 MAX_TOP = 12
 
 
-def _rank_aus(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """AU indices, most active first: by the fraction of face frames at or above the threshold,
-    ties (typically AUs never reaching it) broken by mean probability."""
+def _rank_aus(probs: np.ndarray, threshold: ThresholdLike) -> np.ndarray:
+    """AU indices, most active first: by the fraction of face frames at or above each AU's
+    threshold, ties (typically AUs never reaching it) broken by mean probability."""
     valid = ~np.isnan(probs)
     frames = np.maximum(valid.sum(axis=0), 1)
-    above = (np.nan_to_num(probs, nan=-1.0) >= threshold).sum(axis=0) / frames
+    above = as_thresholds(threshold).active(np.nan_to_num(probs, nan=-1.0)).sum(axis=0) / frames
     mean = np.nan_to_num(probs, nan=0.0).sum(axis=0) / frames
     return np.lexsort((-mean, -above))
 
@@ -52,7 +53,7 @@ def plot_timeline(
     probs: np.ndarray,
     path: str | Path,
     *,
-    threshold: float = 0.5,
+    threshold: ThresholdLike = 0.5,
     title: str = "",
     top: int = 8,
 ) -> None:
@@ -72,7 +73,8 @@ def plot_timeline(
         )
     if not 0 <= top <= MAX_TOP:
         raise ValueError(f"top must be between 0 and {MAX_TOP} AUs (got {top})")
-    order = _rank_aus(probs, threshold)
+    cuts = as_thresholds(threshold)
+    order = _rank_aus(probs, cuts)
     highlighted = order[:top]
     if times.size > _MAX_POINTS:
         times, probs = _bin_means(times, probs, _MAX_POINTS)
@@ -125,14 +127,18 @@ def plot_timeline(
             label=f"{AU_COLUMNS[au]} {AU_NAMES[au]}",
             zorder=3,
         )
-    lines.axhline(
-        threshold,
-        color="black",
-        linestyle="--",
-        linewidth=1.2,
-        label=f"threshold {threshold:g}",
-        zorder=4,
-    )
+    if cuts.is_uniform:
+        lines.axhline(
+            cuts.values[0],
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"threshold {cuts.values[0]:g}",
+            zorder=4,
+        )
+    else:  # each highlighted AU's own cut, dashed in its colour
+        for au in highlighted:
+            lines.axhline(cuts.values[au], color=colors[au], linestyle="--", linewidth=1.0)
     lines.set_ylim(-0.02, 1.02)  # a little room so lines at 0 or 1 are not cut in half
     lines.set_ylabel("probability", fontsize=12)
     lines.grid(alpha=0.3)

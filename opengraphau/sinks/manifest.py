@@ -38,8 +38,9 @@ MANIFEST_VERSION = 1
 _CHUNK = 1 << 20
 
 
-def sha256_of(path: str | Path) -> str:
-    """The file's SHA-256, read in 1 MiB chunks (checkpoints reach hundreds of MB)."""
+def sha256_of(path: str | Path, *, param: str = "checkpoint") -> str:
+    """The file's SHA-256, read in 1 MiB chunks (checkpoints reach hundreds of MB); an error
+    that cannot read it names `param`."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -47,7 +48,7 @@ def sha256_of(path: str | Path) -> str:
                 digest.update(chunk)
     except OSError as exc:
         raise CheckpointError(
-            f"cannot be read ({exc.strerror or exc})", param="checkpoint", value=path
+            f"cannot be read ({exc.strerror or exc})", param=param, value=path
         ) from None
     return digest.hexdigest()
 
@@ -89,6 +90,7 @@ def run_entry(
         "batch_size": o.batch_size,
         "exact_pixels": o.exact_pixels,
         "threshold": o.threshold,
+        "thresholds": _thresholds_entry(o),
         "detector": {
             "enabled": o.detect,
             "min_face_size": o.min_face_size,
@@ -110,6 +112,16 @@ def run_entry(
         "counts": None,
         "videos": [],
     }
+
+
+def _thresholds_entry(options: Options) -> dict[str, Any]:
+    """Each AU's cut, and the file (with its SHA-256) they came from, if any."""
+    cuts = options.au_thresholds
+    entry = cuts.manifest()
+    if cuts.source is not None:
+        entry["file"] = display_name(os.path.abspath(cuts.source))
+        entry["sha256"] = sha256_of(cuts.source, param="thresholds")
+    return entry
 
 
 def _now() -> str:

@@ -29,6 +29,7 @@ import numpy as np
 from ..aus import AU_COLUMNS
 from ..errors import ConfigError, OutputError
 from ..records import FaceRecord, display_name
+from ..thresholds import ThresholdLike
 from .files import OutputFolder, output_error
 from .writer import COLUMN_TYPES, CSV_HEADER, DECIMALS
 
@@ -133,7 +134,12 @@ class ParquetSink:
     name = "predictions.parquet"
 
     def __init__(
-        self, folder: OutputFolder, *, completed: set[str] | None, threshold: float, untrained: bool
+        self,
+        folder: OutputFolder,
+        *,
+        completed: set[str] | None,
+        threshold: ThresholdLike,
+        untrained: bool,
     ) -> None:
         self.folder, self.untrained = folder, untrained
         self.schema = schema(untrained)

@@ -1,10 +1,11 @@
 """summary.csv: per video and face track, when the face was seen and how active each AU was.
 
 One row per (file, face_id) of a video or camera, faces not confirmed as a track (`UNCONFIRMED`)
-left out: first and last frame and time, the frames the track was seen in, the threshold, then
-per AU its mean probability (`AU12_mean`) and the share of those frames at or above the threshold
-(`AU12_rate`). It is computed from the probabilities as predictions.csv rounds them, so a groupby
-over that file gives the same numbers. Written whole when each video ends; a resumed run keeps
+left out: first and last frame and time, the frames the track was seen in, the threshold (its
+value, or "per AU (FILE)" with `--thresholds`; run.json lists the cuts), then per AU its mean
+probability (`AU12_mean`) and the share of those frames at or above its threshold (`AU12_rate`).
+It is computed from the probabilities as predictions.csv rounds them, so a groupby over that file
+gives the same numbers. Written whole when each video ends; a resumed run keeps
 the rows of completed videos.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from ..aus import AU_COLUMNS
 from ..errors import OutputError
 from ..records import UNCONFIRMED, FaceRecord, display_name
+from ..thresholds import ThresholdLike, Thresholds, as_thresholds
 from .files import OutputFolder
 from .writer import DECIMALS, _csv_text, _read_csv
 
@@ -45,15 +47,15 @@ class _Track:
         self.sums = np.zeros(len(AU_COLUMNS))
         self.active = np.zeros(len(AU_COLUMNS), np.int64)
 
-    def add(self, record: FaceRecord, threshold: float) -> None:
+    def add(self, record: FaceRecord, threshold: Thresholds) -> None:
         assert record.probs is not None
         probs = np.round(record.probs.astype(np.float64), DECIMALS["score"])
         self.last_frame, self.last_time = record.frame, record.timestamp
         self.frames += 1
         self.sums += probs
-        self.active += probs >= threshold
+        self.active += threshold.active(probs)
 
-    def row(self, file: str, face_id: int, threshold: float) -> list[str]:
+    def row(self, file: str, face_id: int, threshold: Thresholds) -> list[str]:
         s, t = DECIMALS["score"], DECIMALS["timestamp"]
         return [
             file,
@@ -63,7 +65,7 @@ class _Track:
             f"{self.first_time:.{t}f}",
             f"{self.last_time:.{t}f}",
             str(self.frames),
-            f"{threshold:g}",
+            threshold.describe(),
             *(f"{v:.{s}f}" for v in self.sums / self.frames),
             *(f"{v:.{s}f}" for v in self.active / self.frames),
         ]
@@ -75,9 +77,9 @@ class VideoSummary:
     name = "summary.csv"
 
     def __init__(
-        self, folder: OutputFolder, *, threshold: float, completed: set[str] | None
+        self, folder: OutputFolder, *, threshold: ThresholdLike, completed: set[str] | None
     ) -> None:
-        self.folder, self.threshold = folder, threshold
+        self.folder, self.threshold = folder, as_thresholds(threshold)
         rows = _read_csv(folder, self.name) if completed is not None else []
         if rows and rows[0] != list(SUMMARY_HEADER):
             raise OutputError(

@@ -21,6 +21,7 @@ from typing import IO, Protocol
 from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES
 from ..errors import ConfigError, OutputError
 from ..records import FaceRecord, display_name
+from ..thresholds import ThresholdLike, as_thresholds
 from .files import OutputFolder, output_error
 
 CSV_HEADER: tuple[str, ...] = (
@@ -88,19 +89,20 @@ def csv_fields(record: FaceRecord, untrained: bool) -> list[str]:
     return fields + ["1"] if untrained else fields
 
 
-def json_record(record: FaceRecord, threshold: float, untrained: bool) -> dict:
+def json_record(record: FaceRecord, threshold: ThresholdLike, untrained: bool) -> dict:
     b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
     box = dict(zip("xywh", (round(v, b) for v in record.box))) if record.box is not None else None
     aus = None
     if record.probs is not None:
+        active = as_thresholds(threshold).active(record.probs)
         aus = [
             {
                 "id": f"AU{i}",
                 "name": n,
                 "probability": round(float(p), s),
-                "active": bool(p >= threshold),
+                "active": bool(on),
             }
-            for i, n, p in zip(AU_IDS, AU_NAMES, record.probs)
+            for i, n, p, on in zip(AU_IDS, AU_NAMES, record.probs, active)
         ]
     out = {
         "file": display_name(record.source),
@@ -167,7 +169,12 @@ class CsvSink:
     name = "predictions.csv"
 
     def __init__(
-        self, folder: OutputFolder, *, completed: set[str] | None, threshold: float, untrained: bool
+        self,
+        folder: OutputFolder,
+        *,
+        completed: set[str] | None,
+        threshold: ThresholdLike,
+        untrained: bool,
     ) -> None:
         self.untrained = untrained
         header = list(CSV_HEADER) + (["untrained"] if untrained else [])
@@ -197,9 +204,14 @@ class JsonlSink:
     name = "predictions.jsonl"
 
     def __init__(
-        self, folder: OutputFolder, *, completed: set[str] | None, threshold: float, untrained: bool
+        self,
+        folder: OutputFolder,
+        *,
+        completed: set[str] | None,
+        threshold: ThresholdLike,
+        untrained: bool,
     ) -> None:
-        self.threshold, self.untrained = threshold, untrained
+        self.threshold, self.untrained = as_thresholds(threshold), untrained
         keep = []
         if completed is not None:
             text = folder.read_text(self.name) or ""
@@ -256,7 +268,7 @@ class ResultWriter:
         folder: OutputFolder,
         *,
         formats: Sequence[str] = ("csv",),
-        threshold: float = 0.5,
+        threshold: ThresholdLike = 0.5,
         untrained: bool = False,
         resume: bool = False,
     ) -> None:
