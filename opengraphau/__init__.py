@@ -28,6 +28,7 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .context import Reporter, RunStats
+    from .evaluation import Evaluation, evaluate, read_label_lists, read_labels
     from .jobs import run
     from .model import load_model
     from .options import Options
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .predictor import AUPredictor, ImageResult
     from .records import FaceRecord, Frame
     from .sinks.results import read_results
+    from .thresholds import Thresholds
 
 _HOMES = {
     "AUPredictor": "predictor",
@@ -48,6 +50,11 @@ _HOMES = {
     "Reporter": "context",
     "RunStats": "context",
     "read_results": "sinks.results",
+    "evaluate": "evaluation",
+    "Evaluation": "evaluation",
+    "read_labels": "evaluation",
+    "read_label_lists": "evaluation",
+    "Thresholds": "thresholds",
 }
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DeviceError",
+    "Evaluation",
     "ExportError",
     "FaceRecord",
     "Frame",
@@ -68,9 +76,13 @@ __all__ = [
     "Pipeline",
     "Reporter",
     "RunStats",
+    "Thresholds",
     "VideoError",
     "__version__",
+    "evaluate",
     "load_model",
+    "read_label_lists",
+    "read_labels",
     "read_results",
     "run",
 ]
