@@ -355,3 +355,20 @@ def test_the_docs_worked_example_runs_as_written(tmp_path: Path) -> None:
                  "thresholds.json", "calibration.csv"):
         assert (out / name).is_file(), name
     assert "| F1" in result.stdout and "Avg" in result.stdout
+
+
+def test_python_api_marks_follow_a_thresholds_file(tmp_path: Path) -> None:
+    from opengraphau import AUPredictor, Options, Thresholds
+
+    cuts = tmp_path / "t.json"
+    cuts.write_text(json.dumps({"thresholds": {"AU1": 0.0, "AU2": 1.0, "AUR14": 0.25}}))
+    predictor = AUPredictor(None, arch="resnet18", thresholds=cuts)
+    face = predictor.predict([FACE])[0].faces[0]
+    want = np.full(41, 0.5)
+    want[[0, 1, 40]] = (0.0, 1.0, 0.25)
+    assert list(predictor.present(face).values()) == (face.probs >= want).tolist()
+    assert predictor.present(face)["AU1"] and not predictor.present(face)["AU2"]
+    # Options read the file as --thresholds does; AUs it leaves out keep `threshold`.
+    options = Options(inputs=("x",), threshold=0.7, thresholds=cuts)
+    assert options.au_thresholds.values[:3] == (0.0, 1.0, 0.7)
+    assert Options(inputs=("x",), threshold=0.3).au_thresholds == Thresholds.uniform(0.3)

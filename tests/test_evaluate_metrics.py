@@ -17,7 +17,7 @@ from sklearn.metrics import (
 )
 
 from opengraphau.evaluation.calibration import best_threshold, calibrate
-from opengraphau.evaluation.metrics import ranking_scores
+from opengraphau.evaluation.metrics import Ranking, ranking_scores
 from opengraphau.evaluation.scoring import score
 
 
@@ -85,22 +85,31 @@ def test_metrics_equal_scikit_learn(seed: int) -> None:
             assert np.isnan(row["ap"])
 
 
-def test_weighted_ranking_scores_equal_scikit_learn_and_copied_rows() -> None:
+def test_ranking_by_subject_equals_scikit_learn_weights_and_copied_rows() -> None:
     rng = np.random.default_rng(5)
-    s = np.round(rng.random(200), 2)
-    y = rng.choice([-1, 0, 1], size=200).astype(np.int8)
-    w = rng.integers(0, 4, size=200)
-    auc, ap = ranking_scores(s, y, w)
+    s = np.round(rng.random(300), 2)  # many ties, across subjects too
+    y = rng.choice([-1, 0, 1], size=300).astype(np.int8)
+    subject = rng.integers(0, 9, size=300)
+    multiplicity = rng.integers(0, 4, size=(5, 9))
+    multiplicity[4] = 0
+    multiplicity[4, 2] = 1  # one subject alone
+    auc, ap = Ranking(s, y, subject)(multiplicity)
     keep = y >= 0
-    assert auc == pytest.approx(roc_auc_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12)
-    assert ap == pytest.approx(
-        average_precision_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12)
-    copied = np.repeat(np.arange(200), w)
-    auc2, ap2 = ranking_scores(s[copied], y[copied])
-    assert (auc, ap) == (pytest.approx(auc2, abs=1e-12), pytest.approx(ap2, abs=1e-12))
-    # Several weightings at once give each one's scores.
-    both = ranking_scores(s, y, np.stack([w, np.ones(200)]))
-    assert both[0][1] == pytest.approx(ranking_scores(s, y)[0], abs=1e-12)
+    for b in range(5):
+        w = multiplicity[b, subject]
+        copied = np.repeat(np.arange(300), w)
+        want_auc, want_ap = ranking_scores(s[copied], y[copied])
+        assert auc[b] == pytest.approx(want_auc, abs=1e-12, nan_ok=True)
+        assert ap[b] == pytest.approx(want_ap, abs=1e-12, nan_ok=True)
+        if b < 4:
+            assert auc[b] == pytest.approx(
+                roc_auc_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12)
+            assert ap[b] == pytest.approx(
+                average_precision_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12)
+    # The whole set, by subject or as one group: the same.
+    whole = Ranking(s, y, subject)(np.ones((1, 9)))
+    assert (whole[0][0], whole[1][0]) == (pytest.approx(ranking_scores(s, y)[0], abs=1e-12),
+                                          pytest.approx(ranking_scores(s, y)[1], abs=1e-12))
 
 
 def test_bootstrap_intervals_equal_resampling_by_copying_rows() -> None:

@@ -9,8 +9,8 @@ does). Accuracy is (TP + TN) / labelled entries. The area under the ROC curve an
 precision (scikit-learn's step-wise definition) need no threshold; they are NaN for an AU without
 positives (or, for the AUC, without negatives).
 
-Every function takes optional sample `weights` (rows, ) or (resamples, rows), so the bootstrap over
-subjects reuses them with each subject's multiplicity instead of copying rows.
+`Ranking` counts per subject, so the bootstrap over subjects weighs each subject by how often it
+was drawn instead of copying rows.
 """
 
 from __future__ import annotations
@@ -53,33 +53,69 @@ def scores_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
     return {"f1": f1, "precision": precision, "recall": recall, "accuracy": accuracy}
 
 
-def ranking_scores(
-    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ROC AUC, average precision) of one AU: `scores` and `labels` (rows,), unlabelled rows
-    skipped; `weights` (rows,) or (resamples, rows) give each row a multiplicity. Each result is
-    a float, or (resamples,) for 2-D weights; NaN where undefined."""
-    keep = labels >= 0
-    s, y = np.asarray(scores, np.float64)[keep], labels[keep] == 1
-    w = np.ones((1, s.size)) if weights is None else np.atleast_2d(weights)[:, keep]
-    order = np.argsort(-s, kind="stable")
-    s, y, w = s[order], y[order], w[:, order].astype(np.float64)
-    # The last row of each run of equal scores: one point of the curves per distinct threshold.
-    ends = np.flatnonzero(np.append(np.diff(s) != 0, True)) if s.size else np.array([], int)
-    tps = np.cumsum(w * y, axis=1)[:, ends]
-    fps = np.cumsum(w * ~y, axis=1)[:, ends]
-    positives, negatives = (tps[:, -1], fps[:, -1]) if s.size else (np.zeros(1), np.zeros(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpr = np.concatenate([np.zeros((w.shape[0], 1)), tps], axis=1) / positives[:, None]
-        fpr = np.concatenate([np.zeros((w.shape[0], 1)), fps], axis=1) / negatives[:, None]
-        auc = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, axis=1)
-        precision = tps / (tps + fps)
-        ap = np.sum(np.diff(tpr, axis=1) * precision, axis=1)
-    auc = np.where((positives > 0) & (negatives > 0), auc, np.nan)
-    ap = np.where(positives > 0, ap, np.nan)
-    if weights is None or np.ndim(weights) == 1:
-        return auc[0], ap[0]
-    return auc, ap
+class Ranking:
+    """ROC AUC and average precision of one AU, for the whole set or for resamples of its
+    subjects. Everything about the scores is counted once per subject: the AUC is then the
+    Mann-Whitney statistic (pairs of a positive and a negative, ties counting half) summed over
+    pairs of subjects, and AP's precision at each positive score a sum of per-subject counts,
+    so a resample that weighs subject g by m_g costs a few matrix products, not a sort."""
+
+    def __init__(
+        self, scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None
+    ) -> None:
+        """`scores`, `labels` (1/0/-1; -1 rows skipped) and `groups` (subject numbers 0..G-1;
+        None: one group) of the rows."""
+        keep = labels >= 0
+        s = np.asarray(scores, np.float64)[keep]
+        y = labels[keep] == 1
+        g = np.zeros(s.size, np.int64) if groups is None else np.asarray(groups)[keep]
+        self.groups = 1 if groups is None else int(np.max(groups)) + 1
+        count = self.groups
+        pos_s, pos_g, neg_s, neg_g = s[y], g[y], s[~y], g[~y]
+        self.positives = np.bincount(pos_g, minlength=count).astype(np.float64)
+        self.negatives = np.bincount(neg_g, minlength=count).astype(np.float64)
+        # pairs[g, h]: positives of g scored above negatives of h, ties counting half.
+        self.pairs = np.zeros((count, count))
+        # The distinct positive scores, highest first, and per subject how many positives and
+        # negatives score at or above each, and how many positives score exactly it.
+        values = np.unique(pos_s)[::-1]
+        self.above_pos = np.zeros((count, values.size))
+        self.above_neg = np.zeros((count, values.size))
+        self.at_pos = np.zeros((count, values.size))
+        ascending = values[::-1]
+        for h in range(count):
+            negative = np.sort(neg_s[neg_g == h])
+            below = np.searchsorted(negative, pos_s, "left")
+            ties = np.searchsorted(negative, pos_s, "right") - below
+            self.pairs[:, h] = np.bincount(pos_g, weights=below + ties / 2, minlength=count)
+            self.above_neg[h] = negative.size - np.searchsorted(negative, values, "left")
+            positive = np.sort(pos_s[pos_g == h])
+            self.above_pos[h] = positive.size - np.searchsorted(positive, values, "left")
+            found = np.searchsorted(ascending, positive)
+            self.at_pos[h] = np.bincount(found, minlength=values.size)[::-1]
+
+    def __call__(self, multiplicity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(AUC, AP), each (resamples,), for `multiplicity` (resamples, groups): how often each
+        subject was drawn (None: the whole set once, (1,)). NaN where undefined: no positives
+        (and, for the AUC, no negatives)."""
+        m = np.ones((1, self.groups)) if multiplicity is None else np.atleast_2d(multiplicity)
+        m = m.astype(np.float64)
+        positives, negatives = m @ self.positives, m @ self.negatives
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = np.einsum("bg,gh,bh->b", m, self.pairs, m) / (positives * negatives)
+            tp, fp = m @ self.above_pos, m @ self.above_neg
+            precision = np.where(tp > 0, tp / (tp + fp), 0.0)
+            ap = np.sum((m @ self.at_pos) * precision, axis=1) / positives
+        auc = np.where((positives > 0) & (negatives > 0), auc, np.nan)
+        ap = np.where(positives > 0, ap, np.nan)
+        return auc, ap
+
+
+def ranking_scores(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(ROC AUC, average precision) of one AU over `scores` and `labels` (rows,), unlabelled
+    rows skipped; NaN where undefined."""
+    auc, ap = Ranking(scores, labels)()
+    return float(auc[0]), float(ap[0])
 
 
 def curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

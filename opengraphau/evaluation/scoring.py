@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import COUNTS, confusion, ranking_scores, scores_from_counts
+from .metrics import COUNTS, Ranking, confusion, ranking_scores, scores_from_counts
 
 #: evaluation.csv's columns, in order.
 COLUMNS = (
@@ -155,15 +155,11 @@ def _bootstrap(
     )  # (G, AUs, 4)
     counts = np.einsum("bg,gak->bak", multiplicity.astype(np.float64), per_subject)
     table = scores_from_counts(counts)
-    weights = multiplicity[:, group]  # (B, rows)
-    auc = np.empty((resamples, labels.shape[1]))
-    ap = np.empty_like(auc)
-    chunk = max(1, 2_000_000 // max(labels.shape[0], 1))
-    for a in range(labels.shape[1]):
-        for start in range(0, resamples, chunk):
-            part = slice(start, start + chunk)
-            auc[part, a], ap[part, a] = ranking_scores(scores[:, a], labels[:, a], weights[part])
-    table["auc"], table["ap"] = auc, ap
+    ranked = [
+        Ranking(scores[:, a], labels[:, a], group)(multiplicity) for a in range(labels.shape[1])
+    ]
+    table["auc"] = np.stack([r[0] for r in ranked], axis=1)
+    table["ap"] = np.stack([r[1] for r in ranked], axis=1)
     tail = (1 - CONFIDENCE) / 2 * 100
     intervals = {}
     for name, values in _means(table, labelled).items():
