@@ -95,7 +95,7 @@ def plot_pr_curves(
     picked = [a for a in range(len(per_au)) if per_au["positives"].iloc[a] > 0]
     columns = min(6, max(1, len(picked)))
     rows = max(1, math.ceil(len(picked) / columns))
-    fig = Figure(figsize=(3.0 * columns + 0.5, 2.8 * rows + 0.8), dpi=_DPI)
+    fig = Figure(figsize=(3.0 * columns + 0.5, 2.8 * rows + 0.8), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     for n, a in enumerate(picked):
         ax = fig.add_subplot(rows, columns, n + 1)
@@ -133,5 +133,4 @@ def plot_pr_curves(
         f"{title}\n(dot: the threshold's operating point; dotted: share of positives)",
         fontsize=12,
     )
-    fig.tight_layout()
     fig.savefig(str(path), format="png")
