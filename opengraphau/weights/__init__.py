@@ -19,7 +19,6 @@ from .official import (
     OfficialCheckpoint,
     model_names,
     official_by_name,
-    official_checkpoint,
 )
 from .resolve import Weights, choose_weights, default_model
 
@@ -44,6 +43,5 @@ __all__ = [
     "model_names",
     "offline_from_env",
     "official_by_name",
-    "official_checkpoint",
     "sha256_of",
 ]

@@ -67,7 +67,10 @@ def fetch(
             return source
         except _SourceFailed as exc:
             failures.append(f"{_where(source)}: {exc}")
-    raise DownloadError(official.name, "; ".join(failures))
+    raise DownloadError(
+        official.name,
+        "; ".join(failures) + f"; then `opengraphau download {official.name}` tries again",
+    )
 
 
 def verify_fetched(official: OfficialCheckpoint, part: Path, source: str) -> None:

@@ -7,7 +7,6 @@ step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -142,9 +141,3 @@ def official_by_name(name: str) -> OfficialCheckpoint:
 
 def model_names() -> tuple[str, ...]:
     return tuple(row.name for row in OFFICIAL_CHECKPOINTS)
-
-
-def official_checkpoint(path: str | Path) -> OfficialCheckpoint | None:
-    """The official row whose file name `path` has, if any."""
-    name = Path(path).name
-    return next((c for c in OFFICIAL_CHECKPOINTS if c.filename == name), None)
