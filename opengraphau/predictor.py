@@ -27,6 +27,7 @@ from .pipeline import Pipeline, crop_mode
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
 from .thresholds import ThresholdLike, Thresholds, as_thresholds
+from .weights import choose_weights
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -62,6 +63,8 @@ class AUPredictor:
         self,
         checkpoint: str | Path | None = None,
         *,
+        model: str | None = None,
+        offline: bool | None = None,
         arch: str | None = None,
         stage: int | None = None,
         device: str = "auto",
@@ -73,7 +76,9 @@ class AUPredictor:
         exact_pixels: bool = False,
         thresholds: ThresholdLike | str | Path = 0.5,
     ) -> None:
-        """`checkpoint` None means random weights (`untrained` is then True).
+        """`checkpoint` None means random weights (`untrained` is then True), unless `model`
+        names an official model (`resnet50-s2`): it is fetched into the model cache on first
+        use, never with `offline` (default `$OPENGRAPHAU_OFFLINE`).
 
         `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
         that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
@@ -88,9 +93,20 @@ class AUPredictor:
             else as_thresholds(thresholds)
         )
         self.device = resolve_device(device)
-        self.untrained = checkpoint is None
+        self.weights = (
+            None
+            if checkpoint is None and model is None
+            else choose_weights(
+                checkpoint=checkpoint, model=model, arch=arch, stage=stage, offline=offline
+            )
+        )
+        self.untrained = self.weights is None
         self.model = build_model_for(
-            checkpoint, arch=arch, stage=stage, device=self.device, precision=precision
+            None if self.weights is None else self.weights.path,
+            arch=arch,
+            stage=stage,
+            device=self.device,
+            precision=precision,
         )
         self.detector = (
             FaceDetector(device=self.device, min_face_size=min_face_size, max_faces=max_faces)

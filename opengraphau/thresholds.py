@@ -10,6 +10,7 @@ scores, are ignored; a plain {"AU12": 0.41} works too). AUs it does not name kee
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ class Thresholds:
     """The cut of the AUs no file set (what `--threshold` gave)."""
     source: str | None = None
     """The file the per-AU values came from, if any."""
+    sha256: str | None = None
+    """That file's SHA-256, as it was read."""
 
     def __post_init__(self) -> None:
         if len(self.values) != len(AU_COLUMNS):
@@ -43,7 +46,12 @@ class Thresholds:
 
     @classmethod
     def from_mapping(
-        cls, per_au: Mapping[str, float], default: float = 0.5, *, source: str | None = None
+        cls,
+        per_au: Mapping[str, float],
+        default: float = 0.5,
+        *,
+        source: str | None = None,
+        sha256: str | None = None,
     ) -> Thresholds:
         """`default` for every AU, then the cut of each AU `per_au` names ("AU12": 0.41).
         ConfigError (param "thresholds") for an unknown AU or a value outside [0, 1]."""
@@ -68,14 +76,15 @@ class Thresholds:
                     value=source,
                 )
             values[au] = float(value)
-        return cls(tuple(values.values()), float(default), source)
+        return cls(tuple(values.values()), float(default), source, sha256)
 
     @classmethod
     def load(cls, path: str | Path, default: float = 0.5) -> Thresholds:
         """The per-AU cuts of a thresholds.json; ConfigError naming the file when it cannot be
         read or names unknown AUs or values outside [0, 1]."""
         try:
-            document = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = Path(path).read_bytes()
+            document = json.loads(data.decode("utf-8"))
         except OSError as exc:
             raise ConfigError(
                 f"cannot be read ({exc.strerror or exc})", param="thresholds", value=path
@@ -91,7 +100,9 @@ class Thresholds:
                 param="thresholds",
                 value=path,
             )
-        return cls.from_mapping(per_au, default, source=str(path))
+        return cls.from_mapping(
+            per_au, default, source=str(path), sha256=hashlib.sha256(data).hexdigest()
+        )
 
     @property
     def vector(self) -> np.ndarray:
@@ -117,7 +128,12 @@ class Thresholds:
 
     def manifest(self) -> dict[str, Any]:
         """What run.json records."""
-        return {"default": self.default, "file": self.source, "per_au": self.as_dict()}
+        return {
+            "default": self.default,
+            "file": self.source,
+            "sha256": self.sha256,
+            "per_au": self.as_dict(),
+        }
 
 
 ThresholdLike = Union[float, Thresholds]

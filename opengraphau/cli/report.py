@@ -142,6 +142,7 @@ class TerminalReporter(Reporter):
 
     def __init__(self, *, quiet: bool) -> None:
         self.quiet = quiet
+        self.shows_progress = not quiet
         self.tables = False
         self._progress = None
         self._preview: _Preview | None = None
