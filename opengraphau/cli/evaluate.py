@@ -32,6 +32,9 @@ def build_evaluate_parser(prog: str) -> argparse.ArgumentParser:
         "precision, recall, ROC AUC, average precision; optionally calibrate per-AU thresholds."
     )
     p.set_defaults(exp_name="evaluate")
+    for action in p._actions:  # the labels name the inputs; exporting is no evaluation
+        if action.dest in ("input", "export_onnx"):
+            action.help = argparse.SUPPRESS
     e = p.add_argument_group("evaluation (see docs/evaluate.md)")
     e.add_argument(
         "--labels",
