@@ -191,12 +191,16 @@ def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from ..export import export_onnx
     from ..model.checkpoint import load_model
     from ..model.opengraphau import untrained_model
+    from ..sinks.files import special_reason
     from ..weights import find_checkpoint
 
     if not args.export_onnx.parent.is_dir():  # before loading: a large model takes seconds
         raise _UsageError(
             f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} does not exist"
         )
+    reason = special_reason(args.export_onnx)
+    if reason:
+        raise _UsageError(f"--export-onnx {args.export_onnx}: {reason}")
     model: torch.nn.Module
     if args.untrained:
         model = untrained_model(args.arc, args.stage)

@@ -31,10 +31,10 @@ _ADVICE = {
 }
 
 
-def output_error(path: str | Path, exc: OSError) -> OutputError:
+def output_error(path: str | Path, exc: OSError, param: str = "output_dir") -> OutputError:
     """One line for an OS failure on an output file."""
     advice = _ADVICE.get(exc.errno or 0, f"{exc.strerror or exc}; check the output folder")
-    return OutputError(advice, param="output_dir", value=path)
+    return OutputError(advice, param=param, value=path)
 
 
 class OutputFolder:
@@ -118,28 +118,59 @@ class OutputFolder:
 
     @contextlib.contextmanager
     def replace(self, rel: str | PurePath) -> Iterator[Path]:
-        """Yields a temporary path beside `root/rel`; on success it is renamed into place.
-
-        The temporary name keeps the suffix, so writers that choose a format by it still can.
-        OS failures (a full disk) become OutputError; others (an encoder's) pass through.
-        """
-        target = self.inside(rel)
-        try:  # created here, exclusively: a link planted at a guessable name is never followed
-            fd, name = tempfile.mkstemp(
-                prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
-            )
-            os.fchmod(fd, 0o644)
-            os.close(fd)
-        except OSError as exc:
-            raise output_error(target, exc) from None
-        temporary = Path(name)
-        try:
+        """`replaced(root/rel)`, its folders made inside the output folder."""
+        with replaced(self.inside(rel)) as temporary:
             yield temporary
-            os.replace(temporary, target)
-        except OSError as exc:
-            if exc.errno is None:
-                raise
-            raise output_error(target, exc) from None
-        finally:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+
+
+def special_reason(path: str | Path) -> str | None:
+    """Why an output must not replace what stands at `path` (a pipe, a device, a socket, a
+    folder: the system's own `/dev/full` as an export target), or None. A symbolic link is
+    replaced itself, never written through, so it is no reason."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None  # nothing there (or no way to tell): the rename says why, if anything
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return _ADVICE[errno.EISDIR]
+    return "is not a regular file (a pipe, a device or a socket); not replaced, choose a file"
+
+
+@contextlib.contextmanager
+def replaced(target: Path, *, param: str = "output_dir") -> Iterator[Path]:
+    """Yields a temporary path beside `target`; on success it is renamed into place, on any
+    failure removed, so the real name only ever holds a whole file.
+
+    The temporary name is unpredictable and created exclusively (a link planted at a guessable
+    name is never followed), and keeps the suffix, so writers that choose a format by it still
+    can. A pipe, device or socket at `target` is refused, never replaced. OS failures (a full
+    disk) become OutputError naming `param`; others (an encoder's) pass through.
+    """
+    reason = special_reason(target)
+    if reason:
+        raise OutputError(reason, param=param, value=target)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        )
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+    except OSError as exc:
+        raise output_error(target, exc, param) from None
+    temporary = Path(name)
+    try:
+        yield temporary
+        reason = special_reason(target)  # planted while the file was written
+        if reason:
+            raise OutputError(reason, param=param, value=target)
+        os.replace(temporary, target)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise output_error(target, exc, param) from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
