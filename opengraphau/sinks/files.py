@@ -15,7 +15,6 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePath
-from typing import IO
 
 from ..errors import OutputError
 
@@ -95,10 +94,9 @@ class OutputFolder:
         os.set_blocking(fd, True)
         return fd
 
-    def open_append(self, name: str) -> IO[str]:
-        """`root/name` opened for appending text, created if missing, never through a link."""
-        fd = self.open_regular(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
+    def open_append(self, name: str) -> int:
+        """A descriptor of `root/name` for appending, created if missing, never through a link."""
+        return self.open_regular(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
     def read_text(self, name: str) -> str | None:
         """The text of `root/name` (None when it does not exist), read as `open_append` writes
