@@ -5,6 +5,7 @@ A photo is a frame too (index 0, time 0), so images, videos and webcams share on
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -95,7 +96,8 @@ class FaceRecord:
 
 
 def display_name(source: str) -> str:
-    """`source` as every output file and message writes it: bytes of a file name that are not
-    UTF-8 (kept by Python as lone surrogates) become the text \\xNN, so the name can be written
-    anywhere and matched again when a run resumes."""
-    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`source` as every output file and message writes it: the name's bytes (as the file system
+    holds them, `os.fsencode`) read as UTF-8, bytes that are not UTF-8 as the text \\xNN, so
+    the name can be written anywhere and matched again when a run resumes, under any locale
+    (a Latin-1 one would otherwise turn a UTF-8 name's bytes into other letters)."""
+    return os.fsencode(source).decode("utf-8", "backslashreplace")

@@ -60,8 +60,18 @@ class OutputFolder:
     def inside(self, rel: str | PurePath) -> Path:
         """`root/rel` with its folders made; OutputError when a link would lead it outside."""
         target = self.root / rel
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        missing: list[Path] = []
+        folder = target.parent
+        while not os.path.isdir(folder) and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        try:  # outermost first, iteratively: Path.mkdir(parents=True) recurses once a level
+            for folder in reversed(missing):
+                try:
+                    folder.mkdir()
+                except FileExistsError:
+                    if not os.path.isdir(folder):
+                        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         except OSError as exc:
             raise output_error(target.parent, exc) from None
         real = os.path.realpath(target.parent)

@@ -255,8 +255,12 @@ def completed_key(source: str) -> tuple[str, str]:
     """How completed.csv names an input: its display name, and the bytes of its name in hex when
     they are not UTF-8. Display names alone are ambiguous (a file named with the four
     characters \\xff and one with the byte 0xff display alike); the pair is not."""
-    shown = display_name(source)
-    return shown, "" if shown == source else source.encode("utf-8", "surrogateescape").hex()
+    raw = os.fsencode(source)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return display_name(source), raw.hex()
+    return display_name(source), ""
 
 
 class ResultWriter:
