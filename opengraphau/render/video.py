@@ -15,7 +15,6 @@ import numpy as np
 from ..errors import OutputError
 from ..sources.video import opencv_path, quiet_opencv
 
-
 MIN_FPS = 1.0
 """Frames per second at least: with --every large, one frame in a million of a 30 fps video
 would ask for 3e-5, which OpenCV's writer refuses; such a video plays a frame a second."""

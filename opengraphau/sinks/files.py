@@ -181,4 +181,3 @@ def replaced(target: Path, *, param: str = "output_dir") -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink()
-

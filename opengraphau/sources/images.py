@@ -161,6 +161,20 @@ def load_image(source: str | Path | BinaryIO) -> Image.Image:
     return _guarded(decode)
 
 
+def image_pixels(path: str | Path) -> int:
+    """The pixel count an image file's header gives, without decoding it; 0 when it gives
+    none (the file then fails where it is decoded, with its reason)."""
+    if special_file_reason(path):
+        return 0
+    try:
+        with warnings.catch_warnings(), open_input(path) as file:
+            warnings.simplefilter("ignore")
+            with Image.open(file, formats=DECODE_FORMATS) as image:
+                return int(image.width) * int(image.height)
+    except Exception:  # noqa: BLE001 - whatever is wrong with it is decoding's to say
+        return 0
+
+
 _ORIENTATION = 0x0112
 """The EXIF tag of how the picture is turned (1 upright ... 8)."""
 
