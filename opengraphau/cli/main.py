@@ -56,11 +56,13 @@ def _main(argv: list[str], prog: str, capture_factory) -> int:
     from .report import terminal_text  # after parsing: --help loads nothing more
 
     # Pillow logs what it finds wrong in a hostile file ("More samples per pixel than can be
-    # decoded") before raising; with no handler Python would print that line on stderr, beside
-    # ours. The file's one-line reason comes from the exception.
-    pillow = logging.getLogger("PIL")
-    if not pillow.handlers:
-        pillow.addHandler(logging.NullHandler())
+    # decoded") before raising, matplotlib that it cannot make its cache folder under an odd
+    # HOME or TMPDIR (and makes one elsewhere); with no handler Python would print those lines
+    # on stderr, beside ours. The file's one-line reason comes from the exception.
+    for name in ("PIL", "matplotlib"):
+        library = logging.getLogger(name)
+        if not library.handlers:
+            library.addHandler(logging.NullHandler())
 
     try:
         if args.untrained and args.resume:

@@ -61,13 +61,20 @@ def _walk(folder: str, problems: list[tuple[str, str]]) -> list[str]:
         try:
             with os.scandir(current) as entries:
                 for entry in entries:
-                    if entry.is_dir() and not entry.is_symlink():
+                    if not _is_folder(entry):
+                        found.append(entry.path)  # a link that loops too: refused by name
+                    elif not entry.is_symlink():
                         pending.append(entry.path)
-                    elif not entry.is_dir():
-                        found.append(entry.path)
         except OSError as exc:
             problems.append((current, f"cannot list folder ({exc.strerror or exc})"))
     return sorted(found, key=lambda p: Path(p).parts)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _read_list(list_path: str) -> list[str]:

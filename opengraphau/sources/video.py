@@ -131,7 +131,7 @@ def opencv_path(path: str | Path, *, create: bool = False) -> Iterator[str]:
     try:
         file = open_input(text)
     except ImageError as exc:
-        raise ValueError(exc.reason) from None
+        raise VideoError(exc.reason, value=text) from None
     with file:
         yield f"/proc/self/fd/{file.fileno()}" if proc else text
 
