@@ -45,7 +45,8 @@ def _as_nobody(body: Callable[[], int]) -> tuple[int, str]:
     if pid == 0:  # the child: no pytest machinery from here on, only os._exit
         code = 99
         try:
-            signal.alarm(120)  # a hang ends the child too (no_hang's handler raises)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a hang, even in C, ends it
+            signal.alarm(120)
             os.dup2(write, 2)
             os.dup2(write, 1)
             os.setgroups([])
