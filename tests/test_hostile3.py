@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import shutil
@@ -428,12 +429,29 @@ def test_nan_and_inf_are_refused(flag: str, value: str, capsys, tmp_path: Path) 
         2, [f"demo.py: error: {flag} {value}: must be a finite number"])
 
 
-def test_workers_beyond_the_machine(capsys, tmp_path: Path) -> None:
+def test_workers_beyond_the_machine(capsys, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """--workers 1000 starts no more processes than cores (nor inputs); a system that cannot
+    start even those (fork fails: EAGAIN) decodes in the main process instead."""
+    from torch.utils.data import DataLoader
+
+    import opengraphau.engines.local as local
     data = _images(tmp_path / "data", 3)
-    flags = [f for f in FAST if f not in ("--workers", "0")]
-    result = _run(capsys, tmp_path / "out", data, flags=tuple(flags), extra=("--workers", "1000"))
+    flags = tuple(f for f in FAST if f not in ("--workers", "0"))
+    asked: list[int] = []
+
+    class NoFork(DataLoader):
+        def __iter__(self):
+            asked.append(self.num_workers)
+            if self.num_workers:
+                raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+            return super().__iter__()
+
+    monkeypatch.setattr(local, "DataLoader", NoFork)
+    result = _run(capsys, tmp_path / "out", data, flags=flags, extra=("--workers", "1000"))
     assert (result.code, result.err) == (0, [])
-    assert len(_files(tmp_path / "out")) == 3
+    assert asked == [min(os.cpu_count() or 1, 3), 0]
+    assert sorted(_files(tmp_path / "out")) == sorted(str(p) for p in data.iterdir())
 
 
 # -- memory per batch --------------------------------------------------------------------------
