@@ -105,6 +105,11 @@ def _sturdy_streams() -> Iterator[None]:
         except OSError:  # the lowest free number: this one, once the lower ones are open
             os.open(os.devnull, os.O_RDWR)
     saved = sys.stdout, sys.stderr
+    # A name's UTF-8 text on a terminal of another locale (Latin-1) is escaped, not an error.
+    errors = [getattr(stream, "errors", None) for stream in saved]
+    for stream in saved:
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     sys.stdout, sys.stderr = _Sturdy(sys.stdout), _Sturdy(sys.stderr)
     try:
         yield
@@ -112,6 +117,9 @@ def _sturdy_streams() -> Iterator[None]:
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr = saved
+        for stream, error in zip(saved, errors):
+            with contextlib.suppress(AttributeError, ValueError, TypeError):
+                stream.reconfigure(errors=error)  # type: ignore[union-attr]
 
 
 class _Sturdy:

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES
 from ..errors import ConfigError, OutputError
-from ..records import FaceRecord, display_name
+from ..records import FaceRecord, display_name, name_bytes
 from .files import OutputFolder, output_error
 
 CSV_HEADER: tuple[str, ...] = (
@@ -255,7 +255,7 @@ def completed_key(source: str) -> tuple[str, str]:
     """How completed.csv names an input: its display name, and the bytes of its name in hex when
     they are not UTF-8. Display names alone are ambiguous (a file named with the four
     characters \\xff and one with the byte 0xff display alike); the pair is not."""
-    raw = os.fsencode(source)
+    raw = name_bytes(source)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
