@@ -7,17 +7,16 @@ The file takes normalised images `images` (B, 3, 224, 224), B free, and gives `p
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import warnings
 from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, ExportError
+from .errors import ConfigError, ExportError, OutputError
 from .model.opengraphau import OpenGraphAU
 from .model.optimize import InferenceModel
+from .sinks.files import replaced
 
 #: Largest |probability difference| between onnxruntime and PyTorch accepted as a good export.
 TOLERANCE = 1e-4
@@ -45,15 +44,11 @@ def export_onnx(model: OpenGraphAU, path: str | Path, *, opset: int = 17) -> flo
         raise ExportError(
             f"folder {path.parent} does not exist; create it or choose another path", value=path
         )
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
     try:
-        diff = _export_and_check(model, temporary, path, opset)
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise ExportError(f"cannot be written ({exc.strerror or exc})", value=path) from None
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+        with replaced(path, param="path") as temporary:
+            diff = _export_and_check(model, temporary, path, opset)
+    except OutputError as exc:
+        raise ExportError(f"cannot be written ({exc.reason})", value=path) from None
     return diff
 
 

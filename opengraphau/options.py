@@ -6,6 +6,7 @@ its flag. Importing this loads no PyTorch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,10 @@ class Options:
                 param="inputs",
                 value="()",
             )
+        for param in ("threshold", "start", "end"):  # NaN passes every comparison below
+            value = getattr(self, param)
+            if value is not None and not math.isfinite(value):
+                raise bad(param, "must be a finite number")
         if self.arch is not None and self.arch not in ARCHS:
             raise bad("arch", f"choose one of {', '.join(ARCHS)}")
         if self.stage is not None and self.stage not in STAGES:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -42,7 +42,33 @@ _BATCH_SIZE = {"cpu": 16, "cuda": 64}
 megapixels still take only ~2.3 GB of its memory. A CPU keeps 16, at which its speed was
 measured."""
 
+MAX_BATCH_PIXELS = 256 * 2**20
+"""Decoded pixels one batch may hold (768 MiB as 8-bit RGB; 2.9 of a default CPU batch's
+16 12-megapixel photos): batches of larger pictures, or a --batch-size asked for far beyond
+what memory holds, are cut to fit, so memory follows the pixels, not the count."""
+
 T = TypeVar("T")
+
+
+def pixel_batches(pixels: Iterable[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices of `pixels` (each picture's pixel count, in order) grouped into batches of at
+    most `batch_size` and, unless one picture alone exceeds it, `MAX_BATCH_PIXELS`."""
+    batch: list[int] = []
+    total = 0
+    for index, count in enumerate(pixels):
+        if batch and (len(batch) == batch_size or total + count > MAX_BATCH_PIXELS):
+            yield batch
+            batch, total = [], 0
+        batch.append(index)
+        total += count
+    if batch:
+        yield batch
+
+
+def frames_per_batch(batch_size: int, size: tuple[int, int]) -> int:
+    """Video frames of `size` (width, height) per batch: `batch_size`, or fewer where they would
+    pass `MAX_BATCH_PIXELS`."""
+    return max(1, min(batch_size, MAX_BATCH_PIXELS // max(1, size[0] * size[1])))
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from .device import resolve_device
+from .errors import ImageError
 from .faces.detector import FaceDetector
 from .model.checkpoint import load_model
 from .model.opengraphau import untrained_model
@@ -132,6 +133,10 @@ class AUPredictor:
         for n, image in enumerate(images):
             pil = load_image(image) if isinstance(image, (str, Path)) else as_pil(image)
             source = str(image) if isinstance(image, (str, Path)) else f"<image {n}>"
+            if 0 in pil.size:  # nothing to crop or scale (a division by zero further on)
+                raise ImageError(
+                    f"has no pixels ({pil.width} x {pil.height})", param="images", value=source
+                )
             frames.append(Frame.of(source, np.asarray(pil)))
         return [
             ImageResult(frame.size, [r for r in records if r.success])

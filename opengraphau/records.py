@@ -5,6 +5,7 @@ A photo is a frame too (index 0, time 0), so images, videos and webcams share on
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -94,8 +95,18 @@ class FaceRecord:
         return cls(frame.source, frame.index, frame.timestamp, 0, None, None, None)
 
 
+def name_bytes(source: str) -> bytes:
+    """The bytes of a name as the file system holds them (`os.fsencode`, whatever the locale);
+    text that is no file name of this locale (a library's message in other letters) as UTF-8."""
+    try:
+        return os.fsencode(source)
+    except UnicodeEncodeError:
+        return source.encode("utf-8", "surrogateescape")
+
+
 def display_name(source: str) -> str:
-    """`source` as every output file and message writes it: bytes of a file name that are not
-    UTF-8 (kept by Python as lone surrogates) become the text \\xNN, so the name can be written
-    anywhere and matched again when a run resumes."""
-    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`source` as every output file and message writes it: its bytes (`name_bytes`) read as
+    UTF-8, bytes that are not UTF-8 as the text \\xNN, so the name can be written anywhere and
+    matched again when a run resumes, under any locale (a Latin-1 one would otherwise turn a
+    UTF-8 name's bytes into other letters)."""
+    return name_bytes(source).decode("utf-8", "backslashreplace")

@@ -37,10 +37,13 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import zipfile
@@ -326,6 +329,209 @@ def image_round(rng: random.Random, root: Path) -> int:
     return len(inputs)
 
 
+FAST = ["--untrained", "--arc", "resnet18", "--no-detect", "--quiet", "--workers", "0"]
+
+
+def _plain_images(rng: random.Random, folder: Path, count: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        path = folder / f"p{n}_{rng.randrange(10**6)}.png"
+        Image.new("RGB", (rng.randint(4, 40), rng.randint(4, 40)), (n, 3 * n, 90)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _rows_once(out: Path, expected: list[str]) -> None:
+    files = sorted(r[0] for r in _csv(out / "predictions.csv"))
+    _check(files == sorted(expected), f"rows {len(files)} != inputs {len(expected)}")
+
+
+def _deep(rng: random.Random, root: Path) -> int:
+    """Folders nested ~1,000 deep, pictures drawn (their mirrored path may pass 4 kB)."""
+    try:
+        return _deep_tree(rng, root)
+    finally:  # shutil.rmtree recurses once a level, too deep for this tree
+        subprocess.run(["rm", "-rf", str(root / "data"), str(root / "out")], check=True)
+
+
+def _deep_tree(rng: random.Random, root: Path) -> int:
+    folder = root / "data"
+    folder.mkdir()
+    for _ in range(rng.randint(700, 1300)):
+        folder = folder / rng.choice(["d", "dd", "\xff", "é"])
+        folder.mkdir()
+    images = _plain_images(rng, folder, 2) + _plain_images(rng, root / "data", 1)
+    code, err = _main(*FAST, "--draw_text", "--output-dir", str(root / "out"),
+                      "--input", str(root / "data"))
+    _check_lines(code, err, {0})
+    _rows_once(root / "out", images)
+    _check(len(list((root / "out").rglob("*_pred.jpg"))) == 3, "a picture is missing")
+    return 3
+
+
+def _lists(rng: random.Random, root: Path) -> int:
+    """@lists naming @lists (relative or absolute, cycles now and then)."""
+    images = _plain_images(rng, root / "img", rng.randint(1, 6))
+    lists = [root / f"l{n}" / "list.txt" for n in range(rng.randint(1, 6))]
+    for path in lists:
+        path.parent.mkdir()
+    links: dict[int, list[int]] = {n: [] for n in range(len(lists))}
+    reached: set[str] = set()
+    for n, path in enumerate(lists):
+        lines = []
+        for image in rng.sample(images, rng.randint(0, len(images))):
+            lines.append(os.path.relpath(image, path.parent) if rng.random() < 0.5 else image)
+        for other in rng.sample(range(len(lists)), rng.randint(0, min(2, len(lists)))):
+            links[n].append(other)
+            target = lists[other]
+            lines.append("@" + (os.path.relpath(target, path.parent) if rng.random() < 0.5
+                                else str(target)))
+        path.write_text("\n".join(rng.sample(lines, len(lines))) + "\n")
+    pending, seen = [0], {0}
+    while pending:  # what list 0 reaches, as a plain search over the graph
+        n = pending.pop()
+        reached |= {os.path.realpath(i) for i in images
+                    if os.path.basename(i) in lists[n].read_text()}
+        for other in links[n]:
+            if other not in seen:
+                seen.add(other)
+                pending.append(other)
+    code, err = _main(*FAST, "--output-dir", str(root / "out"), "--input", f"@{lists[0]}")
+    if not reached:
+        _check_lines(code, err, {2})
+        return 1
+    _check_lines(code, err, {0, 1})
+    files = sorted(os.path.realpath(r[0]) for r in _csv(root / "out" / "predictions.csv"))
+    _check(files == sorted(reached), f"lists reached {len(files)}, expected {len(reached)}")
+    return len(images)
+
+
+def _export(rng: random.Random, root: Path) -> int:
+    """--export-onnx onto a pipe, a device node (as root), a socket or a folder."""
+    kind = rng.choice(["fifo", "device", "socket", "folder"])
+    target = root / "m.onnx"
+    if kind == "device" and os.geteuid() == 0:
+        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(target))
+        server.close()
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        os.mkfifo(target)
+    before = os.lstat(target)
+    code, err = _main("--untrained", "--arc", "resnet18", "--export-onnx", str(target))
+    _check_lines(code, err, {2})
+    after = os.lstat(target)
+    _check((after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), "target replaced")
+    _check(sorted(p.name for p in root.iterdir()) == ["m.onnx"], "a file was left beside it")
+    return 1
+
+
+def _race(rng: random.Random, root: Path) -> int:
+    """Inputs swapped for named pipes (and back) while the run reads them: never a hang."""
+    images = _plain_images(rng, root / "data", rng.randint(5, 30))
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            path = rng.choice(images)
+            with contextlib.suppress(OSError):
+                data = Path(path).read_bytes()
+                os.unlink(path)
+                os.mkfifo(path)
+                time.sleep(0.001)
+                os.unlink(path)
+                Path(path).write_bytes(data)
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    signal.alarm(120)  # a hang fails the round
+    try:
+        code, err = _main(*FAST, "--output-dir", str(root / "out"), "--input", str(root / "data"))
+    finally:
+        signal.alarm(0)
+        stop.set()
+        thread.join()
+    _check_lines(code, err, {0, 1, 2})
+    if code != 2:
+        rows = {r[0] for r in _csv(root / "out" / "predictions.csv")}
+        errors = {r[0] for r in _csv(root / "out" / "errors.csv")}
+        _check(rows | errors <= set(images), "rows or errors of no input")
+        _check(not rows & errors, "an input both done and failed")
+    return len(images)
+
+
+def _streams(rng: random.Random, root: Path) -> int:
+    """stdout/stderr closed, full or gone: every row, the usual exit code, no noise."""
+    images = _plain_images(rng, root / "data", rng.randint(1, 12))
+    flags = [f for f in FAST if f != "--quiet" or rng.random() < 0.5]
+    kind = rng.choice(["stderr closed", "stdout closed", "stdout gone", "stdout full", "both"])
+    close = {"stderr closed": (2,), "stdout closed": (1,), "both": (1, 2)}.get(kind, ())
+    stdout: int | object = subprocess.DEVNULL
+    if kind == "stdout gone":
+        reader, stdout = os.pipe()
+        os.close(reader)
+    elif kind == "stdout full":
+        stdout = open("/dev/full", "w")  # noqa: SIM115
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    process = subprocess.run([sys.executable, "-m", "opengraphau", *flags, "--output-dir",
+                              str(root / "out"), "--input", str(root / "data")],
+                             stdout=stdout, stderr=subprocess.PIPE, env=env, timeout=300,
+                             preexec_fn=lambda: [os.close(fd) for fd in close])
+    if isinstance(stdout, int) and stdout > 2:
+        os.close(stdout)
+    elif hasattr(stdout, "close"):
+        stdout.close()
+    _check(process.returncode == 0, f"exit {process.returncode} with {kind}")
+    _check(b"Exception ignored" not in process.stderr and b"error" not in process.stderr,
+           f"noise: {process.stderr[-300:]!r}")
+    _rows_once(root / "out", images)
+    return len(images)
+
+
+def _full_disk(rng: random.Random, root: Path) -> int:
+    """A small tmpfs filled but for a few kB: whole rows only, then an exact resume."""
+    disk = root / "disk"
+    disk.mkdir()
+    if os.geteuid() or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                                       str(disk)], capture_output=True).returncode:
+        return _lists(rng, root)  # no tmpfs here: another kind instead
+    try:
+        images = _plain_images(rng, root / "data", rng.randint(5, 40))
+        filler = disk / "filler"
+        with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+        os.truncate(filler, max(0, filler.stat().st_size - rng.randint(0, 40_000)))
+        out = disk / "out"
+        flags = [*FAST, "--batch-size", str(rng.randint(1, 6)), "--output-dir", str(out),
+                 "--format", rng.choice(["csv", "csv,jsonl", "jsonl,csv,parquet"])]
+        code, err = _main(*flags, "--input", str(root / "data"))
+        _check_lines(code, err, {0, 2})
+        for name in ("predictions.csv", "completed.csv", "errors.csv", "predictions.jsonl"):
+            if (out / name).exists() and (out / name).stat().st_size:
+                _check((out / name).read_bytes().endswith(b"\n"), f"{name} ends in a cut row")
+        filler.unlink()
+        code, err = _main(*flags, "--skip-existing", "--input", str(root / "data"))
+        _check_lines(code, err, {0})
+        _rows_once(out, images)
+        return len(images)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+ROUND3 = {"deep": _deep, "lists": _lists, "export": _export, "race": _race,
+          "streams": _streams, "full disk": _full_disk}
+
+
+def round3(rng: random.Random, root: Path) -> int:
+    """One case of the third round's kinds (issue #31)."""
+    return ROUND3[rng.choice(sorted(ROUND3))](rng, root)
+
+
 def _mutations(state: dict[str, torch.Tensor], rng: random.Random) -> str:
     key = rng.choice(sorted(state))
     value = state[key]
@@ -422,6 +628,8 @@ def main() -> int:
         try:
             if round_seed % 4 == 3:
                 inputs += checkpoint_round(rng, root, real)
+            elif round_seed % 4 == 1:
+                inputs += round3(rng, root)
             else:
                 inputs += image_round(rng, root)
         except Failure as exc:

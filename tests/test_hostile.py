@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -834,38 +835,33 @@ def test_a_full_disk_while_saving_pictures_then_resuming(capsys, tmp_path: Path,
     assert _tree(data) == before
 
 
-class _FullAfter:
-    """A result file whose disk fills up after `room` appends."""
-
-    def __init__(self, handle, room: int) -> None:
-        self.handle, self.room = handle, room
-
-    def write(self, text: str) -> int:
-        self.room -= 1
-        if self.room < 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return self.handle.write(text)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 def test_a_full_disk_while_writing_rows(capsys, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up in the middle of a batch's rows: the file is cut back to its last
+    whole row (a cut-off row would read as a real one with a wrong value)."""
     from opengraphau.sinks.files import OutputFolder
     data = tmp_path / "data"
     data.mkdir()
     for n in range(6):
         _image(data / f"i{n}.png", n)
-    real = OutputFolder.open_append
+    real, real_write = OutputFolder.open_append, os.write
+    full, room = set(), [2]
 
     def open_append(self, name):
-        handle = real(self, name)
-        return _FullAfter(handle, 2) if name == "predictions.csv" else handle
+        fd = real(self, name)
+        if name == "predictions.csv":
+            full.add(fd)
+        return fd
 
+    def write(fd, data):
+        if fd in full:
+            room[0] -= 1
+            if room[0] < 0:
+                real_write(fd, bytes(data[: len(data) // 2]))  # the disk took half the batch
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
     monkeypatch.setattr(OutputFolder, "open_append", open_append)
     out = tmp_path / "out"
     result = _run(capsys, out, data, extra=("--batch-size", "2"))
@@ -873,6 +869,8 @@ def test_a_full_disk_while_writing_rows(capsys, tmp_path: Path,
         f"demo.py: error: --output-dir {out / 'predictions.csv'}: the disk is full; free some "
         "space, then continue with --skip-existing"])
     assert len(read_rows(out)) == 4
+    assert (out / "predictions.csv").read_bytes().endswith(b"\r\n")
+    assert len(pd.read_csv(out / "predictions.csv")) == 4
     monkeypatch.undo()
     assert _run(capsys, out, data, extra=("--skip-existing",)).code == 0
     assert sorted(_files(out)) == [str(data / f"i{n}.png") for n in range(6)]

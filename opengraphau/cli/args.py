@@ -128,7 +128,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="image decoding processes (default: half the cores for a GPU; for a CPU model 1, "
-        "or 0 on 2 cores or fewer, where decoding between batches is faster)",
+        "or 0 on 2 cores or fewer, where decoding between batches is faster; at most the "
+        "cores)",
     )
     run.add_argument(
         "--exact-pixels",

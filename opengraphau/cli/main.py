@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import ConfigError, OpenGraphAUError, describe
 from .args import build_parser, flag_for, to_options
@@ -47,7 +47,11 @@ def main(
 
     `capture_factory` opens videos and cameras instead of OpenCV (tests pass a fake camera).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with _sturdy_streams():
+        return _main(list(sys.argv[1:] if argv is None else argv), prog, capture_factory)
+
+
+def _main(argv: list[str], prog: str, capture_factory) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         command = importlib.import_module(f".{SUBCOMMANDS[argv[0]]}", __package__)
         return int(command.main(argv[1:], prog=f"{prog} {argv[0]}"))
@@ -56,11 +60,13 @@ def main(
     from .report import terminal_text  # after parsing: --help loads nothing more
 
     # Pillow logs what it finds wrong in a hostile file ("More samples per pixel than can be
-    # decoded") before raising; with no handler Python would print that line on stderr, beside
-    # ours. The file's one-line reason comes from the exception.
-    pillow = logging.getLogger("PIL")
-    if not pillow.handlers:
-        pillow.addHandler(logging.NullHandler())
+    # decoded") before raising, matplotlib that it cannot make its cache folder under an odd
+    # HOME or TMPDIR (and makes one elsewhere); with no handler Python would print those lines
+    # on stderr, beside ours. The file's one-line reason comes from the exception.
+    for name in ("PIL", "matplotlib"):
+        library = logging.getLogger(name)
+        if not library.handlers:
+            library.addHandler(logging.NullHandler())
 
     try:
         if args.untrained and (args.resume or args.model):
@@ -91,6 +97,73 @@ def main(
             file=sys.stderr,
         )
         return 2
+
+
+@contextlib.contextmanager
+def _sturdy_streams() -> Iterator[None]:
+    """Standard streams that are closed, full or gone never stop a run nor change its exit
+    status: a reader that left (`| head -1`) is not a failure of the run.
+
+    Closed descriptors 0-2 are opened on the null device first, so no output file of the run
+    takes their number (a library's message to "stderr" would land in it); writes that fail
+    are dropped from then on, quietly (no "Exception ignored" at exit)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:  # the lowest free number: this one, once the lower ones are open
+            os.open(os.devnull, os.O_RDWR)
+    saved = sys.stdout, sys.stderr
+    # A name's UTF-8 text on a terminal of another locale (Latin-1) is escaped, not an error.
+    errors = [getattr(stream, "errors", None) for stream in saved]
+    for stream in saved:
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    sys.stdout, sys.stderr = _Sturdy(sys.stdout), _Sturdy(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
+        for stream, error in zip(saved, errors):
+            with contextlib.suppress(AttributeError, ValueError, TypeError):
+                stream.reconfigure(errors=error)  # type: ignore[union-attr]
+
+
+class _Sturdy:
+    """A text stream whose failing writes (EPIPE, ENOSPC, a closed stream) end its output
+    quietly instead of the run."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream if stream is not None else open(os.devnull, "w")  # noqa: SIM115
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self._leave()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._leave()
+
+    def _leave(self) -> None:
+        """No more output; what the stream still buffers goes to the null device, where
+        Python's own flush at exit can put it without complaint."""
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class _UsageError(Exception):
@@ -219,12 +292,16 @@ def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from ..export import export_onnx
     from ..model.checkpoint import load_model
     from ..model.opengraphau import untrained_model
+    from ..sinks.files import special_reason
     from ..weights import choose_weights
 
     if not args.export_onnx.parent.is_dir():  # before loading: a large model takes seconds
         raise _UsageError(
             f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} does not exist"
         )
+    reason = special_reason(args.export_onnx)
+    if reason:
+        raise _UsageError(f"--export-onnx {args.export_onnx}: {reason}")
     model: torch.nn.Module
     if args.untrained:
         model = untrained_model(args.arc, args.stage)

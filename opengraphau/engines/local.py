@@ -21,9 +21,15 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import DeviceError, ImageError, describe
 from ..model.transforms import EvalTransform
 from ..options import Options
-from ..pipeline import PendingBatch, Pipeline, PipelineTimes
+from ..pipeline import (
+    PendingBatch,
+    Pipeline,
+    PipelineTimes,
+    frames_per_batch,
+    pixel_batches,
+)
 from ..records import FaceRecord, Frame
-from ..sources.images import load_image, read_jpeg
+from ..sources.images import image_pixels, load_image, read_jpeg
 from ..sources.inputs import InputItem
 from ..sources.video import Capture, VideoSource
 from ..tracking import FaceTracker, Smoother, TrackedFaces
@@ -104,6 +110,30 @@ def _as_list(batch: list) -> list:
     return batch
 
 
+def _loader(dataset: Decode, batches: _Batches, workers: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=_as_list,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=2 if workers else None,
+    )
+
+
+class _Batches:
+    """The images' indices in batches of `batch_size`; where their pixels are kept (`sized`),
+    also of at most `MAX_BATCH_PIXELS`, by the sizes their headers give (read as batches are
+    asked for), so a batch of huge photos does not hold them all at once."""
+
+    def __init__(self, items: Sequence[InputItem], batch_size: int, *, sized: bool) -> None:
+        self.items, self.batch_size, self.sized = items, batch_size, sized
+
+    def __iter__(self) -> Iterator[list[int]]:
+        sizes = (image_pixels(item.path) if self.sized else 0 for item in self.items)
+        return pixel_batches(sizes, self.batch_size)
+
+
 def one_by_one(
     run: Callable[[int], T], indices: Iterable[int], errors: dict[int, str]
 ) -> dict[int, T]:
@@ -142,7 +172,11 @@ class _LocalVideo:
         self.tracked = TrackedFaces(
             tracker, Smoother(o.smooth, o.smooth_mode) if o.smooth > 1 else None
         )
-        self.batch_size = 1 if self.source.is_camera else self.pipeline.batch_size
+        self.batch_size = (
+            1
+            if self.source.is_camera
+            else frames_per_batch(self.pipeline.batch_size, self.source.size)
+        )
 
     def __iter__(self) -> Iterator[list[Outcome]]:
         # On a GPU a file's next batch is submitted while this one runs (cameras stay live:
@@ -200,18 +234,18 @@ class LocalEngine:
         workers = self.options.workers
         if workers is None:
             workers = default_workers(self.pipeline.device)
-        loader = DataLoader(
-            dataset,
-            batch_size=self.pipeline.batch_size,
-            num_workers=workers,
-            collate_fn=_as_list,
-            worker_init_fn=_worker_init if workers else None,
-            prefetch_factor=2 if workers else None,
-        )
+        # No more processes than cores (decoding is all CPU) or batches; a system that cannot
+        # start them decodes here.
+        batches = _Batches(items, self.pipeline.batch_size, sized=dataset.pixels)
+        workers = min(workers, os.cpu_count() or 1, len(items))
+        try:
+            loaded = iter(_loader(dataset, batches, workers))
+        except (OSError, RuntimeError):
+            loaded = iter(_loader(dataset, batches, 0))
         # On a GPU the next batch is prepared while this one runs: results lag one batch.
         lag = 1 if self.pipeline.device.type == "cuda" else 0
         queued: collections.deque = collections.deque()
-        for batch in loader:
+        for batch in loaded:
             decoded = [(i, frame) for i, frame, _ in batch if frame is not None]
             queued.append((batch, decoded, self._submit(decoded)))
             if len(queued) > lag:

@@ -15,6 +15,34 @@ import numpy as np
 from ..errors import OutputError
 from ..sources.video import opencv_path, quiet_opencv
 
+MIN_FPS = 1.0
+"""Frames per second at least: with --every large, one frame in a million of a 30 fps video
+would ask for 3e-5, which OpenCV's writer refuses; such a video plays a frame a second."""
+
+
+def _complete_mp4(path: Path) -> bool:
+    """Whether the MP4 file's top-level boxes chain exactly to its end and include its index
+    (`moov`): a file cut short by a full disk does not, and would not play."""
+    kinds = set()
+    with open(path, "rb") as file:
+        end = os.fstat(file.fileno()).st_size
+        at = 0
+        while at < end:
+            file.seek(at)
+            head = file.read(16)
+            if len(head) < 8:
+                return False
+            size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if size == 1 and len(head) == 16:
+                size = int.from_bytes(head[8:16], "big")
+            elif size == 0:
+                size = end - at
+            if size < 8:
+                return False
+            kinds.add(kind)
+            at += size
+    return at == end and b"moov" in kinds
+
 
 class VideoWriter:
     """Annotated output video (mp4, mp4v codec) at `fps`; opened on the first frame (its size).
@@ -37,7 +65,7 @@ class VideoWriter:
             raise OutputError(
                 "a folder stands where the video should be; move it away", value=self.path
             )
-        self.fps = fps
+        self.fps = max(fps, MIN_FPS)
         self._temporary: Path | None = None
         self._writer: cv2.VideoWriter | None = None
         self._shape: tuple[int, ...] | None = None
@@ -84,11 +112,11 @@ class VideoWriter:
         if writer is None or not writer.isOpened():
             with contextlib.suppress(OSError):
                 temporary.unlink()
-            raise OutputError(
-                "cannot write video (the folder is not writable or this OpenCV "
-                "build lacks the mp4v encoder); choose another output folder or "
-                "install opencv-python with FFmpeg",
-                value=self.path,
+            # Not an OutputError: the folder took the temporary file, so only this video's
+            # drawing ends; its rows are written all the same.
+            raise RuntimeError(
+                f"OpenCV's mp4v encoder refused {size[0]} x {size[1]} at {self.fps:g} frames/s "
+                "(an opencv-python with FFmpeg has it)"
             )
         self._temporary = temporary
         self._writer = writer
@@ -102,6 +130,14 @@ class VideoWriter:
         self._writer = None
         temporary, self._temporary = self._temporary, None
         try:
+            if not _complete_mp4(temporary):  # OpenCV says nothing when the disk fills up
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                raise OutputError(
+                    "could not be finished (the MP4 lacks its index: is the disk full?); it was "
+                    "removed, free some space, then continue with --skip-existing",
+                    value=self.path,
+                )
             os.replace(temporary, self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -15,7 +15,6 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePath
-from typing import IO
 
 from ..errors import OutputError
 
@@ -31,10 +30,10 @@ _ADVICE = {
 }
 
 
-def output_error(path: str | Path, exc: OSError) -> OutputError:
+def output_error(path: str | Path, exc: OSError, param: str = "output_dir") -> OutputError:
     """One line for an OS failure on an output file."""
     advice = _ADVICE.get(exc.errno or 0, f"{exc.strerror or exc}; check the output folder")
-    return OutputError(advice, param="output_dir", value=path)
+    return OutputError(advice, param=param, value=path)
 
 
 class OutputFolder:
@@ -61,8 +60,18 @@ class OutputFolder:
     def inside(self, rel: str | PurePath) -> Path:
         """`root/rel` with its folders made; OutputError when a link would lead it outside."""
         target = self.root / rel
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        missing: list[Path] = []
+        folder = target.parent
+        while not os.path.isdir(folder) and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        try:  # outermost first, iteratively: Path.mkdir(parents=True) recurses once a level
+            for folder in reversed(missing):
+                try:
+                    folder.mkdir()
+                except FileExistsError:
+                    if not os.path.isdir(folder):
+                        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         except OSError as exc:
             raise output_error(target.parent, exc) from None
         real = os.path.realpath(target.parent)
@@ -95,10 +104,9 @@ class OutputFolder:
         os.set_blocking(fd, True)
         return fd
 
-    def open_append(self, name: str) -> IO[str]:
-        """`root/name` opened for appending text, created if missing, never through a link."""
-        fd = self.open_regular(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
+    def open_append(self, name: str) -> int:
+        """A descriptor of `root/name` for appending, created if missing, never through a link."""
+        return self.open_regular(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
     def read_text(self, name: str) -> str | None:
         """The text of `root/name` (None when it does not exist), read as `open_append` writes
@@ -118,28 +126,58 @@ class OutputFolder:
 
     @contextlib.contextmanager
     def replace(self, rel: str | PurePath) -> Iterator[Path]:
-        """Yields a temporary path beside `root/rel`; on success it is renamed into place.
-
-        The temporary name keeps the suffix, so writers that choose a format by it still can.
-        OS failures (a full disk) become OutputError; others (an encoder's) pass through.
-        """
-        target = self.inside(rel)
-        try:  # created here, exclusively: a link planted at a guessable name is never followed
-            fd, name = tempfile.mkstemp(
-                prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
-            )
-            os.fchmod(fd, 0o644)
-            os.close(fd)
-        except OSError as exc:
-            raise output_error(target, exc) from None
-        temporary = Path(name)
-        try:
+        """`replaced(root/rel)`, its folders made inside the output folder."""
+        with replaced(self.inside(rel)) as temporary:
             yield temporary
-            os.replace(temporary, target)
-        except OSError as exc:
-            if exc.errno is None:
-                raise
-            raise output_error(target, exc) from None
-        finally:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+
+
+def special_reason(path: str | Path) -> str | None:
+    """Why an output must not replace what stands at `path` (a pipe, a device, a socket, a
+    folder: the system's own `/dev/full` as an export target), or None. A symbolic link is
+    replaced itself, never written through, so it is no reason."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None  # nothing there (or no way to tell): the rename says why, if anything
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return _ADVICE[errno.EISDIR]
+    return "is not a regular file (a pipe, a device or a socket); not replaced, choose a file"
+
+
+@contextlib.contextmanager
+def replaced(target: Path, *, param: str = "output_dir") -> Iterator[Path]:
+    """Yields a temporary path beside `target`; on success it is renamed into place, on any
+    failure removed, so the real name only ever holds a whole file.
+
+    The temporary name is unpredictable and created exclusively (a link planted at a guessable
+    name is never followed), and keeps the suffix, so writers that choose a format by it still
+    can. A pipe, device or socket at `target` is refused, never replaced. OS failures (a full
+    disk) become OutputError naming `param`; others (an encoder's) pass through.
+    """
+    reason = special_reason(target)
+    if reason:
+        raise OutputError(reason, param=param, value=target)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        )
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+    except OSError as exc:
+        raise output_error(target, exc, param) from None
+    temporary = Path(name)
+    try:
+        yield temporary
+        reason = special_reason(target)  # planted while the file was written
+        if reason:
+            raise OutputError(reason, param=param, value=target)
+        os.replace(temporary, target)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise output_error(target, exc, param) from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()

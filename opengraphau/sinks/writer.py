@@ -15,12 +15,13 @@ import csv
 import importlib
 import io
 import json
+import os
 from collections.abc import Iterable, Sequence
-from typing import IO, Protocol
+from typing import Protocol
 
 from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES
 from ..errors import ConfigError, OutputError
-from ..records import FaceRecord, display_name
+from ..records import FaceRecord, display_name, name_bytes
 from ..thresholds import ThresholdLike, as_thresholds
 from .files import OutputFolder, output_error
 
@@ -136,24 +137,34 @@ def _read_csv(folder: OutputFolder, name: str) -> list[list[str]]:
 
 
 class _AppendFile:
-    """A file of the output folder that grows batch by batch, flushed after each."""
+    """A file of the output folder that grows by whole batches of rows: a batch that cannot be
+    written in full (a full disk) is cut off again, so the file always ends after a whole row
+    (a cut-off last row would read as a real one with a wrong value)."""
 
     def __init__(self, folder: OutputFolder, name: str) -> None:
         self.path = folder.root / name
-        self.handle: IO[str] = folder.open_append(name)
+        self.fd = folder.open_append(name)
 
     def append(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8", "surrogateescape"))
+        end = -1
         try:
-            self.handle.write(text)
-            self.handle.flush()
+            end = os.fstat(self.fd).st_size
+            while data:
+                data = data[os.write(self.fd, data) :]
         except OSError as exc:
+            if end >= 0:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, end)
             raise output_error(self.path, exc) from None
 
     def close(self) -> None:
-        try:
-            self.handle.close()
-        except OSError as exc:
-            raise output_error(self.path, exc) from None
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                raise output_error(self.path, exc) from None
 
 
 def _csv_text(rows: Iterable[Sequence[str]]) -> str:
@@ -256,8 +267,12 @@ def completed_key(source: str) -> tuple[str, str]:
     """How completed.csv names an input: its display name, and the bytes of its name in hex when
     they are not UTF-8. Display names alone are ambiguous (a file named with the four
     characters \\xff and one with the byte 0xff display alike); the pair is not."""
-    shown = display_name(source)
-    return shown, "" if shown == source else source.encode("utf-8", "surrogateescape").hex()
+    raw = name_bytes(source)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return display_name(source), raw.hex()
+    return display_name(source), ""
 
 
 class ResultWriter:

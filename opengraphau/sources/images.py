@@ -7,6 +7,7 @@ them on the model's device, orientation applied; anything else takes `load_image
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+#: What Pillow may decode, whatever a file's name says: still raster formats read in-process.
+#: Left out: PostScript (EPS, which Pillow hands to Ghostscript, an external program), vector
+#: WMF, and the stubs (BUFR, GRIB, HDF5, MPEG) and metadata (IPTC) that are no pictures.
+DECODE_FORMATS: tuple[str, ...] = (
+    *("JPEG", "PNG", "BMP", "DIB", "WEBP", "TIFF", "GIF", "JPEG2000", "AVIF", "PPM", "TGA"),
+    *("ICO", "CUR", "ICNS", "PCX", "DCX", "SGI", "SUN", "PSD", "QOI", "DDS", "BLP", "FTEX"),
+    *("GBR", "IM", "IMT", "MCIDAS", "MSP", "PCD", "PIXAR", "SPIDER", "XBM", "XPM", "XVTHUMB"),
+    *("FITS", "FLI"),
+)
 
 #: Modes whose samples are wider than 8 bits, and the largest value their range reaches.
 _WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}
@@ -52,6 +63,12 @@ def special_file_reason(path: str | Path) -> str | None:
         if exc.errno == errno.ELOOP:
             return "is a symbolic link that loops (it leads back to itself)"
         return f"cannot be read ({exc.strerror or exc})"
+    reason = _mode_reason(mode)
+    return f"{reason}; skipped without opening it" if reason and "folder" not in reason else reason
+
+
+def _mode_reason(mode: int) -> str | None:
+    """Why a file of this `st_mode` is not read as an image, or None for a regular file."""
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
@@ -65,7 +82,26 @@ def special_file_reason(path: str | Path) -> str | None:
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
         else "a special file"
     )
-    return f"is {kind}, not a regular file; skipped without opening it"
+    return f"is {kind}, not a regular file"
+
+
+def open_input(path: str | Path) -> BinaryIO:
+    """`path` opened for reading, only when what was opened is a regular file.
+
+    The name is checked before (`special_file_reason`), but it may be swapped for a named pipe
+    between that check and the open, and a pipe's open or read blocks for ever: so it is opened
+    without blocking, and the descriptor itself is checked.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        reason = _mode_reason(os.fstat(fd).st_mode)
+        if reason:
+            raise ImageError(f"{reason} (it was replaced after the inputs were listed)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -113,11 +149,30 @@ def load_image(source: str | Path | BinaryIO) -> Image.Image:
             raise ImageError(reason)
 
     def decode() -> Image.Image:
-        with Image.open(source) as image:
+        with contextlib.ExitStack() as stack:
+            if isinstance(source, (str, Path)):  # the caller's own file stays open
+                file: BinaryIO = stack.enter_context(open_input(source))
+            else:
+                file = source
+            image = stack.enter_context(Image.open(file, formats=DECODE_FORMATS))
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
 
     return _guarded(decode)
+
+
+def image_pixels(path: str | Path) -> int:
+    """The pixel count an image file's header gives, without decoding it; 0 when it gives
+    none (the file then fails where it is decoded, with its reason)."""
+    if special_file_reason(path):
+        return 0
+    try:
+        with warnings.catch_warnings(), open_input(path) as file:
+            warnings.simplefilter("ignore")
+            with Image.open(file, formats=DECODE_FORMATS) as image:
+                return int(image.width) * int(image.height)
+    except Exception:  # noqa: BLE001 - whatever is wrong with it is decoding's to say
+        return 0
 
 
 _ORIENTATION = 0x0112
@@ -140,13 +195,13 @@ def read_jpeg(path: str | Path) -> tuple[Encoded, tuple[int, int]] | None:
         raise ImageError(reason)
 
     def check() -> tuple[Encoded, tuple[int, int]] | None:
-        with open(path, "rb") as file:
+        with open_input(path) as file:
             if file.read(3) != _JPEG_START:
                 return None
             data = _JPEG_START + file.read()
         if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
             return None
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
             plain = image.format == "JPEG" and image.mode in ("RGB", "L")
             if not plain or "progressive" in image.info or "adobe" in image.info:
                 return None

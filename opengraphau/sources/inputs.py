@@ -1,7 +1,8 @@
 """Turning `--input` arguments into the list of things to process.
 
 Arguments may mix image files, video files, folders (walked recursively in sorted order),
-glob patterns, `@list.txt` files (one argument per line, relative to the list's folder) and
+glob patterns, `@list.txt` files (one argument per line, relative to the list's folder, which
+may name other lists, `@inner.txt`; a list naming itself, even through others, is refused) and
 `webcam:N`. Other files inside folders are skipped silently; an explicit path that is missing
 or of an unknown kind is reported, not fatal.
 """
@@ -21,6 +22,11 @@ from .images import is_image_path, special_file_reason
 from .video import is_video_path, parse_webcam
 
 _GLOB_CHARS = set("*?[")
+#: How deep @lists may name @lists.
+MAX_LIST_DEPTH = 50
+#: What is trimmed around a list's lines: ASCII blanks only, as a name's bytes decoded as
+#: Latin-1 may end in U+00A0 or U+0085, which str.strip would take for blanks too.
+_BLANKS = " \t\r\n\f\v"
 
 
 @dataclass(frozen=True)
@@ -46,21 +52,33 @@ def _kind(path: str) -> str | None:
 
 def _walk(folder: str, problems: list[tuple[str, str]]) -> list[str]:
     """Every file below `folder`, sorted by path components (a/deep/x before a/y before b/z);
-    subfolders that cannot be listed are reported."""
-
-    def unlisted(exc: OSError) -> None:
-        problems.append((exc.filename or folder, f"cannot list folder ({exc.strerror or exc})"))
-
-    found = [
-        os.path.join(root, name)
-        for root, _, files in os.walk(folder, onerror=unlisted)
-        for name in files
-    ]
+    subfolders that cannot be listed are reported. Links to folders are not followed (as
+    os.walk); iterative, so a folder nested thousands deep is no deeper a call stack."""
+    found: list[str] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if not _is_folder(entry):
+                        found.append(entry.path)  # a link that loops too: refused by name
+                    elif not entry.is_symlink():
+                        pending.append(entry.path)
+        except OSError as exc:
+            problems.append((current, f"cannot list folder ({exc.strerror or exc})"))
     return sorted(found, key=lambda p: Path(p).parts)
 
 
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _read_list(list_path: str) -> list[str]:
-    """The lines of a list file, names of any bytes kept (`surrogateescape`, as `os` does);
+    """The lines of a list file, names of any bytes kept, decoded as `os` decodes file names;
     OSError or ValueError (why, in one line) for a device or a binary file."""
     mode = os.stat(list_path).st_mode  # a pipe is fine: --input @<(find ...)
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
@@ -68,7 +86,9 @@ def _read_list(list_path: str) -> list[str]:
     data = Path(list_path).read_bytes()
     if b"\0" in data:
         raise ValueError("it is a binary file, not one path a line")
-    return data.decode("utf-8", "surrogateescape").splitlines()
+    # Split as bytes: str.splitlines would also break at U+0085 and U+2028, which file names
+    # may hold (and, decoded as Latin-1, at every byte 0x85 of a UTF-8 name).
+    return [os.fsdecode(line.removesuffix(b"\r")) for line in data.split(b"\n")]
 
 
 def _glob_root(pattern: str) -> str:
@@ -79,10 +99,11 @@ def _glob_root(pattern: str) -> str:
 
 
 def _expand(
-    spec: str, problems: list[tuple[str, str]], seen_lists: set[str]
+    spec: str, problems: list[tuple[str, str]], open_lists: frozenset[str] = frozenset()
 ) -> Iterator[tuple[str, str, str]]:
     """(path, kind, where): `where` is the real path of the folder, file or pattern root named
-    by the argument that reached it (what `collect_inputs` compares with the output folder)."""
+    by the argument that reached it (what `collect_inputs` compares with the output folder).
+    `open_lists`: the real paths of the @lists being read, which a list may not name again."""
     if "\0" in spec:
         problems.append((spec, "holds a NUL character, which no file name can"))
         return
@@ -96,10 +117,12 @@ def _expand(
     elif spec.startswith("@"):
         list_path = spec[1:]
         key = os.path.realpath(list_path)
-        if key in seen_lists:
-            problems.append((spec, "list file includes itself"))
+        if key in open_lists:
+            problems.append((spec, "list file includes itself (through the lists it names)"))
             return
-        seen_lists.add(key)
+        if len(open_lists) >= MAX_LIST_DEPTH:
+            problems.append((spec, f"lists name lists more than {MAX_LIST_DEPTH} deep"))
+            return
         try:
             lines = _read_list(list_path)
         except OSError as exc:
@@ -110,11 +133,13 @@ def _expand(
             return
         base = os.path.dirname(list_path)
         for line in lines:
-            line = line.strip()
+            line = line.strip(_BLANKS)
             if line and not line.startswith("#"):
-                keep = os.path.isabs(line) or line.startswith("webcam:")
-                entry = line if keep else os.path.join(base, line)
-                yield from _expand(entry, problems, seen_lists)
+                at = "@" if line.startswith("@") else ""  # a list naming a list
+                name = line[len(at) :]
+                keep = os.path.isabs(name) or line.startswith("webcam:")
+                entry = at + (name if keep else os.path.join(base, name))
+                yield from _expand(entry, problems, open_lists | {key})
     elif os.path.isdir(spec):
         found = False
         where = os.path.realpath(spec)
@@ -140,7 +165,7 @@ def _expand(
         where = os.path.realpath(_glob_root(spec))
         for match in matches:
             if os.path.isdir(match):
-                for path, kind, _ in _expand(match, problems, seen_lists):
+                for path, kind, _ in _expand(match, problems, open_lists):
                     yield path, kind, where
             elif kind := _kind(match):
                 yield match, kind, where
@@ -172,7 +197,7 @@ def collect_inputs(specs: Sequence[str], *, exclude: str | Path | None = None) -
     for spec in specs:
         excluded = 0
         kept = len(found)
-        for path, kind, where in _expand(spec, problems, set()):
+        for path, kind, where in _expand(spec, problems):
             key = path if kind == "webcam" else os.path.realpath(path)
             if (
                 inside
@@ -202,6 +227,9 @@ def collect_inputs(specs: Sequence[str], *, exclude: str | Path | None = None) -
 #: Output names are `stem` plus at most ~30 bytes (`_face12.jpg`, a temporary name's suffix):
 #: longer stems are cut and given a hash, as file names end at 255 bytes.
 _MAX_STEM_BYTES = 200
+#: Longest mirrored path of a picture below the output folder; deeper ones go to its top (paths
+#: end at 4,096 bytes, and the output folder's own path counts too).
+_MAX_REL_BYTES = 2048
 
 
 def _fit(name: str) -> str:
@@ -211,11 +239,21 @@ def _fit(name: str) -> str:
     return f"{os.fsdecode(raw[: _MAX_STEM_BYTES - 11])}~{hashlib.sha1(raw).hexdigest()[:10]}"
 
 
+def _fit_path(rel: PurePath) -> PurePath:
+    """`rel`'s folder and fitted stem, or, where that path passes `_MAX_REL_BYTES`, the fitted
+    stem alone with a hash of the whole path: a path too long for the file system would leave
+    the input without pictures."""
+    stem = rel.parent / _fit(rel.stem)
+    if len(os.fsencode(str(stem))) <= _MAX_REL_BYTES:
+        return stem
+    return PurePath(f"{_fit(rel.stem)}~{hashlib.sha1(os.fsencode(str(rel))).hexdigest()[:10]}")
+
+
 def _output_stems(rels: list[PurePath]) -> list[PurePath]:
     """`folder/name` for each input, or `folder/name_ext` where two inputs share a folder and
     name (a.jpg and a.png), and `_2`, `_3` where even that is taken (a_jpg.png beside them), so
     no picture overwrites another. Compared case-insensitively, as some file systems are."""
-    plain = [rel.parent / _fit(rel.stem) for rel in rels]
+    plain = [_fit_path(rel) for rel in rels]
     counts: dict[str, int] = {}
     for stem in plain:
         counts[str(stem).lower()] = counts.get(str(stem).lower(), 0) + 1

@@ -19,9 +19,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ..errors import VideoError, describe
+from ..errors import ImageError, VideoError, describe
 from ..records import Frame
-from .images import special_file_reason
+from .images import open_input, special_file_reason
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4",
@@ -105,23 +105,35 @@ def opencv_path(path: str | Path, *, create: bool = False) -> Iterator[str]:
     OpenCV kills the process with a segmentation fault when a path is not UTF-8 (Python holds
     such bytes as lone surrogates). The file, or for `create` its folder (OpenCV's writers
     choose the format by the name's suffix), is opened here instead and handed over as
-    /proc/self/fd/N, which OpenCV opens again for itself. ValueError where that cannot be.
+    /proc/self/fd/N, which OpenCV opens again for itself. A file to read is always opened so
+    (`open_input`: what is read is the regular file that was checked, never a pipe swapped in
+    after). ValueError where that cannot be.
     """
     text = os.fspath(path)
-    if _is_utf8(text):
-        yield text
-        return
-    folder, name = os.path.split(text)
-    if not os.path.isdir("/proc/self/fd") or (create and not _is_utf8(name)):
-        raise ValueError("its name is not UTF-8, which OpenCV cannot take here; rename it")
+    proc = os.path.isdir("/proc/self/fd")
     if create:
+        if _is_utf8(text):
+            yield text
+            return
+        folder, name = os.path.split(text)
+        if not proc or not _is_utf8(name):
+            raise ValueError("its name is not UTF-8, which OpenCV cannot take here; rename it")
         fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
-    else:
-        fd = os.open(text, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            yield f"/proc/self/fd/{fd}/{name}"
+        finally:
+            os.close(fd)
+        return
+    if not proc and not _is_utf8(text):
+        raise ValueError("its name is not UTF-8, which OpenCV cannot take here; rename it")
+    # The file is opened here without blocking and checked, since it may have been swapped for
+    # a named pipe since it was listed, on whose open or read OpenCV would block for ever.
     try:
-        yield f"/proc/self/fd/{fd}" + (f"/{name}" if create else "")
-    finally:
-        os.close(fd)
+        file = open_input(text)
+    except ImageError as exc:
+        raise VideoError(exc.reason, value=text) from None
+    with file:
+        yield f"/proc/self/fd/{file.fileno()}" if proc else text
 
 
 def _is_utf8(text: str) -> bool:
