@@ -9,6 +9,7 @@ device (the copy is made there by torch, within a grey level of Pillow's).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple, cast
 
@@ -22,6 +23,17 @@ from ..records import Box
 
 MTCNN_MIN_FACE = 12.0
 """P-Net's window is 12 px, so MTCNN cannot look for faces smaller than this."""
+
+_SMALLEST_CHANGE = 0.7
+"""`FaceDetector.follow` looks for faces down to this share of a known face's size (a face that
+shrinks faster is searched in full, `faces.keyframes`); smaller faces would cost most of the
+search in candidates that are parts of the face."""
+_CANDIDATES = 3
+"""R-Net's most probable boxes per square that O-Net sees in `follow`: a square holds its face,
+perhaps one passing by; O-Net on all of R-Net's boxes would cost more than the rest."""
+_SAME_FACE = 0.7
+"""Two boxes found by `follow` in overlapping squares are one face when their intersection
+covers this share of the smaller box: MTCNN's O-Net stage merges its boxes by this rule."""
 
 
 class Detection(NamedTuple):
@@ -106,6 +118,53 @@ class FaceDetector:
         ends = np.cumsum([len(boxes) for boxes in found])
         return [self._select(copy, part) for copy, part in zip(copies, np.split(rows, ends[:-1]))]
 
+    def follow(
+        self,
+        frames: Sequence[np.ndarray | Image.Image | torch.Tensor],
+        near: Sequence[Sequence[tuple[Box, float]]],
+    ) -> list[list[Detection]]:
+        """Faces per frame found only near known ones: `near[i]` lists, for frame i, face boxes
+        (frame pixels) and how far around each to look (half the side of the square searched,
+        in face sizes). The cheap search between key frames of a video (`faces.keyframes`).
+
+        Each square is cut from the frame's search copy (as `detect` searches it) and searched
+        for faces from half the known face's size up, all squares of all frames in one batched
+        MTCNN pass on the detector's device; boxes found twice (squares overlap) count once, by
+        the O-Net stage's own overlap rule. Selected as `detect` selects (threshold,
+        `max_faces`, left to right).
+        """
+        copies = self._search_copies(frames)
+        crops: list[torch.Tensor] = []
+        sizes: list[float] = []
+        where: list[tuple[int, int, int]] = []  # frame, left, top of each square in its copy
+        for n, (copy, faces) in enumerate(zip(copies, near)):
+            height, width = int(copy.pixels.shape[0]), int(copy.pixels.shape[1])
+            for (x, y, w, h), reach in faces:
+                side = math.sqrt(w / copy.scale_x * h / copy.scale_y)
+                cx, cy = (x + w / 2) / copy.scale_x, (y + h / 2) / copy.scale_y
+                half = reach * side
+                left, top = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
+                right = min(width, math.ceil(cx + half))
+                bottom = min(height, math.ceil(cy + half))
+                least = max(copy.min_face, _SMALLEST_CHANGE * side)
+                if min(right - left, bottom - top) < least:
+                    continue  # the face has left the picture
+                crops.append(copy.pixels[top:bottom, left:right])
+                sizes.append(least)
+                where.append((n, left, top))
+        rows: list[list[np.ndarray]] = [[] for _ in copies]
+        if crops:
+            found = self._mtcnn.detect(crops, sizes, most=_CANDIDATES)
+            host = torch.cat(found).double().cpu().numpy()
+            ends = np.cumsum([len(boxes) for boxes in found])
+            for (n, left, top), part in zip(where, np.split(host, ends[:-1])):
+                rows[n].append(part + np.array([left, top, left, top, 0.0]))
+        out = []
+        for copy, parts in zip(copies, rows):
+            merged = np.concatenate(parts) if parts else np.zeros((0, 5))
+            out.append(self._select(copy, merged[_merged(merged)]))
+        return out
+
     def _search_copies(
         self, frames: Sequence[np.ndarray | Image.Image | torch.Tensor]
     ) -> list[_SearchCopy]:
@@ -175,3 +234,21 @@ class FaceDetector:
         if self.max_faces is not None:
             found = sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)[: self.max_faces]
         return sorted(found, key=lambda d: d.box[0])
+
+
+def _merged(rows: np.ndarray) -> np.ndarray:
+    """Indices of the boxes (x1, y1, x2, y2, probability) kept when each overlapping a more
+    probable one by `_SAME_FACE` of the smaller box's area is dropped, most probable first."""
+    order = np.argsort(-rows[:, 4], kind="stable")
+    kept: list[int] = []
+    for i in order:
+        x1, y1, x2, y2 = rows[i, :4]
+        area = (x2 - x1) * (y2 - y1)
+        for j in kept:
+            a1, b1, a2, b2 = rows[j, :4]
+            inter = max(0.0, min(x2, a2) - max(x1, a1)) * max(0.0, min(y2, b2) - max(y1, b1))
+            if inter > _SAME_FACE * min(area, (a2 - a1) * (b2 - b1)):
+                break
+        else:
+            kept.append(int(i))
+    return np.array(sorted(kept), np.int64)
