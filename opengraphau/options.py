@@ -54,7 +54,7 @@ class Options:
     detect: bool = True
     max_faces: int | None = None
     min_face_size: int = 20
-    detect_every: int = 1
+    detect_every: int = 5
     """In videos and cameras, search whole frames for faces on every Nth processed frame (a
     key frame) and, between, only around the faces found (`faces.keyframes`); 1: every frame."""
     every: int = 1

@@ -186,3 +186,22 @@ def test_ray_video_tasks_give_the_local_rows(clip: tuple[Path, list], resnet18_s
     finally:
         ray.shutdown()
     assert read_rows(tmp_path / "r") == read_rows(runs[5])
+
+
+def test_the_search_around_faces_is_the_same_on_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames held on a device (a GPU) are searched from their device copies, as tensors; here
+    CPU tensors stand in for them (frames no larger than the copy: the same pixels), and the
+    faces found are those of the host frames."""
+    import torch
+
+    import opengraphau.faces.detector as detector_module
+    images = render_clip(_people(), 20, SIZE)[0]
+    detector = FaceDetector()
+    known = detector.detect(images[15:16])[0]
+    near = [[(d.box, 1.9) for d in known]] * 4
+    host = detector.follow(images[16:20], near)
+    monkeypatch.setattr(detector_module, "_device_shape", lambda frame: frame.shape)
+    device = detector.follow([torch.from_numpy(i) for i in images[16:20]], near)
+    assert [len(f) for f in host] == [3] * 4
+    for a, b in zip(host, device):
+        np.testing.assert_allclose([d.box for d in a], [d.box for d in b], atol=1e-3)

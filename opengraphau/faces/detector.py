@@ -28,7 +28,7 @@ _SMALLEST_CHANGE = 0.7
 """`FaceDetector.follow` looks for faces down to this share of a known face's size (a face that
 shrinks faster is searched in full, `faces.keyframes`); smaller faces would cost most of the
 search in candidates that are parts of the face."""
-_CANDIDATES = 3
+_CANDIDATES = 2
 """R-Net's most probable boxes per square that O-Net sees in `follow`: a square holds its face,
 perhaps one passing by; O-Net on all of R-Net's boxes would cost more than the rest."""
 _SAME_FACE = 0.7
@@ -57,6 +57,28 @@ class _SearchCopy(NamedTuple):
     scale_x: float
     scale_y: float
     min_face: float
+
+
+class _Region(NamedTuple):
+    """A square `FaceDetector.follow` searches: its frame, its pixels (at the search copy's
+    scale), the least face size there, and how its pixels map to the frame's (x = left + x' *
+    scale_x)."""
+
+    frame: int
+    pixels: torch.Tensor
+    min_face: float
+    left: float
+    top: float
+    scale_x: float
+    scale_y: float
+
+
+def _host_pixels(frame: np.ndarray | Image.Image | torch.Tensor) -> np.ndarray:
+    if isinstance(frame, torch.Tensor):
+        return frame.numpy()
+    if isinstance(frame, Image.Image):
+        return np.asarray(frame if frame.mode == "RGB" else frame.convert("RGB"))
+    return frame
 
 
 class FaceDetector:
@@ -133,36 +155,67 @@ class FaceDetector:
         the O-Net stage's own overlap rule. Selected as `detect` selects (threshold,
         `max_faces`, left to right).
         """
-        copies = self._search_copies(frames)
-        crops: list[torch.Tensor] = []
-        sizes: list[float] = []
-        where: list[tuple[int, int, int]] = []  # frame, left, top of each square in its copy
-        for n, (copy, faces) in enumerate(zip(copies, near)):
-            height, width = int(copy.pixels.shape[0]), int(copy.pixels.shape[1])
+        regions: list[_Region] = []
+        on_device = any(_device_shape(frame) is not None for frame in frames)
+        # Squares of host frames are cut from the frame and shrunk alone, not from a shrunk copy
+        # of the whole frame: that copy would cost more than the search of the squares.
+        copies = self._search_copies(frames) if on_device else [None] * len(frames)
+        for n, (frame, copy, faces) in enumerate(zip(frames, copies, near)):
+            if copy is None:
+                pixels = _host_pixels(frame)
+                height, width = pixels.shape[:2]
+                small_w, small_h = self._copy_size(width, height)
+                scale_x, scale_y = width / small_w, height / small_h
+                min_face = max(MTCNN_MIN_FACE, self.min_face_size / scale_x)
+            else:
+                small_h, small_w = int(copy.pixels.shape[0]), int(copy.pixels.shape[1])
+                scale_x, scale_y, min_face = copy.scale_x, copy.scale_y, copy.min_face
             for (x, y, w, h), reach in faces:
-                side = math.sqrt(w / copy.scale_x * h / copy.scale_y)
-                cx, cy = (x + w / 2) / copy.scale_x, (y + h / 2) / copy.scale_y
+                side = math.sqrt(w / scale_x * h / scale_y)
+                cx, cy = (x + w / 2) / scale_x, (y + h / 2) / scale_y
                 half = reach * side
                 left, top = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
-                right = min(width, math.ceil(cx + half))
-                bottom = min(height, math.ceil(cy + half))
-                least = max(copy.min_face, _SMALLEST_CHANGE * side)
+                right, bottom = (
+                    min(small_w, math.ceil(cx + half)),
+                    min(small_h, math.ceil(cy + half)),
+                )
+                least = max(min_face, _SMALLEST_CHANGE * side)
                 if min(right - left, bottom - top) < least:
                     continue  # the face has left the picture
-                crops.append(copy.pixels[top:bottom, left:right])
-                sizes.append(least)
-                where.append((n, left, top))
-        rows: list[list[np.ndarray]] = [[] for _ in copies]
-        if crops:
-            found = self._mtcnn.detect(crops, sizes, most=_CANDIDATES)
+                if copy is not None:
+                    crop = copy.pixels[top:bottom, left:right]
+                    regions.append(
+                        _Region(n, crop, least, left * scale_x, top * scale_y, scale_x, scale_y)
+                    )
+                    continue
+                x0, y0 = math.floor(left * scale_x), math.floor(top * scale_y)
+                x1, y1 = (
+                    min(width, math.ceil(right * scale_x)),
+                    min(height, math.ceil(bottom * scale_y)),
+                )
+                cut = pixels[y0:y1, x0:x1]
+                size = (right - left, bottom - top)
+                if size != (x1 - x0, y1 - y0):
+                    cut = np.asarray(Image.fromarray(cut).resize(size, Image.Resampling.BILINEAR))
+                crop = torch.from_numpy(np.require(cut, np.uint8, ["C", "W"]))
+                regions.append(
+                    _Region(n, crop, least, x0, y0, (x1 - x0) / size[0], (y1 - y0) / size[1])
+                )
+        rows: list[list[np.ndarray]] = [[] for _ in frames]
+        if regions:
+            found = self._mtcnn.detect(
+                [r.pixels for r in regions], [r.min_face for r in regions], most=_CANDIDATES
+            )
             host = torch.cat(found).double().cpu().numpy()
             ends = np.cumsum([len(boxes) for boxes in found])
-            for (n, left, top), part in zip(where, np.split(host, ends[:-1])):
-                rows[n].append(part + np.array([left, top, left, top, 0.0]))
+            for r, part in zip(regions, np.split(host, ends[:-1])):
+                scale = np.array([r.scale_x, r.scale_y, r.scale_x, r.scale_y, 1.0])
+                rows[r.frame].append(part * scale + np.array([r.left, r.top, r.left, r.top, 0.0]))
         out = []
-        for copy, parts in zip(copies, rows):
+        unit = _SearchCopy(torch.empty(0), 1.0, 1.0, 0.0)  # rows are in frame pixels already
+        for parts in rows:
             merged = np.concatenate(parts) if parts else np.zeros((0, 5))
-            out.append(self._select(copy, merged[_merged(merged)]))
+            out.append(self._select(unit, merged[_merged(merged)]))
         return out
 
     def _search_copies(
@@ -180,10 +233,7 @@ class FaceDetector:
         return copies
 
     def _host_copy(self, frame: np.ndarray | Image.Image | torch.Tensor) -> _SearchCopy:
-        if isinstance(frame, torch.Tensor):
-            frame = frame.numpy()
-        elif isinstance(frame, Image.Image):
-            frame = np.asarray(frame if frame.mode == "RGB" else frame.convert("RGB"))
+        frame = _host_pixels(frame)
         height, width = frame.shape[:2]
         size = self._copy_size(width, height)
         if size != (width, height):

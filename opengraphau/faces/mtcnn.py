@@ -104,6 +104,20 @@ floor((2c + 1) / s) .. floor((2c + 12) / s), 11 / s +- 1 pixels, and its neighbo
 starts at least 6 / s - 1 pixels later: their IoU is at most (5 + s) / (17 - 3s) <= 0.43."""
 
 
+_PROPOSALS = 10
+"""With `most`, R-Net sees this many times `most` of P-Net's most probable windows per image."""
+
+
+def _first(boxes: Tensor, image_of: Tensor, most: int, images: int) -> tuple[Tensor, Tensor]:
+    """The first `most` boxes of each image, of boxes ordered by image (then probability)."""
+    if not len(boxes):
+        return boxes, image_of
+    per_image = torch.bincount(image_of, minlength=images)
+    first = torch.repeat_interleave(per_image.cumsum(0) - per_image, per_image)
+    keep = torch.arange(len(boxes), device=boxes.device) - first < most
+    return boxes[keep], image_of[keep]
+
+
 class _Level(NamedTuple):
     """One pyramid level of one image: the unit P-Net sees."""
 
@@ -177,9 +191,10 @@ class BatchedMTCNN(torch.nn.Module):
         boxes facenet's `detect_face` returns for that image, in its order (probability, highest
         first). An image too small to hold `min_face` has none (facenet fails on it).
 
-        most: O-Net sees at most this many of R-Net's boxes per image, the most probable (None:
-        all, as facenet): for small images known to hold one face or two, where O-Net on every
-        candidate would cost most of the search.
+        most: O-Net sees at most this many of R-Net's boxes per image, and R-Net `_PROPOSALS`
+        times as many of P-Net's, the most probable (None: all, as facenet): for small images
+        known to hold a face or two, where R- and O-Net on every candidate would cost most of
+        the search.
         """
         return [boxes for boxes, _ in self.detect_with_landmarks(images, min_face, most)]
 
@@ -242,13 +257,11 @@ class BatchedMTCNN(torch.nn.Module):
             return []
         tables = _integrals(images)
         boxes, image_of = self._propose(tables, min_faces)
+        if most is not None:
+            boxes, image_of = _first(boxes, image_of, _PROPOSALS * most, len(images))
         boxes, image_of = self._refine(boxes, image_of, tables)
-        if most is not None and len(boxes):
-            # By image, then probability: each image's first `most`.
-            per_image = torch.bincount(image_of, minlength=len(images))
-            first = torch.repeat_interleave(per_image.cumsum(0) - per_image, per_image)
-            keep = torch.arange(len(boxes), device=boxes.device) - first < most
-            boxes, image_of = boxes[keep], image_of[keep]
+        if most is not None:
+            boxes, image_of = _first(boxes, image_of, most, len(images))
         boxes, points, image_of = self._output(boxes, image_of, tables)
         counts = torch.bincount(image_of, minlength=len(images)).tolist()
         return list(zip(boxes.split(counts), points.split(counts)))
