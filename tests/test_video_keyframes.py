@@ -205,3 +205,8 @@ def test_the_search_around_faces_is_the_same_on_a_device(monkeypatch: pytest.Mon
     assert [len(f) for f in host] == [3] * 4
     for a, b in zip(host, device):
         np.testing.assert_allclose([d.box for d in a], [d.box for d in b], atol=1e-3)
+
+
+def test_a_bad_detect_every_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main("--untrained", "--input", "x.mp4", "--detect-every", "0") == 2
+    assert capsys.readouterr().err.strip() == "demo.py: error: --detect-every 0: must be at least 1"

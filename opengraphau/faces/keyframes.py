@@ -96,16 +96,13 @@ class KeyFrameSearch:
                     near.append([(box, reach) for box in boxes])
                 found = detector.follow([pixels[i] for i in need], near)
                 followed.update((i, (anchor(i)[0], f)) for i, f in zip(need, found))
-            # The first frame after each key frame that lost one of its faces: searched in full.
-            lost: dict[int, int] = {}
-            for i in range(n):
-                if i not in keys:
-                    k, boxes, _ = anchor(i)
-                    if len(followed[i][1]) < len(boxes) and k not in lost:
-                        lost[k] = i
+            # Frames that lost a face of their key frame: searched in full, all at once.
+            lost = {
+                i for i in range(n) if i not in keys and len(followed[i][1]) < len(anchor(i)[1])
+            }
             if not lost:
                 break
-            keys |= set(lost.values())
+            keys |= lost
         if keys:
             last = max(keys)
             self._anchor = ([d.box for d in full[last]], times[last])
