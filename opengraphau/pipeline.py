@@ -217,9 +217,12 @@ class Pipeline:
         # keeps its pixels too when pictures are drawn from them).
         prepared = whole and all(f.prepared is not None for f in frames)
         images = self.on_device(frames) if self.crop == "tensor" and not prepared else None
-        found = (
-            self.locate(frames, images, search) if located is None else [list(f) for f in located]
-        )
+        if located is not None:
+            found = [list(f) for f in located]
+        elif search is None:
+            found = self.locate(frames, images)
+        else:
+            found = self.locate(frames, images, search)
         probs, embeddings = self.infer(self.pixels(frames, found, whole=whole, images=images))
         return PendingBatch(self, frames, found, probs, embeddings)
 
