@@ -81,8 +81,9 @@ class VideoJob:
                     stop = stop or (stream.info.is_camera and run.reporter.stop_requested())
                     if stop:
                         break
-            except KeyboardInterrupt:
-                self._frames_done(stream.flush(), writer, timeline)
+            except BaseException:  # Ctrl-C, or this video failed: what is done is written
+                with contextlib.suppress(Exception):
+                    self._frames_done(stream.flush(), writer, timeline)
                 raise
             if stop:  # the rows of faces still waiting for their ids, with what is known
                 self._frames_done(stream.flush(), writer, timeline)

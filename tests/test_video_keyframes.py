@@ -210,3 +210,36 @@ def test_the_search_around_faces_is_the_same_on_a_device(monkeypatch: pytest.Mon
 def test_a_bad_detect_every_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_main("--untrained", "--input", "x.mp4", "--detect-every", "0") == 2
     assert capsys.readouterr().err.strip() == "demo.py: error: --detect-every 0: must be at least 1"
+
+
+def test_detect_every_1_gives_todays_rows(runs: dict[int, Path], clip: tuple[Path, list],
+                                          resnet18_s1: Path) -> None:
+    """--detect-every 1 against the road before key frames, rebuilt here: every frame searched
+    in full by the pipeline, records tracked frame by frame. Every field is the same, byte for
+    byte, but face_id: the same id where that road had one, and the person's id where it wrote
+    -1 (the first frames, before confirmation)."""
+    import torch
+
+    from opengraphau.pipeline import Pipeline
+    from opengraphau.predictor import build_model_for
+    from opengraphau.sinks.writer import csv_fields
+    from opengraphau.sources.video import VideoSource
+    from opengraphau.tracking import FaceTracker, TrackedFaces
+
+    model = build_model_for(resnet18_s1, arch=None, stage=None, device=torch.device("cpu"),
+                            precision="fp32")
+    pipeline = Pipeline(model, detector=FaceDetector(), batch_size=8)
+    tracked = TrackedFaces(FaceTracker(), None)
+    today: list[list[str]] = []
+    with VideoSource(str(clip[0])) as source:
+        frames = list(source)
+    for start in range(0, len(frames), 8):
+        for records in pipeline(frames[start:start + 8]):
+            today += [csv_fields(r, False) for r in tracked(records)]
+    rows = [list(r.values()) for r in read_rows(runs[1])]
+    face_id = list(read_rows(runs[1])[0]).index("face_id")
+    assert len(rows) == len(today)
+    for new, old in zip(rows, today):
+        assert new[:face_id] + new[face_id + 1:] == old[:face_id] + old[face_id + 1:]
+        assert new[face_id] == old[face_id] or (old[face_id] == "-1" and new[face_id] != "-1")
+    assert sum(old[face_id] == "-1" for old in today) >= 6  # 2 frames for each of 3 people
