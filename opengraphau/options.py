@@ -59,6 +59,10 @@ class Options:
     detect: bool = True
     max_faces: int | None = None
     min_face_size: int = 20
+    detect_every: int = 1
+    """In videos and cameras, search whole frames for faces on every Nth processed frame (a
+    key frame) and, between, only around the faces found (`faces.keyframes`); 1: every frame
+    (the default until the search around faces matches the full search's boxes: docs/video.md)."""
     every: int = 1
     start: float | None = None
     end: float | None = None
@@ -108,7 +112,14 @@ class Options:
             raise bad("stage", "choose 1 (ANFL) or 2 (MEFL)")
         if not 0.0 <= self.threshold <= 1.0:
             raise bad("threshold", "must be between 0 and 1")
-        for param in ("batch_size", "max_faces", "min_face_size", "every", "max_frames"):
+        for param in (
+            "batch_size",
+            "max_faces",
+            "min_face_size",
+            "detect_every",
+            "every",
+            "max_frames",
+        ):
             value = getattr(self, param)
             if value is not None and value < 1:
                 raise bad(param, "must be at least 1")

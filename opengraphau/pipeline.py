@@ -30,6 +30,7 @@ from .aus import AU_COLUMNS
 from .errors import ConfigError, DeviceError
 from .faces.crop import CROP_SIZE, crop_faces, square_crop
 from .faces.detector import Detection, FaceDetector
+from .faces.keyframes import KeyFrameSearch
 from .model.optimize import InferenceModel
 from .records import FaceRecord, Frame
 from .sources.images import decode_jpegs
@@ -186,15 +187,20 @@ class Pipeline:
         return self.submit(frames).result()
 
     def submit(
-        self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]] | None = None
+        self,
+        frames: Sequence[Frame],
+        located: Sequence[Sequence[Detection]] | None = None,
+        *,
+        search: KeyFrameSearch | None = None,
     ) -> PendingBatch:
         """Find the faces and queue the model's work on them; the records come from `result()`.
 
         `located` brings faces found elsewhere (the Ray engine searches in CPU tasks, beside the
-        model's actors); they are cropped as this pipeline's detector's would be.
+        model's actors); they are cropped as this pipeline's detector's would be. `search`: the
+        frames are a video's next ones, searched in full only on its key frames.
         """
         if not frames:
-            return self._submit(frames, located)
+            return self._submit(frames, located, search)
         fitted = self.frames_that_fit
         step = min(len(frames), fitted or len(frames))
         parts: list[PendingBatch] = []
@@ -203,7 +209,11 @@ class Pipeline:
             end = min(start + step, len(frames))
             try:
                 parts.append(
-                    self._submit(frames[start:end], None if located is None else located[start:end])
+                    self._submit(
+                        frames[start:end],
+                        None if located is None else located[start:end],
+                        search,
+                    )
                 )
             except torch.OutOfMemoryError as exc:
                 if end - start == 1:
@@ -223,14 +233,22 @@ class Pipeline:
         return parts[0] if len(parts) == 1 else PendingBatch.joined(self, parts)
 
     def _submit(
-        self, frames: Sequence[Frame], located: Sequence[Sequence[Detection]] | None
+        self,
+        frames: Sequence[Frame],
+        located: Sequence[Sequence[Detection]] | None,
+        search: KeyFrameSearch | None = None,
     ) -> PendingBatch:
         whole = self.detector is None and located is None
         # Whole frames whose crops the decoder prepared need no pixels on the device (a frame
         # keeps its pixels too when pictures are drawn from them).
         prepared = whole and all(f.prepared is not None for f in frames)
         images = self.on_device(frames) if self.crop == "tensor" and not prepared else None
-        found = self.locate(frames, images) if located is None else [list(f) for f in located]
+        if located is not None:
+            found = [list(f) for f in located]
+        elif search is None:
+            found = self.locate(frames, images)
+        else:
+            found = self.locate(frames, images, search)
         probs, embeddings = self.infer(self.pixels(frames, found, whole=whole, images=images))
         return PendingBatch(self, frames, found, probs, embeddings)
 
@@ -259,19 +277,27 @@ class Pipeline:
         return pinned.to(self.device, non_blocking=True)
 
     def locate(
-        self, frames: Sequence[Frame], images: Sequence[torch.Tensor | None] | None = None
+        self,
+        frames: Sequence[Frame],
+        images: Sequence[torch.Tensor | None] | None = None,
+        search: KeyFrameSearch | None = None,
     ) -> list[list[Detection]]:
         """Per frame its faces, or the whole frame (confidence 1) without a detector. `images`:
-        the frames' pixels on the device (`on_device`), searched there."""
+        the frames' pixels on the device (`on_device`), searched there; `search`: a video's
+        key-frame search, for its next frames."""
         if self.detector is None:
             return [
                 [Detection((0.0, 0.0, float(f.size[0]), float(f.size[1])), 1.0)] for f in frames
             ]
         start = time.perf_counter()
         if images is None:
-            found = self.detector.detect([_pixels(f) for f in frames])
+            pixels: list = [_pixels(f) for f in frames]
         else:
-            found = self.detector.detect([_present(image, f) for image, f in zip(images, frames)])
+            pixels = [_present(image, f) for image, f in zip(images, frames)]
+        if search is None:
+            found = self.detector.detect(pixels)
+        else:
+            found = search(self.detector, pixels, [f.timestamp for f in frames])
         self.times.detect += time.perf_counter() - start
         return found
 

@@ -12,12 +12,15 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from .errors import ConfigError
 from .faces.crop import crop_box
 from .records import UNCONFIRMED, Box, FaceRecord
+
+T = TypeVar("T")
 
 #: A detection more than this many times larger or smaller (in side length) than a track's face
 #: is another face (say one further back), however close its centre.
@@ -213,6 +216,11 @@ class FaceTracker:
         self._scale.update()
         self._expire(now)
         return ids
+
+    def waiting(self) -> set[int]:
+        """Keys of the tracks that are not confirmed yet but may still be: their faces' ids
+        are not known yet."""
+        return {t.key for t in self._tracks if t.id == UNCONFIRMED}
 
     def _advance(self, timestamp: float) -> float:
         """This frame's time, kept increasing (by the last step) when a damaged file's timestamps
@@ -465,3 +473,62 @@ class TrackedFaces:
             )
             for r, i, k in zip(faces, ids, keys)
         ]
+
+
+#: Processed frames a frame may be held back for its faces' confirmation (`IdsFromFirstFrame`):
+#: a new face is confirmed within 3 to 5 frames; one that waits longer (its crop holds part of
+#: another face, `FaceTracker`) lets its first rows go with UNCONFIRMED rather than stall
+#: a camera's rows and preview.
+HOLD_FRAMES = 8
+
+
+class IdsFromFirstFrame(Generic[T]):
+    """A video's frames and their tracked records, held back while one of their faces waits for
+    its track's confirmation, then handed on in order with the id the track got: a person's
+    rows carry their id from the first frame they were seen in. Faces whose tracks end
+    unconfirmed keep UNCONFIRMED. A frame is held at most `limit` processed frames.
+
+    `T` is whatever travels with a frame's records (its decoded frame)."""
+
+    def __init__(self, tracked: TrackedFaces, limit: int = HOLD_FRAMES) -> None:
+        self.tracked, self.limit = tracked, limit
+        self._held: deque[tuple[T, list[FaceRecord], list[int]]] = deque()
+        self._ids: dict[int, int] = {}  # track key -> id, of tracks confirmed while held
+
+    def __call__(self, frame: T, records: Sequence[FaceRecord]) -> list[tuple[T, list[FaceRecord]]]:
+        """Track this frame's `records`; the frames that may go now, in order, with their
+        records."""
+        tracked = self.tracked(records)
+        tracker = self.tracked.tracker
+        if tracker is None:
+            return [(frame, tracked)]
+        keys = list(tracker.keys) if len(tracked) == len(tracker.keys) else []
+        for record, key in zip(tracked, keys):
+            if record.face_id != UNCONFIRMED:
+                self._ids[key] = record.face_id
+        self._held.append((frame, tracked, keys))
+        waiting = tracker.waiting()
+        out = []
+        while self._held:
+            _, _, keys = self._held[0]
+            if len(self._held) <= self.limit and any(
+                k in waiting and k not in self._ids for k in keys
+            ):
+                break
+            out.append(self._release())
+        if not self._held:
+            self._ids.clear()
+        return out
+
+    def flush(self) -> list[tuple[T, list[FaceRecord]]]:
+        """Every frame still held (the video ended or was stopped), with the ids known now."""
+        out = [self._release() for _ in range(len(self._held))]
+        self._ids.clear()
+        return out
+
+    def _release(self) -> tuple[T, list[FaceRecord]]:
+        frame, records, keys = self._held.popleft()
+        return frame, [
+            replace(r, face_id=self._ids[k]) if r.face_id == UNCONFIRMED and k in self._ids else r
+            for r, k in zip(records, keys)
+        ] + records[len(keys) :]

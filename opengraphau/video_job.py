@@ -74,12 +74,19 @@ class VideoJob:
             if stream.info.is_camera:
                 run.reporter.start_camera()
             stack.callback(self._plot_timeline, item, timeline)
-            for outcomes in stream:
-                stop = self._frames_done(outcomes, writer, timeline)
-                run.stop_if_asked()
-                stop = stop or (stream.info.is_camera and run.reporter.stop_requested())
-                if stop:
-                    break
+            try:
+                for outcomes in stream:
+                    stop = self._frames_done(outcomes, writer, timeline)
+                    run.stop_if_asked()
+                    stop = stop or (stream.info.is_camera and run.reporter.stop_requested())
+                    if stop:
+                        break
+            except BaseException:  # Ctrl-C, or this video failed: what is done is written
+                with contextlib.suppress(Exception):
+                    self._frames_done(stream.flush(), writer, timeline)
+                raise
+            if stop:  # the rows of faces still waiting for their ids, with what is known
+                self._frames_done(stream.flush(), writer, timeline)
         run.summary.finish(item.path)
         return stream.error, stop
 

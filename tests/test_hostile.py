@@ -532,11 +532,11 @@ def test_a_video_that_fails_half_way_keeps_its_rows_and_is_retried(
     clip = _video(tmp_path / "clip.avi", 12)
     original, calls = Pipeline.submit, {"n": 0}
 
-    def submit(self, frames):
+    def submit(self, frames, **search):
         calls["n"] += 1
         if calls["n"] == 2:
             raise MemoryError()
-        return original(self, frames)
+        return original(self, frames, **search)
 
     monkeypatch.setattr(Pipeline, "submit", submit)
     out = tmp_path / "out"

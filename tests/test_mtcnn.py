@@ -156,9 +156,9 @@ def test_cpu_threads_search_shares_of_the_batch(det, photos, monkeypatch):
         searched: list[tuple[int, int]] = []
         search = BatchedMTCNN._search
 
-        def spy(self, share, min_faces):
+        def spy(self, share, min_faces, most=None):
             searched.append((torch.get_num_threads(), len(share)))
-            return search(self, share, min_faces)
+            return search(self, share, min_faces, most)
 
         monkeypatch.setattr(BatchedMTCNN, "_search", spy)
         torch.set_num_threads(2)

@@ -16,7 +16,7 @@ from opengraphau.faces.crop import square_crop
 from opengraphau.pipeline import Pipeline
 from opengraphau.predictor import build_model_for
 from opengraphau.records import UNCONFIRMED, FaceRecord, Frame
-from opengraphau.tracking import FaceTracker, Smoother, TrackedFaces
+from opengraphau.tracking import FaceTracker, IdsFromFirstFrame, Smoother, TrackedFaces
 
 SIZE = 80.0
 FPS = 25.0
@@ -334,3 +334,25 @@ def test_smoother_keeps_its_own_copy() -> None:
     smoother(0, buffer)
     buffer[:] = 1.0  # the caller reuses its array
     np.testing.assert_array_equal(smoother(0, np.zeros(41)), np.zeros(41))
+
+
+def test_rows_wait_for_their_faces_confirmation() -> None:
+    """IdsFromFirstFrame: a face's first two frames wait for its confirmation at the third and
+    go with its id; a flicker's frame waits until its track ends and keeps UNCONFIRMED; what is
+    held when the video stops goes with the ids known then; no frame waits past the limit."""
+    held: IdsFromFirstFrame[int] = IdsFromFirstFrame(TrackedFaces(FaceTracker(), None), limit=8)
+    assert held(0, faces([box(100, 100)], 0)) == []
+    assert held(1, faces([box(102, 100)], 1)) == []
+    out = held(2, faces([box(104, 100)], 2))
+    assert [(t, [r.face_id for r in rows]) for t, rows in out] == [(0, [0]), (1, [0]), (2, [0])]
+    assert held(3, faces([box(106, 100), box(300, 100)], 3)) == []  # a second face appears
+    assert held(4, faces([box(108, 100)], 4)) == []
+    out = held(5, faces([box(110, 100)], 5))  # its track ended unconfirmed
+    assert [[r.face_id for r in rows] for _, rows in out] == [[0, UNCONFIRMED], [0], [0]]
+    assert held(6, faces([box(112, 100), box(300, 300)], 6)) == []
+    assert [[r.face_id for r in rows] for _, rows in held.flush()] == [[0, UNCONFIRMED]]
+    assert held.flush() == []
+    short: IdsFromFirstFrame[int] = IdsFromFirstFrame(
+        TrackedFaces(FaceTracker(confirm_frames=30), None), limit=2)
+    released = [t for n in range(6) for t, _ in short(n, faces([box(100, 100)], n))]
+    assert released == [0, 1, 2, 3]

@@ -51,8 +51,8 @@ def test_face_tracked_then_leaving(clip: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose([float(r["timestamp"]) for r in rows], np.arange(16) / FPS,
                                atol=1e-3)
     assert [r["success"] for r in rows] == ["1"] * 12 + ["0"] * 4
-    # confirmed at its third frame (face_id -1 before), then one track throughout
-    assert [r["face_id"] for r in rows[:12]] == ["-1"] * 2 + ["0"] * 10
+    # confirmed at its third frame, its rows held back until then: one id from the first frame
+    assert [r["face_id"] for r in rows[:12]] == ["0"] * 12
     xs = [float(r["x"]) for r in rows[:12]]
     assert all(b > a for a, b in zip(xs, xs[1:]))  # the box follows the moving face
     assert all(r[c] == "" for r in rows[12:] for c in AU_COLUMNS)
@@ -207,7 +207,7 @@ def test_new_person_where_one_left_and_a_flash_get_no_old_id(resnet18_s1: Path,
     flash = [r["face_id"] for r in found if float(r["x"]) > 150]
     her = [r["face_id"] for r in found if float(r["x"]) < 150 and int(r["frame"]) < 12]
     his = [r["face_id"] for r in found if int(r["frame"]) >= 15]
-    assert flash == ["-1"] and her == ["-1"] * 2 + ["0"] * 10 and his == ["-1"] * 2 + ["1"] * 7
+    assert flash == ["-1"] and her == ["0"] * 12 and his == ["1"] * 9
     with open(tmp_path / "out" / "predictions.jsonl", encoding="utf-8") as f:
         assert [str(json.loads(line)["face"]) for line in f] == [r["face_id"] for r in rows]
     assert (tmp_path / "out" / "people_pred.mp4").is_file()
@@ -226,8 +226,8 @@ def test_face_hidden_behind_another_keeps_its_id(resnet18_s1: Path, tmp_path: Pa
     found = [r for r in rows if r["success"] == "1"]
     hers = [r for r in found if float(r["w"]) < 27]  # her face is about 21 px wide, his 33
     assert max(np.diff([int(r["frame"]) for r in hers])) > 4  # she was hidden for a while
-    assert [r["face_id"] for r in hers] == ["-1"] * 2 + ["0"] * (len(hers) - 2)
-    assert {r["face_id"] for r in found} == {"-1", "0", "1"}
+    assert [r["face_id"] for r in hers] == ["0"] * len(hers)
+    assert {r["face_id"] for r in found} == {"0", "1"}
 
 
 def test_preview_is_shrunk_to_the_screen() -> None:

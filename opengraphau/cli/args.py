@@ -204,6 +204,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="smallest face to detect, in pixels (default 20); 40 halves detection's cost, "
         "but boxes move a little",
     )
+    faces.add_argument(
+        "--detect-every",
+        type=int,
+        default=Options.detect_every,
+        metavar="K",
+        help=f"videos: search whole frames every K frames and, between, only around the faces "
+        f"found (default {Options.detect_every}; 1: every frame)",
+    )
     return p
 
 
@@ -234,6 +242,7 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         detect=not args.no_detect,
         max_faces=args.max_faces,
         min_face_size=args.min_face_size,
+        detect_every=args.detect_every,
         every=args.every,
         start=args.start,
         end=args.end,

@@ -43,6 +43,9 @@ class VideoStream(Protocol):
     error: str | None
 
     def __iter__(self) -> Iterator[list[Outcome]]: ...
+    def flush(self) -> list[Outcome]:
+        """The frames held back for their faces' confirmation, for a stream stopped early."""
+
     def close(self) -> None: ...
 
 

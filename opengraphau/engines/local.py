@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DeviceError, ImageError, describe
+from ..faces.keyframes import KeyFrameSearch
 from ..model.transforms import EvalTransform
 from ..options import Options
 from ..pipeline import (
@@ -32,7 +33,7 @@ from ..records import FaceRecord, Frame
 from ..sources.images import image_pixels, load_image, read_jpeg
 from ..sources.inputs import InputItem
 from ..sources.video import Capture, VideoSource
-from ..tracking import FaceTracker, Smoother, TrackedFaces
+from ..tracking import FaceTracker, IdsFromFirstFrame, Smoother, TrackedFaces
 from . import Outcome, VideoInfo
 
 T = TypeVar("T")
@@ -169,9 +170,10 @@ class _LocalVideo:
         )
         self.error: str | None = None
         tracker = FaceTracker() if o.detect else None
-        self.tracked = TrackedFaces(
-            tracker, Smoother(o.smooth, o.smooth_mode) if o.smooth > 1 else None
+        self.held: IdsFromFirstFrame[Frame] = IdsFromFirstFrame(
+            TrackedFaces(tracker, Smoother(o.smooth, o.smooth_mode) if o.smooth > 1 else None)
         )
+        self.search = KeyFrameSearch(o.detect_every) if o.detect else None
         self.batch_size = (
             1
             if self.source.is_camera
@@ -186,18 +188,29 @@ class _LocalVideo:
         with self.source:
             frames = iter(self.source)
             while batch := list(itertools.islice(frames, self.batch_size)):
-                queued.append((batch, self.pipeline.submit(batch)))
+                queued.append((batch, self.pipeline.submit(batch, search=self.search)))
                 if len(queued) > lag:
-                    yield self._outcomes(*queued.popleft())
+                    if outcomes := self._outcomes(*queued.popleft()):
+                        yield outcomes
             while queued:
-                yield self._outcomes(*queued.popleft())
+                if outcomes := self._outcomes(*queued.popleft()):
+                    yield outcomes
+            if outcomes := self.flush():
+                yield outcomes
         self.error = self.source.error
 
     def _outcomes(self, batch: list[Frame], pending: PendingBatch) -> list[Outcome]:
+        """The frames whose faces' ids are known, with their records (`IdsFromFirstFrame`)."""
         return [
-            Outcome(self.item, self.tracked(records), frame)
-            for frame, records in zip(batch, pending.result())
+            Outcome(self.item, records, frame)
+            for decoded, found in zip(batch, pending.result())
+            for frame, records in self.held(decoded, found)
         ]
+
+    def flush(self) -> list[Outcome]:
+        """The frames held back for their faces' confirmation, with the ids known now: the
+        end of the video, or the user stopped it."""
+        return [Outcome(self.item, records, frame) for frame, records in self.held.flush()]
 
     def close(self) -> None:
         self.source.close()

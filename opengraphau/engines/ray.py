@@ -556,6 +556,11 @@ class _RayVideo:
             self.item, _face_records(columns, k, self.item.path, index, timestamp), frame
         )
 
+    def flush(self) -> list[Outcome]:
+        """Nothing: the frames the task held back stop with it. A video stopped early is not
+        completed, and a resumed run does it again whole."""
+        return []
+
     def close(self) -> None:
         """Stop the task when this process stops reading early."""
         if not self._done:

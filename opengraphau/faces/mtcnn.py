@@ -104,6 +104,20 @@ floor((2c + 1) / s) .. floor((2c + 12) / s), 11 / s +- 1 pixels, and its neighbo
 starts at least 6 / s - 1 pixels later: their IoU is at most (5 + s) / (17 - 3s) <= 0.43."""
 
 
+_PROPOSALS = 10
+"""With `most`, R-Net sees this many times `most` of P-Net's most probable windows per image."""
+
+
+def _first(boxes: Tensor, image_of: Tensor, most: int, images: int) -> tuple[Tensor, Tensor]:
+    """The first `most` boxes of each image, of boxes ordered by image (then probability)."""
+    if not len(boxes):
+        return boxes, image_of
+    per_image = torch.bincount(image_of, minlength=images)
+    first = torch.repeat_interleave(per_image.cumsum(0) - per_image, per_image)
+    keep = torch.arange(len(boxes), device=boxes.device) - first < most
+    return boxes[keep], image_of[keep]
+
+
 class _Level(NamedTuple):
     """One pyramid level of one image: the unit P-Net sees."""
 
@@ -164,19 +178,32 @@ class BatchedMTCNN(torch.nn.Module):
         self.tuning = _TUNING[kind]
 
     @torch.inference_mode()
-    def detect(self, images: Sequence[Tensor], min_face: Sequence[float] | float) -> list[Tensor]:
+    def detect(
+        self,
+        images: Sequence[Tensor],
+        min_face: Sequence[float] | float,
+        most: int | None = None,
+    ) -> list[Tensor]:
         """images: uint8 RGB tensors (H, W, 3) of any, differing, sizes (the search copies), on
         any device. min_face: the minimum face size per image (or one for all).
 
         Returns per image an (N, 5) float32 tensor x1, y1, x2, y2, probability on `device`: the
         boxes facenet's `detect_face` returns for that image, in its order (probability, highest
         first). An image too small to hold `min_face` has none (facenet fails on it).
+
+        most: O-Net sees at most this many of R-Net's boxes per image, and R-Net `_PROPOSALS`
+        times as many of P-Net's, the most probable (None: all, as facenet): for small images
+        known to hold a face or two, where R- and O-Net on every candidate would cost most of
+        the search.
         """
-        return [boxes for boxes, _ in self.detect_with_landmarks(images, min_face)]
+        return [boxes for boxes, _ in self.detect_with_landmarks(images, min_face, most)]
 
     @torch.inference_mode()
     def detect_with_landmarks(
-        self, images: Sequence[Tensor], min_face: Sequence[float] | float
+        self,
+        images: Sequence[Tensor],
+        min_face: Sequence[float] | float,
+        most: int | None = None,
     ) -> list[tuple[Tensor, Tensor]]:
         """`detect`, plus per image the (N, 5, 2) x, y of O-Net's five landmarks (eyes, nose,
         mouth corners), which O-Net computes anyway."""
@@ -191,9 +218,11 @@ class BatchedMTCNN(torch.nn.Module):
             raise ValueError(f"min_face must be > 0, got {min_faces}")
         shares = self._shares(images)
         if len(shares) < 2:
-            return self._search(images, min_faces)
+            return self._search(images, min_faces, most)
         found = _threads_each(
-            lambda share: self._search([images[i] for i in share], [min_faces[i] for i in share]),
+            lambda share: self._search(
+                [images[i] for i in share], [min_faces[i] for i in share], most
+            ),
             shares,
         )
         by_image = dict(zip(itertools.chain(*shares), itertools.chain(*found)))
@@ -220,13 +249,19 @@ class BatchedMTCNN(torch.nn.Module):
         return [sorted(share) for share in shares]
 
     @torch.inference_mode()
-    def _search(self, images: list[Tensor], min_faces: list[float]) -> list[tuple[Tensor, Tensor]]:
+    def _search(
+        self, images: list[Tensor], min_faces: list[float], most: int | None = None
+    ) -> list[tuple[Tensor, Tensor]]:
         """The three stages over `images`, in this thread."""
         if not images:
             return []
         tables = _integrals(images)
         boxes, image_of = self._propose(tables, min_faces)
+        if most is not None:
+            boxes, image_of = _first(boxes, image_of, _PROPOSALS * most, len(images))
         boxes, image_of = self._refine(boxes, image_of, tables)
+        if most is not None:
+            boxes, image_of = _first(boxes, image_of, most, len(images))
         boxes, points, image_of = self._output(boxes, image_of, tables)
         counts = torch.bincount(image_of, minlength=len(images)).tolist()
         return list(zip(boxes.split(counts), points.split(counts)))

@@ -83,6 +83,7 @@ def run_entry(
             "enabled": o.detect,
             "min_face_size": o.min_face_size,
             "max_faces": o.max_faces,
+            "detect_every": o.detect_every,
         },
         "video": {
             "every": o.every,
