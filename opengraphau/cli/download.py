@@ -8,7 +8,13 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import OpenGraphAUError
-from ..weights import DEFAULT_MODEL, OFFICIAL_CHECKPOINTS, ModelCache, official_by_name
+from ..weights import (
+    DEFAULT_MODEL,
+    OFFICIAL_CHECKPOINTS,
+    ModelCache,
+    offline_from_env,
+    official_by_name,
+)
 from .args import _Parser
 from .main import guarded
 from .report import terminal_text
@@ -44,6 +50,7 @@ def _download(args: argparse.Namespace, prog: str) -> int:
         try:
             model = cache.get(
                 name,
+                offline=offline_from_env(),
                 progress=not args.quiet,
                 say=lambda text: print(terminal_text(text), file=sys.stderr),
             )
