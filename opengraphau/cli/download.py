@@ -12,8 +12,8 @@ from ..weights import (
     DEFAULT_MODEL,
     OFFICIAL_CHECKPOINTS,
     ModelCache,
-    offline_from_env,
     official_by_name,
+    offline_from_env,
 )
 from .args import _Parser
 from .main import guarded
