@@ -65,3 +65,7 @@ def describe(exc: BaseException) -> str:
     and the first line of its message, for errors.csv and the terminal."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+class UntrainedWarning(UserWarning):
+    """A model runs on random weights: its numbers mean nothing (a smoke test)."""

@@ -131,13 +131,15 @@ class _Run:
         from .device import resolve_device
         from .faces.detector import FaceDetector
         from .pipeline import Pipeline, crop_mode
-        from .predictor import build_model_for
+        from .predictor import build_model_for, warn_untrained
         from .weights import find_checkpoint
 
         o = self.options
         checkpoint = None
         if not o.untrained:
             checkpoint = o.checkpoint or find_checkpoint(o.checkpoint_dir, o.arch, o.stage)
+        else:
+            warn_untrained()
         device = resolve_device(o.device)
         model = build_model_for(
             checkpoint, arch=o.arch, stage=o.stage, device=device, precision=o.precision

@@ -9,6 +9,8 @@ for result in predictor.predict(["a.jpg", "b.png"]):
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .context import UNTRAINED_BANNER
 from .device import resolve_device
+from .errors import ConfigError, UntrainedWarning
 from .faces.detector import FaceDetector
 from .model.checkpoint import load_model
 from .model.opengraphau import untrained_model
@@ -54,6 +58,13 @@ def build_model_for(
     return load_model(checkpoint, arch=arch, stage=stage, device=device, precision=precision)
 
 
+def warn_untrained() -> None:
+    """Say loudly, as an UntrainedWarning and a log line, that the model has random weights:
+    an API user who forgot the checkpoint must not mistake its numbers for predictions."""
+    warnings.warn(UNTRAINED_BANNER, UntrainedWarning, stacklevel=3)
+    logging.getLogger("opengraphau").warning(UNTRAINED_BANNER)
+
+
 class AUPredictor:
     """Holds the model (and the face detector when asked) and predicts on batches of images."""
 
@@ -70,16 +81,31 @@ class AUPredictor:
         batch_size: int | None = None,
         precision: str = "fp32",
         exact_pixels: bool = False,
+        untrained: bool = False,
     ) -> None:
-        """`checkpoint` None means random weights (`untrained` is then True).
+        """`checkpoint`: the model file. Random weights (a smoke test) only with `untrained=True`
+        and no checkpoint; they are announced with an UntrainedWarning and a log line.
 
         `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
         that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
         and crop with Pillow on the CPU, for the reference's pixels exactly (slower).
         `batch_size` None: 16 on a CPU, 64 on a GPU (`pipeline.default_batch_size`).
         """
+        if untrained and checkpoint is not None:
+            raise ConfigError(
+                "random weights and a checkpoint exclude each other", param="untrained", value=True
+            )
+        if not untrained and checkpoint is None:
+            raise ConfigError(
+                "no checkpoint given; pass the model file, or untrained=True for random "
+                "weights (a smoke test: the numbers mean nothing)",
+                param="checkpoint",
+                value=None,
+            )
         self.device = resolve_device(device)
-        self.untrained = checkpoint is None
+        self.untrained = untrained
+        if untrained:
+            warn_untrained()
         self.model = build_model_for(
             checkpoint, arch=arch, stage=stage, device=self.device, precision=precision
         )

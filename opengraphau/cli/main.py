@@ -20,10 +20,11 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, OpenGraphAUError, describe
+from ..errors import ConfigError, OpenGraphAUError, UntrainedWarning, describe
 from .args import build_parser, flag_for, to_options
 
 if TYPE_CHECKING:
@@ -54,9 +55,12 @@ def main(
     # Pillow logs what it finds wrong in a hostile file ("More samples per pixel than can be
     # decoded") before raising; with no handler Python would print that line on stderr, beside
     # ours. The file's one-line reason comes from the exception.
-    pillow = logging.getLogger("PIL")
-    if not pillow.handlers:
-        pillow.addHandler(logging.NullHandler())
+    # The library announces random weights with a warning and a log line for API users; the
+    # terminal reporter says it in its own words.
+    for name in ("PIL", "opengraphau"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
 
     try:
         if args.untrained and args.resume:
@@ -136,7 +140,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
     from .report import TerminalReporter, format_summary
 
     reporter = TerminalReporter(quiet=args.quiet)
-    with _ctrl_c(reporter):
+    with _ctrl_c(reporter), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWarning)
         options = to_options(args, argv)
         stats = run(options, reporter, capture_factory=capture_factory)
         print(format_summary(stats))

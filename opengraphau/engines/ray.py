@@ -739,8 +739,9 @@ class FaceAUs:
         batch_size: int | None = None,
         precision: str = "fp32",
         exact_pixels: bool = False,
+        untrained: bool = False,
     ) -> None:
-        """As `AUPredictor`'s arguments (`checkpoint` None: random weights, a smoke test)."""
+        """As `AUPredictor`'s arguments (random weights, a smoke test, only with `untrained`)."""
         from ..predictor import AUPredictor
 
         self.pipeline = AUPredictor(
@@ -754,6 +755,7 @@ class FaceAUs:
             batch_size=batch_size,
             precision=precision,
             exact_pixels=exact_pixels,
+            untrained=untrained,
         ).pipeline
 
     def __call__(self, batch: Columns) -> Columns:
