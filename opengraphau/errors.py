@@ -67,5 +67,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+class ResultsExistError(OutputError):
+    """The output folder holds an earlier run's files, and neither continuing that run nor
+    replacing its results was asked for."""
+
+
 class UntrainedWarning(UserWarning):
     """A model runs on random weights: its numbers mean nothing (a smoke test)."""

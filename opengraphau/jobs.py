@@ -27,6 +27,7 @@ from .records import FaceRecord, display_name
 from .sinks.files import OutputFolder
 from .sinks.lock import RunLock
 from .sinks.manifest import RunManifest, run_entry
+from .sinks.previous import check_unused, remove_results
 from .sinks.summary import VideoSummary
 from .sinks.writer import ResultWriter
 from .sources.inputs import InputItem, collect_inputs
@@ -62,13 +63,23 @@ class _Run:
                 f"no images or videos found ({reasons or 'nothing given'})", param="inputs"
             )
         inputs = {os.path.realpath(i.path) for i in plan.items if i.kind != "webcam"}
-        folder = OutputFolder(o.output_dir)
-        with RunLock(folder), contextlib.ExitStack() as cleanup:
-            engine = self._engine()
+        # Before the model loads (seconds) and before anything is created: a folder holding an
+        # earlier run's results is refused, unless continued or replaced.
+        OutputFolder.check(o.output_dir)
+        check_unused(o.output_dir, skip_existing=o.skip_existing, overwrite=o.overwrite)
+        with contextlib.ExitStack() as cleanup:
             # Whatever fails from here on (an output file that cannot be opened, too), the
             # engine (a Ray it started) and the reporter (a progress bar) are closed.
             cleanup.callback(self.reporter.close)
+            engine = self._engine()
             cleanup.callback(engine.close)
+            # Only now, with the model loaded, is the folder made and locked: a run that stops
+            # before it starts (no checkpoint) leaves nothing behind.
+            folder = OutputFolder(o.output_dir)
+            cleanup.enter_context(RunLock(folder))
+            check_unused(o.output_dir, skip_existing=o.skip_existing, overwrite=o.overwrite)
+            if o.overwrite:
+                remove_results(folder, inputs)
             with ResultWriter(
                 folder,
                 formats=o.formats,
@@ -195,11 +206,24 @@ class _Run:
                 self._tell_fit(run, engine)
                 run.stop_if_asked()
         videos = [i for i in items if i.kind != "image" and not run.writer.is_completed(i.path)]
+        if videos:
+            self.reporter.start_videos([self._frames_of(item) for item in videos])
         engine.prepare_videos(videos)
         video = VideoJob(run)
         for item in videos:
             video(engine, item)
             self._tell_fit(run, engine)
+
+    def _frames_of(self, item: InputItem) -> int | None:
+        """The frames `item` will give, as its container states them, for progress."""
+        from .sources.video import frames_kept, probe_frames
+
+        o = self.options
+        probed = probe_frames(item.path, self.capture_factory) if item.kind == "video" else None
+        count, fps = probed if probed is not None else (None, 1.0)
+        return frames_kept(
+            count, fps, every=o.every, start=o.start, end=o.end, max_frames=o.max_frames
+        )
 
     def _tell_fit(self, run: RunContext, engine: Engine) -> None:
         """Say once (and again if it shrinks further) that batches had to be split to fit in

@@ -34,6 +34,10 @@ class Options:
     formats: tuple[str, ...] = ("csv",)
     threshold: float = 0.5
     skip_existing: bool = False
+    """Continue the run whose results `output_dir` holds: inputs it completed are skipped."""
+    overwrite: bool = False
+    """Replace the results `output_dir` holds (its pictures too). Without this or
+    `skip_existing`, a folder that holds files is refused (ResultsExistError)."""
     draw: bool = False
     save_crops: bool = False
     device: str = "auto"
@@ -104,5 +108,7 @@ class Options:
             raise bad("engine", f"choose one of {', '.join(ENGINES)}")
         if self.ray_address is not None and self.engine != "ray":
             raise bad("ray_address", "a Ray cluster is joined only with the ray engine")
+        if self.overwrite and self.skip_existing:
+            raise bad("overwrite", "replacing results and continuing them exclude each other")
         if self.untrained and self.checkpoint is not None:
             raise bad("untrained", "random weights and a checkpoint exclude each other")

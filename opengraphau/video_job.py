@@ -15,7 +15,7 @@ from .sources.inputs import InputItem
 
 if TYPE_CHECKING:
     from .context import RunContext
-    from .engines import Engine
+    from .engines import Engine, VideoInfo
     from .render.video import VideoWriter
 
 
@@ -73,6 +73,8 @@ class VideoJob:
                 stack.callback(writer.close)
             if stream.info.is_camera:
                 run.reporter.start_camera()
+            run.reporter.start_video(item.path, self._expected(stream.info), stream.info.is_camera)
+            stack.callback(run.reporter.end_video)
             stack.callback(self._plot_timeline, item, timeline)
             for outcomes in stream:
                 stop = self._frames_done(outcomes, writer, timeline)
@@ -82,6 +84,15 @@ class VideoJob:
                     break
         run.summary.finish(item.path)
         return stream.error, stop
+
+    def _expected(self, info: VideoInfo) -> int | None:
+        from .sources.video import frames_kept
+
+        o = self.run.options
+        count = None if info.is_camera else info.frame_count
+        return frames_kept(
+            count, info.fps, every=o.every, start=o.start, end=o.end, max_frames=o.max_frames
+        )
 
     def _video_writer(self, item: InputItem, fps: float) -> VideoWriter | None:
         from .render.video import VideoWriter
@@ -128,6 +139,7 @@ class VideoJob:
                     stop = True
         run.writer.write(rows)
         run.summary.add(rows)
+        run.reporter.frames_done(len(outcomes))
         return stop
 
     def _plot_timeline(self, item: InputItem, timeline: _Timeline) -> None:

@@ -146,7 +146,7 @@ def test_whole_frames_resumed_with_skip_existing(folder: Path, resnet18_s1: Path
     assert _run(resnet18_s1, out, str(folder / "a"), extra=ray_args) == 0
     capsys.readouterr()
     assert _run(resnet18_s1, out, str(folder), extra=ray_args) == 1
-    assert "2 skipped (already done)" in capsys.readouterr().out
+    assert "2 already done" in capsys.readouterr().out
     def by_file(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         return sorted(rows, key=lambda r: (r["file"], r["face_id"]))
 

@@ -246,9 +246,9 @@ def test_read_results_takes_parquet_only_when_it_holds_every_row(resnet18_s1: Pa
                         *map(str, inputs), *(["--skip-existing"] if resume else [])) == 0
 
     out = tmp_path / "stale"
-    run(out, "csv,parquet", photos)
-    run(out, "csv", photos / "0.png")  # fresh: its one row replaces the CSV's three
-    assert (out / "predictions.parquet").is_dir()
+    run(tmp_path / "older", "csv,parquet", photos)
+    run(out, "csv", photos / "0.png")
+    shutil.copytree(tmp_path / "older" / "predictions.parquet", out / "predictions.parquet")
     assert read_results(out)["file"].tolist() == [str(photos / "0.png")]
     out = tmp_path / "added"
     run(out, "csv", photos / "0.png")

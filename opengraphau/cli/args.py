@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from ..model.variants import ARCHS
 from ..options import ENGINES, PRECISIONS, SMOOTH_MODES, Options
+from ..sinks.previous import fresh_folder, latest_folder
 from ..sinks.writer import FORMATS
 from ..weights import CHECKPOINT_DIR
 
@@ -63,7 +64,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="write annotated pictures (and videos) to the output folder",
     )
-    ref.add_argument("--exp-name", default="demo", help="output folder name under results/")
+    ref.add_argument(
+        "--exp-name",
+        default="demo",
+        help="output folder name under results/ (numbered demo2, demo3, ... when it holds files)",
+    )
     out = p.add_argument_group("outputs")
     out.add_argument("--output-dir", metavar="DIR", help="default: results/<exp-name>")
     out.add_argument(
@@ -82,6 +87,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--skip-existing",
         action="store_true",
         help="continue an interrupted run: skip inputs already completed in DIR",
+    )
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results DIR holds (its pictures too); without this or "
+        "--skip-existing a named DIR that holds files is refused, and the default folder "
+        "becomes results/<exp-name>2, 3, ...",
     )
     out.add_argument("--save-crops", action="store_true", help="write each face crop to DIR/crops/")
     out.add_argument("--quiet", action="store_true", help="no progress bar and no AU tables")
@@ -188,7 +200,7 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
     return Options(
         inputs=tuple(args.input),
         command=(sys.argv[0], *argv),
-        output_dir=Path(args.output_dir) if args.output_dir else Path("results") / args.exp_name,
+        output_dir=_output_dir(args),
         checkpoint=Path(args.resume) if args.resume else None,
         checkpoint_dir=args.checkpoint_dir,
         untrained=args.untrained,
@@ -197,6 +209,7 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         formats=tuple(args.format.split(",")),
         threshold=args.threshold,
         skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
         draw=args.draw_text,
         save_crops=args.save_crops,
         device=args.device,
@@ -217,6 +230,15 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         engine=args.engine,
         ray_address=args.ray_address,
     )
+
+
+def _output_dir(args: argparse.Namespace) -> Path:
+    """--output-dir as given; else results/<exp-name>, numbered (demo2, demo3, ...) so a second
+    run keeps the first one's results, and the latest of those for --skip-existing/--overwrite."""
+    if args.output_dir:
+        return Path(args.output_dir)
+    base = Path("results") / args.exp_name
+    return latest_folder(base) if args.skip_existing or args.overwrite else fresh_folder(base)
 
 
 def flag_for(parser: argparse.ArgumentParser, param: str | None, argv: Sequence[str]) -> str | None:

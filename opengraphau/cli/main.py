@@ -24,7 +24,13 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, OpenGraphAUError, UntrainedWarning, describe
+from ..errors import (
+    ConfigError,
+    OpenGraphAUError,
+    ResultsExistError,
+    UntrainedWarning,
+    describe,
+)
 from .args import build_parser, flag_for, to_options
 
 if TYPE_CHECKING:
@@ -120,6 +126,11 @@ def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequ
     from ..weights import CheckpointNotFound
 
     flag = flag_for(parser, exc.param, argv)
+    if isinstance(exc, ResultsExistError):
+        return (
+            f"{exc.value}: already holds files (an earlier run's results?); add "
+            "--skip-existing to continue that run, or --overwrite to replace its results"
+        )
     if isinstance(exc, CheckpointNotFound):
         advice = (
             "choose one with --resume FILE (or narrow with --arc/--stage)"
