@@ -57,12 +57,20 @@ class _Run:
     def execute(self) -> RunStats:
         o = self.options
         plan = collect_inputs(o.inputs, exclude=o.output_dir)
-        if not plan.items:
-            reasons = "; ".join(f"{display_name(spec)}: {why}" for spec, why in plan.problems)
+        items = [
+            i for i in plan.items if o.only is None or (i.kind == "image") == (o.only == "images")
+        ]
+        if not items:
+            reasons = [f"{display_name(spec)}: {why}" for spec, why in plan.problems]
+            if plan.items:
+                reasons.append(
+                    f"{len(plan.items)} inputs left out, as only {o.only} were asked for"
+                )
+            wanted = o.only or "images or videos"
             raise InputError(
-                f"no images or videos found ({reasons or 'nothing given'})", param="inputs"
+                f"no {wanted} found ({'; '.join(reasons) or 'nothing given'})", param="inputs"
             )
-        inputs = {os.path.realpath(i.path) for i in plan.items if i.kind != "webcam"}
+        inputs = {os.path.realpath(i.path) for i in items if i.kind != "webcam"}
         # Before the model loads (seconds) and before anything is created: a folder holding an
         # earlier run's results is refused, unless continued or replaced.
         OutputFolder.check(o.output_dir)
@@ -103,7 +111,7 @@ class _Run:
                 start = time.perf_counter()
                 status, error = "interrupted", None
                 try:
-                    self._process(run, engine, plan.items)
+                    self._process(run, engine, items)
                     status = "done"
                 except KeyboardInterrupt:
                     self.stats.interrupted = True
@@ -156,7 +164,12 @@ class _Run:
             checkpoint, arch=o.arch, stage=o.stage, device=device, precision=o.precision
         )
         detector = (
-            FaceDetector(device=device, min_face_size=o.min_face_size, max_faces=o.max_faces)
+            FaceDetector(
+                device=device,
+                min_face_size=o.min_face_size,
+                max_faces=o.max_faces,
+                threshold=o.min_confidence,
+            )
             if o.detect
             else None
         )

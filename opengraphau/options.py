@@ -16,6 +16,7 @@ from .sinks.writer import check_formats
 PRECISIONS = ("fp32", "bf16", "fp16")
 SMOOTH_MODES = ("median", "ema")
 ENGINES = ("local", "ray")
+ONLY = ("images", "videos")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class Options:
     detect: bool = True
     max_faces: int | None = None
     min_face_size: int = 20
+    min_confidence: float = 0.9
+    """The face detector's probability below which a face is dropped (clear faces score
+    above 0.99; raise it against false faces in patterned cloth, lower it for hard faces)."""
+    only: str | None = None
+    """"images" or "videos" (cameras too): the other kind found in folders and lists is left
+    out; None takes both."""
     every: int = 1
     start: float | None = None
     end: float | None = None
@@ -100,6 +107,10 @@ class Options:
             raise bad("start", "must be 0 s or later")
         if self.end is not None and self.end < (self.start or 0.0):
             raise bad("end", "must not be before the start (seconds)")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise bad("min_confidence", "must be between 0 and 1")
+        if self.only not in (None, *ONLY):
+            raise bad("only", f"choose one of {', '.join(ONLY)}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"choose one of {', '.join(PRECISIONS)}")
         if self.smooth_mode not in SMOOTH_MODES:

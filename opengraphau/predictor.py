@@ -82,6 +82,7 @@ class AUPredictor:
         precision: str = "fp32",
         exact_pixels: bool = False,
         untrained: bool = False,
+        min_confidence: float = 0.9,
     ) -> None:
         """`checkpoint`: the model file. Random weights (a smoke test) only with `untrained=True`
         and no checkpoint; they are announced with an UntrainedWarning and a log line.
@@ -90,6 +91,7 @@ class AUPredictor:
         that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
         and crop with Pillow on the CPU, for the reference's pixels exactly (slower).
         `batch_size` None: 16 on a CPU, 64 on a GPU (`pipeline.default_batch_size`).
+        `min_confidence`: the face detector's probability below which a face is dropped.
         """
         if untrained and checkpoint is not None:
             raise ConfigError(
@@ -110,7 +112,12 @@ class AUPredictor:
             checkpoint, arch=arch, stage=stage, device=self.device, precision=precision
         )
         self.detector = (
-            FaceDetector(device=self.device, min_face_size=min_face_size, max_faces=max_faces)
+            FaceDetector(
+                device=self.device,
+                min_face_size=min_face_size,
+                max_faces=max_faces,
+                threshold=min_confidence,
+            )
             if detect_faces
             else None
         )

@@ -37,7 +37,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Predict 41 facial action units with OpenGraphAU.")
+    p = _Parser(
+        prog=prog,
+        description="Predict 41 facial action units with OpenGraphAU.",
+        usage=f"{prog} [INPUT ...] [options]  |  {prog} COMMAND ...",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="images, folders, globs, @list.txt files, videos or webcam:N (as --input; a "
+        "first INPUT named like a COMMAND runs that command: write ./NAME for a file)",
+    )
     ref = p.add_argument_group("reference demo flags")
     ref.add_argument("--arc", choices=ARCHS, help="backbone; default: what the checkpoint holds")
     ref.add_argument(
@@ -63,6 +74,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--draw_text",
         action="store_true",
         help="write annotated pictures (and videos) to the output folder",
+    )
+    kinds = ref.add_mutually_exclusive_group()
+    kinds.add_argument(
+        "--images-only", action="store_true", help="leave out the videos found in folders and lists"
+    )
+    kinds.add_argument(
+        "--videos-only", action="store_true", help="leave out the images found in folders and lists"
     )
     ref.add_argument(
         "--exp-name",
@@ -97,6 +115,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     out.add_argument("--save-crops", action="store_true", help="write each face crop to DIR/crops/")
     out.add_argument("--quiet", action="store_true", help="no progress bar and no AU tables")
+    out.add_argument(
+        "--tables",
+        action="store_true",
+        help="print each face's AU table for every image (default: only for a single image)",
+    )
     run = p.add_argument_group("model and speed")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     run.add_argument(
@@ -183,6 +206,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="use the whole image as the face crop (the reference's behaviour)",
     )
+    faces.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.9,
+        metavar="P",
+        help="drop detected faces below this face probability (default 0.9; clear faces "
+        "score above 0.99, so 0.98 removes most false faces in patterns)",
+    )
     faces.add_argument("--max-faces", type=int, metavar="N", help="keep the N largest faces")
     faces.add_argument(
         "--min-face-size",
@@ -198,7 +229,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
     """The parsed flags as `Options` (ConfigError, naming the parameter, for a bad value)."""
     return Options(
-        inputs=tuple(args.input),
+        inputs=(*args.input, *args.inputs),
         command=(sys.argv[0], *argv),
         output_dir=_output_dir(args),
         checkpoint=Path(args.resume) if args.resume else None,
@@ -220,6 +251,8 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         detect=not args.no_detect,
         max_faces=args.max_faces,
         min_face_size=args.min_face_size,
+        min_confidence=args.min_confidence,
+        only="images" if args.images_only else "videos" if args.videos_only else None,
         every=args.every,
         start=args.start,
         end=args.end,

@@ -55,7 +55,7 @@ def main(
         command = importlib.import_module(f".{SUBCOMMANDS[argv[0]]}", __package__)
         return int(command.main(argv[1:], prog=f"{prog} {argv[0]}"))
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     from .report import terminal_text  # after parsing: --help loads nothing more
 
     # Pillow logs what it finds wrong in a hostile file ("More samples per pixel than can be
@@ -73,9 +73,10 @@ def main(
             raise _UsageError("--untrained and --resume exclude each other")
         if args.export_onnx:
             return _export(args, argv)
-        if not args.input:
+        if not args.input and not args.inputs:
             raise _UsageError(
-                "--input is required (images, folders, globs, @lists, videos or webcam:N)"
+                "no inputs: give images, folders, globs, @lists, videos or webcam:N "
+                "(after the command or after --input)"
             )
         return _run(args, argv, capture_factory)
     except _UsageError as exc:
@@ -150,7 +151,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
     from ..jobs import run
     from .report import TerminalReporter, format_summary
 
-    reporter = TerminalReporter(quiet=args.quiet)
+    reporter = TerminalReporter(quiet=args.quiet, tables=args.tables)
     with _ctrl_c(reporter), warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWarning)
         options = to_options(args, argv)

@@ -19,8 +19,6 @@ from ..records import display_name
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-TABLE_LIMIT = 10
-"""Per-image AU tables are printed for runs of at most this many images."""
 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
@@ -163,9 +161,11 @@ class _Preview:
 class TerminalReporter(Reporter):
     """Prints to the terminal as `demo.py` always has."""
 
-    def __init__(self, *, quiet: bool, stream: TextIO | None = None) -> None:
-        """`stream`: where progress goes (default stderr); bars only on a terminal."""
+    def __init__(self, *, quiet: bool, tables: bool = False, stream: TextIO | None = None) -> None:
+        """`tables`: an AU table per face for every image (by default only for a run of one
+        image). `stream`: where progress goes (default stderr); bars only on a terminal."""
         self.quiet = quiet
+        self.all_tables = tables
         self.stream = stream or sys.stderr
         self.tables = False
         self._progress: tqdm | None = None
@@ -196,7 +196,7 @@ class TerminalReporter(Reporter):
 
     def start_images(self, total: int) -> None:
         self.processing = True
-        self.tables = not self.quiet and total <= TABLE_LIMIT
+        self.tables = not self.quiet and (total == 1 or self.all_tables)
         if total:
             self._progress = self._bar(total=total, unit="img")
 

@@ -184,6 +184,7 @@ class _ModelSpec:
     min_face_size: int
     max_faces: int | None
     exact_pixels: bool
+    min_confidence: float
 
     def build(self) -> Pipeline:
         _use_assigned_cpus()
@@ -196,7 +197,12 @@ class _ModelSpec:
             precision=self.precision,
         )
         detector = (
-            FaceDetector(device=device, min_face_size=self.min_face_size, max_faces=self.max_faces)
+            FaceDetector(
+                device=device,
+                min_face_size=self.min_face_size,
+                max_faces=self.max_faces,
+                threshold=self.min_confidence,
+            )
             if self.search
             else None
         )
@@ -215,9 +221,11 @@ def _video_pipeline(spec: _ModelSpec) -> Pipeline:
 
 
 @functools.lru_cache(maxsize=1)
-def _task_detector(min_face_size: int, max_faces: int | None) -> FaceDetector:
+def _task_detector(
+    min_face_size: int, max_faces: int | None, min_confidence: float
+) -> FaceDetector:
     """MTCNN, once per worker process: the next decoding task on it finds it loaded."""
-    return FaceDetector(min_face_size=min_face_size, max_faces=max_faces)
+    return FaceDetector(min_face_size=min_face_size, max_faces=max_faces, threshold=min_confidence)
 
 
 # -- records as plain columns -----------------------------------------------------------------
@@ -316,6 +324,7 @@ def _decode(
     prepare: bool,
     search: bool,
     min_face_size: int,
+    min_confidence: float,
     max_faces: int | None,
 ) -> Columns:
     """The CPU stage, as Ray tasks: decode a batch with the local engine's `Decode` (so an
@@ -343,7 +352,7 @@ def _decode(
     seconds = 0.0
     if search:
         start = time.perf_counter()
-        detector = _task_detector(min_face_size, max_faces)
+        detector = _task_detector(min_face_size, max_faces, min_confidence)
         keys = list(images)
         found: dict[int, list[Detection]] = {}
         try:
@@ -580,6 +589,7 @@ class RayEngine:
             min_face_size=options.min_face_size,
             max_faces=options.max_faces,
             exact_pixels=options.exact_pixels,
+            min_confidence=options.min_confidence,
         )
         self.image_spec = spec(search=options.detect and not self.placement.search_in_tasks)
         self._pixels_of_videos = keep_pixels or options.show
@@ -609,6 +619,7 @@ class RayEngine:
                 prepare=not o.detect,
                 search=placement.search_in_tasks,
                 min_face_size=o.min_face_size,
+                min_confidence=o.min_confidence,
                 max_faces=o.max_faces,
             ),
             batch_size=self.pipeline.batch_size,
@@ -740,6 +751,7 @@ class FaceAUs:
         precision: str = "fp32",
         exact_pixels: bool = False,
         untrained: bool = False,
+        min_confidence: float = 0.9,
     ) -> None:
         """As `AUPredictor`'s arguments (random weights, a smoke test, only with `untrained`)."""
         from ..predictor import AUPredictor
@@ -756,6 +768,7 @@ class FaceAUs:
             precision=precision,
             exact_pixels=exact_pixels,
             untrained=untrained,
+            min_confidence=min_confidence,
         ).pipeline
 
     def __call__(self, batch: Columns) -> Columns:
