@@ -32,13 +32,15 @@ if TYPE_CHECKING:
     from .model import load_model
     from .options import Options
     from .pipeline import Pipeline
-    from .predictor import AUPredictor, ImageResult
+    from .predictor import AUPredictor, ImageResult, VideoResult, to_dataframe
     from .records import FaceRecord, Frame
     from .sinks.results import read_results
 
 _HOMES = {
     "AUPredictor": "predictor",
     "ImageResult": "predictor",
+    "VideoResult": "predictor",
+    "to_dataframe": "predictor",
     "load_model": "model",
     "Options": "options",
     "Pipeline": "pipeline",
@@ -69,10 +71,12 @@ __all__ = [
     "Reporter",
     "RunStats",
     "VideoError",
+    "VideoResult",
     "__version__",
     "load_model",
     "read_results",
     "run",
+    "to_dataframe",
 ]
 
 

@@ -1,20 +1,23 @@
 """Load once, predict many: the Python API.
 
-from opengraphau import AUPredictor
+from opengraphau import AUPredictor, to_dataframe
 predictor = AUPredictor("checkpoints/OpenGprahAU-ResNet50_first_stage.pth", detect_faces=True)
-for result in predictor.predict(["a.jpg", "b.png"]):
+results = predictor.predict(["a.jpg", "b.png"])
+for result in results:
     for face in result.faces:
         print(face.box, face.aus["AU12"])
+table = to_dataframe(results)                   # predictions.csv's columns, in memory
+video = predictor.predict_video("clip.mp4")     # faces tracked across frames, as a run does
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -31,6 +34,9 @@ from .pipeline import Pipeline, crop_mode
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
 
@@ -40,6 +46,35 @@ class ImageResult:
 
     size: tuple[int, int]
     faces: list[FaceRecord] = field(default_factory=list)
+    source: str = ""
+    """The path given, or "<image N>" for pixels."""
+
+    @property
+    def records(self) -> list[FaceRecord]:
+        """Its rows of predictions.csv: the faces, or one faceless row."""
+        return self.faces or [FaceRecord(self.source, 0, 0.0, 0, None, None, None)]
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One video's rows in frame order: each face with its track id (as a run writes them),
+    and a frame without a face as one faceless row. `error` says why it ended early."""
+
+    source: str
+    fps: float
+    records: list[FaceRecord]
+    error: str | None = None
+
+
+def to_dataframe(results: Iterable[ImageResult | VideoResult | FaceRecord]) -> pd.DataFrame:
+    """Results as one DataFrame with predictions.csv's columns, types and decimals (what
+    `read_results` gives for a run's folder), with no file written."""
+    from .sinks.results import records_frame
+
+    records: list[FaceRecord] = []
+    for result in results:
+        records.extend([result] if isinstance(result, FaceRecord) else result.records)
+    return records_frame(records)
 
 
 def build_model_for(
@@ -136,6 +171,48 @@ class AUPredictor:
             source = str(image) if isinstance(image, (str, Path)) else f"<image {n}>"
             frames.append(Frame.of(source, np.asarray(pil)))
         return [
-            ImageResult(frame.size, [r for r in records if r.success])
+            ImageResult(frame.size, [r for r in records if r.success], frame.source)
             for frame, records in zip(frames, self.pipeline(frames))
         ]
+
+    def predict_video(
+        self,
+        path: str | Path,
+        *,
+        every: int = 1,
+        start: float | None = None,
+        end: float | None = None,
+        max_frames: int | None = None,
+        smooth: int = 0,
+        smooth_mode: str = "median",
+    ) -> VideoResult:
+        """A video file (or "webcam:N" with `max_frames`) through the engine a run uses:
+        the same frames, faces, track ids and smoothing as the rows of its predictions.csv.
+        VideoError when it cannot be opened."""
+        from .engines.local import LocalEngine
+        from .options import Options
+        from .sources.inputs import InputItem
+        from .sources.video import parse_webcam
+
+        source = str(path)
+        options = Options(
+            inputs=(source,),
+            untrained=self.untrained,
+            detect=self.detector is not None,
+            every=every,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            smooth=smooth,
+            smooth_mode=smooth_mode,
+            workers=0,
+        )
+        kind = "webcam" if parse_webcam(source) is not None else "video"
+        stream = LocalEngine(self.pipeline, options, keep_pixels=False).video(
+            InputItem(source, kind)
+        )
+        try:
+            records = [r for outcomes in stream for outcome in outcomes for r in outcome.records]
+        finally:
+            stream.close()
+        return VideoResult(source, stream.info.fps, records, stream.error)

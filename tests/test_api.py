@@ -42,3 +42,56 @@ def test_the_cli_says_it_once_in_its_own_words(tmp_path: Path,
                  "--output-dir", str(tmp_path / "o"), "--input", str(FACE)]) == 0
     err = capfd.readouterr().err
     assert err.count(UNTRAINED_BANNER) == 1 and "UntrainedWarning" not in err
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import numpy as np
+    from PIL import Image
+
+    from factories import write_video
+
+    folder = tmp_path_factory.mktemp("api")
+    blank = folder / "blank.png"
+    Image.fromarray(np.full((90, 120, 3), 128, np.uint8)).save(blank)
+    return {"face": FACE, "blank": blank,
+            "clip": write_video(folder / "clip.mp4", 12, face_until=9)}
+
+
+def _cli_table(checkpoint: Path, out: Path, *inputs: Path, extra: tuple[str, ...] = ()):
+    from factories import run_main
+    from opengraphau import read_results
+
+    assert run_main("--resume", str(checkpoint), "--quiet", "--workers", "0", *extra,
+                    "--output-dir", str(out), *map(str, inputs)) == 0
+    return read_results(out)
+
+
+def test_to_dataframe_is_predictions_csv_in_memory(resnet18_s1: Path, inputs: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    import pandas as pd
+
+    from opengraphau import to_dataframe
+
+    predictor = AUPredictor(resnet18_s1, device="cpu", detect_faces=True)
+    table = to_dataframe(predictor.predict([inputs["face"], inputs["blank"]]))
+    written = _cli_table(resnet18_s1, tmp_path / "o", inputs["face"], inputs["blank"])
+    assert table["success"].tolist() == [True, False]
+    pd.testing.assert_frame_equal(table, written, check_like=False)
+
+
+def test_predict_video_tracks_faces_as_a_run_does(resnet18_s1: Path, inputs: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    import pandas as pd
+
+    from opengraphau import to_dataframe
+
+    predictor = AUPredictor(resnet18_s1, device="cpu", detect_faces=True)
+    video = predictor.predict_video(inputs["clip"], every=2)
+    assert video.error is None and video.fps > 0
+    written = _cli_table(resnet18_s1, tmp_path / "o", inputs["clip"], extra=("--every", "2"))
+    table = to_dataframe([video])
+    assert table["frame"].tolist() == [0, 2, 4, 6, 8, 10]
+    # One person, tracked (-1 while not yet confirmed as one), as the run wrote it.
+    assert set(table["face_id"][table["success"]]) == {-1, 0}
+    pd.testing.assert_frame_equal(table, written)

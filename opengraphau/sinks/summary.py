@@ -19,7 +19,7 @@ from ..aus import AU_COLUMNS
 from ..errors import OutputError
 from ..records import UNCONFIRMED, FaceRecord, display_name
 from .files import OutputFolder
-from .writer import DECIMALS, _csv_text, _read_csv
+from .writer import DECIMALS, _read_csv, csv_text
 
 SUMMARY_HEADER: tuple[str, ...] = (
     "file",
@@ -112,7 +112,7 @@ class VideoSummary:
     def _write(self) -> None:
         with self.folder.replace(self.name) as temporary:
             temporary.write_text(
-                _csv_text([list(SUMMARY_HEADER), *self.rows]),
+                csv_text([list(SUMMARY_HEADER), *self.rows]),
                 encoding="utf-8",
                 errors="surrogateescape",
             )

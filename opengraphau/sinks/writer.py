@@ -154,7 +154,7 @@ class _AppendFile:
             raise output_error(self.path, exc) from None
 
 
-def _csv_text(rows: Iterable[Sequence[str]]) -> str:
+def csv_text(rows: Iterable[Sequence[str]]) -> str:
     """RFC 4180 CSV (CRLF line ends, so a CR or LF inside a field is always quoted)."""
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
@@ -181,11 +181,11 @@ class CsvSink:
             )
         keep = [header] + [r for r in rows[1:] if r and r[0] in (completed or set())]
         with folder.replace(self.name) as temporary:
-            temporary.write_text(_csv_text(keep), encoding="utf-8", errors="surrogateescape")
+            temporary.write_text(csv_text(keep), encoding="utf-8", errors="surrogateescape")
         self._file = _AppendFile(folder, self.name)
 
     def write(self, records: Sequence[FaceRecord]) -> None:
-        self._file.append(_csv_text(csv_fields(r, self.untrained) for r in records))
+        self._file.append(csv_text(csv_fields(r, self.untrained) for r in records))
 
     def close(self) -> None:
         self._file.close()
@@ -276,12 +276,12 @@ class ResultWriter:
                 )
             with folder.replace("completed.csv") as temporary:
                 temporary.write_text(
-                    _csv_text([["file", "name_bytes_hex"], *map(list, sorted(self.completed))]),
+                    csv_text([["file", "name_bytes_hex"], *map(list, sorted(self.completed))]),
                     encoding="utf-8",
                 )
             self._completed = _AppendFile(folder, "completed.csv")
             with folder.replace("errors.csv") as temporary:
-                temporary.write_text(_csv_text([["file", "reason"]]), encoding="utf-8")
+                temporary.write_text(csv_text([["file", "reason"]]), encoding="utf-8")
             self._errors = _AppendFile(folder, "errors.csv")
         except BaseException:
             self.close()
@@ -297,14 +297,14 @@ class ResultWriter:
         """Inputs (as given) whose rows are all written: a resumed run skips them."""
         keys = [completed_key(s) for s in sources]
         if keys:
-            self._completed.append(_csv_text(keys))
+            self._completed.append(csv_text(keys))
             self.completed.update(keys)
 
     def is_completed(self, source: str) -> bool:
         return completed_key(source) in self.completed
 
     def error(self, source: str, reason: str) -> None:
-        self._errors.append(_csv_text([[display_name(source), display_name(reason)]]))
+        self._errors.append(csv_text([[display_name(source), display_name(reason)]]))
 
     def close(self) -> None:
         """Close every file, even when one fails to (a full disk while Parquet merges its
