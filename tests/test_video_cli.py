@@ -211,6 +211,9 @@ def test_new_person_where_one_left_and_a_flash_get_no_old_id(resnet18_s1: Path,
     with open(tmp_path / "out" / "predictions.jsonl", encoding="utf-8") as f:
         assert [str(json.loads(line)["face"]) for line in f] == [r["face_id"] for r in rows]
     assert (tmp_path / "out" / "people_pred.mp4").is_file()
+    # A timeline per person: hers (seen longest) under the plain name, his beside it.
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_aus.png")) == [
+        "people_aus.png", "people_face1_aus.png"]
 
 
 def test_face_hidden_behind_another_keeps_its_id(resnet18_s1: Path, tmp_path: Path) -> None:
