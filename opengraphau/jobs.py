@@ -94,6 +94,7 @@ class _Run:
                 threshold=o.threshold,
                 untrained=o.untrained,
                 resume=o.skip_existing,
+                smooth=o.smooth > 1,
             ) as writer:
                 kept = {name for name, _ in writer.completed} if o.skip_existing else None
                 run = RunContext(

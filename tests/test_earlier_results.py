@@ -34,7 +34,7 @@ def test_a_second_run_into_a_named_folder_is_refused(photos: list[str], tmp_path
     assert run_main(*QUICK, "--output-dir", str(out), "--input", photos[0]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith(f"demo.py: error: {out}: already holds files")
+    assert err.startswith(f"demo.py: error: {out}: already holds an earlier run's results")
     assert "--skip-existing" in err and "--overwrite" in err
     assert (out / "predictions.csv").read_bytes() == before
     # Continuing is still allowed, and replacing and continuing exclude each other.

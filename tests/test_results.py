@@ -107,7 +107,8 @@ def test_run_json_says_what_made_the_results(study: dict[str, Path]) -> None:
                                    str(study["clip"])]
     assert run["device"] == "cpu" and run["precision"] == "fp32" and run["threshold"] == 0.5
     assert run["batch_size"] == 5 and run["exact_pixels"] is False
-    assert run["detector"] == {"enabled": True, "min_face_size": 20, "max_faces": None}
+    assert run["detector"] == {"enabled": True, "min_face_size": 20, "min_confidence": 0.9,
+                               "max_faces": None}
     assert run["untrained"] is False and run["formats"] == ["csv", "parquet"]
     checkpoint = study["checkpoint"]
     assert run["checkpoint"] == {

@@ -129,8 +129,8 @@ def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequ
     flag = flag_for(parser, exc.param, argv)
     if isinstance(exc, ResultsExistError):
         return (
-            f"{exc.value}: already holds files (an earlier run's results?); add "
-            "--skip-existing to continue that run, or --overwrite to replace its results"
+            f"{exc.value}: already holds an earlier run's results; add --skip-existing to "
+            "continue that run, or --overwrite to replace its results"
         )
     if isinstance(exc, CheckpointNotFound):
         advice = (

@@ -66,7 +66,7 @@ _ACTOR_MEMORY = 1 << 30
 #: Seconds to wait for a TCP answer at --ray-address (Ray itself retries for minutes).
 _PROBE_SECONDS = 5.0
 #: The columns `_face_arrays` ships one frame's records in.
-_FACE_COLUMNS = ("face_id", "success", "box", "score", "probs")
+_FACE_COLUMNS = ("face_id", "success", "box", "score", "probs", "raw")
 
 
 # -- joining a cluster ------------------------------------------------------------------------
@@ -245,6 +245,9 @@ def _face_arrays(records: Sequence[FaceRecord]) -> dict[str, np.ndarray]:
         "probs": np.array(
             [none_probs if r.probs is None else r.probs for r in records], np.float32
         ).reshape(-1, len(AU_COLUMNS)),
+        "raw": np.array(
+            [none_probs if r.raw is None else r.raw for r in records], np.float32
+        ).reshape(-1, len(AU_COLUMNS)),
     }
 
 
@@ -252,7 +255,7 @@ def _face_records(
     columns: Columns, k: int, source: str, frame: int, timestamp: float
 ) -> list[FaceRecord]:
     """Row `k`'s records, rebuilt from what `_face_arrays` shipped."""
-    face_id, success, box, score, probs = (columns[c][k] for c in _FACE_COLUMNS)
+    face_id, success, box, score, probs, raw = (columns[c][k] for c in _FACE_COLUMNS)
     return [
         FaceRecord(
             source,
@@ -262,6 +265,7 @@ def _face_records(
             None if np.isnan(box[j][0]) else _box(box[j]),
             None if np.isnan(score[j]) else float(score[j]),
             np.array(probs[j], np.float32) if success[j] else None,
+            raw=None if np.isnan(raw[j][0]) else np.array(raw[j], np.float32),
         )
         for j in range(len(face_id))
     ]

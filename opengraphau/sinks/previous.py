@@ -1,8 +1,9 @@
 """An output folder's earlier results: found before a run writes, so none is lost by accident.
 
-A run into a folder that already holds files stops (`ResultsExistError`) unless it continues
-that run (`skip_existing`) or replaces it (`overwrite`: the earlier run's files go, its
-pictures too, so no stale one is left beside the new ones; files of other kinds stay). Front
+A run into a folder that already holds results (files named as a run names them) stops
+(`ResultsExistError`) unless it continues that run (`skip_existing`) or replaces it
+(`overwrite`: the earlier run's files go, its pictures too, so no stale one is left beside the
+new ones). Files of other kinds (the inputs themselves, notes) neither stop a run nor go. Front
 ends that choose the folder themselves take a fresh numbered one (`fresh_folder`).
 """
 
@@ -16,7 +17,6 @@ from pathlib import Path
 
 from ..errors import ResultsExistError
 from .files import OutputFolder, output_error
-from .lock import LOCK_NAME
 
 #: What a run writes at the top of its folder: tables, then pictures, videos and timelines.
 RESULT_NAMES = (
@@ -35,10 +35,14 @@ RESULT_NAMES = (
 RESULT_FOLDERS = ("predictions.parquet", "crops")
 
 
-def holds_files(root: Path) -> bool:
-    """Whether `root` exists and holds anything but a run's lock file."""
+def _is_result(name: str) -> bool:
+    return name in RESULT_FOLDERS or any(fnmatch.fnmatchcase(name, n) for n in RESULT_NAMES)
+
+
+def holds_results(root: Path) -> bool:
+    """Whether `root` exists and holds a file or folder named as a run's results."""
     try:
-        return any(entry.name != LOCK_NAME for entry in os.scandir(root))
+        return any(_is_result(entry.name) for entry in os.scandir(root))
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError as exc:
@@ -46,11 +50,12 @@ def holds_files(root: Path) -> bool:
 
 
 def check_unused(root: Path, *, skip_existing: bool, overwrite: bool) -> None:
-    """ResultsExistError when `root` holds files and neither continuing nor replacing was asked."""
-    if not (skip_existing or overwrite) and holds_files(root):
+    """ResultsExistError when `root` holds results and neither continuing nor replacing them
+    was asked for."""
+    if not (skip_existing or overwrite) and holds_results(root):
         raise ResultsExistError(
-            "already holds files (an earlier run's results?); continue that run with "
-            "skip_existing, or replace its results with overwrite",
+            "already holds an earlier run's results; continue that run with skip_existing, "
+            "or replace its results with overwrite",
             param="output_dir",
             value=root,
         )
@@ -65,9 +70,7 @@ def remove_results(folder: OutputFolder, inputs: set[str]) -> None:
                 continue
             if entry.name in RESULT_FOLDERS and entry.is_dir(follow_symlinks=False):
                 _remove_folder(Path(entry.path), inputs)
-            elif any(fnmatch.fnmatchcase(entry.name, n) for n in RESULT_NAMES) and not entry.is_dir(
-                follow_symlinks=False
-            ):
+            elif _is_result(entry.name) and not entry.is_dir(follow_symlinks=False):
                 os.unlink(entry.path)
     except OSError as exc:
         raise output_error(root, exc) from None
@@ -85,20 +88,20 @@ def _remove_folder(path: Path, inputs: set[str]) -> None:
 
 
 def fresh_folder(base: Path) -> Path:
-    """`base` when it holds nothing yet, else the first of base2, base3, ... that does not
+    """`base` when it holds no results yet, else the first of base2, base3, ... that does not
     (as ultralytics numbers its runs), so the same command run twice keeps both results."""
     candidate, n = base, 1
-    while holds_files(candidate):
+    while holds_results(candidate):
         n += 1
         candidate = base.with_name(f"{base.name}{n}")
     return candidate
 
 
 def latest_folder(base: Path) -> Path:
-    """The last of base, base2, base3, ... that holds files (`base` when none does): the run
+    """The last of base, base2, base3, ... that holds results (`base` when none does): the run
     that --skip-existing continues or --overwrite replaces when no folder is named."""
     latest, n = base, 2
-    while holds_files(base.with_name(f"{base.name}{n}")):
+    while holds_results(base.with_name(f"{base.name}{n}")):
         latest = base.with_name(f"{base.name}{n}")
         n += 1
     return latest

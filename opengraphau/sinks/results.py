@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import InputError
 from ..records import FaceRecord
 from .manifest import MANIFEST_NAME
-from .writer import COLUMN_TYPES, CSV_HEADER, CsvSink, csv_fields, csv_text
+from .writer import COLUMN_TYPES, CSV_HEADER, CsvSink, csv_fields, csv_text, result_columns
 
 #: ParquetSink.name, not imported from there: that module needs pyarrow, a CSV reader does not.
 _PARQUET = "predictions.parquet"
@@ -78,8 +78,11 @@ def records_frame(records: Iterable[FaceRecord]) -> pd.DataFrame:
     """Records (a face, or a frame without one) as the DataFrame `read_results` would give for
     the predictions.csv they make: its columns, types and decimals, written and parsed by the
     same code, so a notebook's table and a run's files agree to the last digit."""
-    text = csv_text([CSV_HEADER, *(csv_fields(r, untrained=False) for r in records)])
-    return _parse_csv(io.BytesIO(text.encode("utf-8", "surrogateescape")), list(CSV_HEADER))
+    records = list(records)
+    smooth = any(r.raw is not None for r in records)
+    header = result_columns(untrained=False, smooth=smooth)
+    text = csv_text([header, *(csv_fields(r, False, smooth) for r in records)])
+    return _parse_csv(io.BytesIO(text.encode("utf-8", "surrogateescape")), header)
 
 
 def _parse_csv(source: Path | IO[bytes], columns: list[str]) -> pd.DataFrame:
@@ -98,7 +101,9 @@ def _from_csv(path: Path) -> pd.DataFrame:
     an empty field is NaN, and a last line cut off by a crash is left out."""
     try:
         columns = pd.read_csv(path, nrows=0).columns.tolist()
-        if columns not in (list(CSV_HEADER), [*CSV_HEADER, "untrained"]):
+        if columns not in [
+            result_columns(untrained=u, smooth=s) for u in (False, True) for s in (False, True)
+        ]:
             raise InputError(
                 "its columns are not those this tool writes", param="folder", value=path
             )
