@@ -145,3 +145,15 @@ def test_license_and_citation_agree_with_the_package() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "\n## Citing\n" in readme and "2205.01782" in readme
     assert "\n## What the numbers mean\n" in readme and "not an intensity" in readme
+
+
+def test_readme_is_short_and_its_links_lead_somewhere() -> None:
+    """The README is a newcomer's page (about 250 lines); the long material lives in docs/,
+    every page there is linked from it, and every relative link of the README and docs/ exists."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 260
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert pages and all(f"(docs/{page})" in readme for page in pages)
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+            assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import opengraphau
-from factories import FACE, ROOT, read_rows, readme_section, run_main, write_video
+from factories import FACE, ROOT, doc_section, read_rows, run_main, write_video
 from opengraphau import InputError, OutputError, read_results
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline
@@ -457,16 +457,16 @@ def test_video_resume_keeps_summaries_of_completed_videos(study: dict[str, Path]
 
 
 def test_analysis_snippets_run(study: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's analyses, in order, on results/demo."""
+    """docs/analysis.md's analyses, in order, on results/demo."""
     import matplotlib.pyplot as plt
     plt.switch_backend("Agg")
-    text = readme_section("Analysing results")
+    text = doc_section("docs/analysis.md", "Analysing results")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) == 4
     monkeypatch.chdir(study["root"])
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(compile(block, "docs/analysis.md", "exec"), namespace)
     plt.close("all")
     assert sorted(namespace["mean_aus"].index) == sorted([str(FACE), str(study["clip"])])
     assert (study["root"] / "au12_over_time.png").stat().st_size > 10_000
