@@ -70,8 +70,9 @@ def _run(ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = (), capture
 
 
 def _summary(text: str) -> str:
-    """The summary line without its times and output folder."""
-    line = text.strip().splitlines()[-1].split("; outputs in")[0]
+    """The summary (wrapped on lines or not) without its times and output folder."""
+    flat = " ".join(text.split())
+    line = flat[max(flat.rfind("done:"), flat.rfind("interrupted:")):].split("; outputs in")[0]
     return re.sub(r"[\d.]+ s\b|[\d.]+ images(\+frames)?/s", "T", line)
 
 

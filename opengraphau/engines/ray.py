@@ -184,7 +184,7 @@ class _ModelSpec:
     min_face_size: int
     max_faces: int | None
     exact_pixels: bool
-    min_confidence: float
+    min_confidence: float = 0.9
 
     def build(self) -> Pipeline:
         _use_assigned_cpus()
