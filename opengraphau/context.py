@@ -43,6 +43,9 @@ class RunStats:
 class Reporter:
     """Hears of a run's progress; subclass it to show it. Every method may be left as it is."""
 
+    shows_progress = False
+    """Whether a model's download may draw its progress bar on stderr."""
+
     def model_ready(self, description: str, untrained: bool) -> None:
         """The model is loaded: `description` says which, on which device."""
 

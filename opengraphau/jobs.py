@@ -32,6 +32,7 @@ from .sinks.summary import VideoSummary
 from .sinks.writer import ResultWriter
 from .sources.inputs import InputItem, collect_inputs
 from .video_job import VideoJob
+from .weights import Weights, choose_weights
 
 
 def run(options: Options, reporter: Reporter | None = None, *, capture_factory=None) -> RunStats:
@@ -75,11 +76,13 @@ class _Run:
         # earlier run's results is refused, unless continued or replaced.
         OutputFolder.check(o.output_dir)
         check_unused(o.output_dir, skip_existing=o.skip_existing, overwrite=o.overwrite)
+        # Before the output folder: a model that cannot be had leaves nothing behind.
+        weights = None if o.untrained else self._weights()
         with contextlib.ExitStack() as cleanup:
             # Whatever fails from here on (an output file that cannot be opened, too), the
             # engine (a Ray it started) and the reporter (a progress bar) are closed.
             cleanup.callback(self.reporter.close)
-            engine = self._engine()
+            engine = self._engine(weights)
             cleanup.callback(engine.close)
             # Only now, with the model loaded, is the folder made and locked: a run that stops
             # before it starts (no checkpoint) leaves nothing behind.
@@ -147,18 +150,28 @@ class _Run:
         return self.stats
 
     # -- set-up -------------------------------------------------------------------------------
-    def _engine(self) -> Engine:
+    def _weights(self) -> Weights:
+        o = self.options
+        return choose_weights(
+            checkpoint=o.checkpoint,
+            model=o.model,
+            checkpoint_dir=o.checkpoint_dir,
+            arch=o.arch,
+            stage=o.stage,
+            offline=o.offline,
+            progress=self.reporter.shows_progress,
+            say=self.reporter.warn,
+        )
+
+    def _engine(self, weights: Weights | None) -> Engine:
         from .device import resolve_device
         from .faces.detector import FaceDetector
         from .pipeline import Pipeline, crop_mode
         from .predictor import build_model_for, warn_untrained
-        from .weights import find_checkpoint
 
         o = self.options
-        checkpoint = None
-        if not o.untrained:
-            checkpoint = o.checkpoint or find_checkpoint(o.checkpoint_dir, o.arch, o.stage)
-        else:
+        checkpoint = None if weights is None else weights.path
+        if weights is None:
             warn_untrained()
         device = resolve_device(o.device)
         model = build_model_for(
@@ -183,14 +196,18 @@ class _Run:
         # run.json records the batch size the pipeline chose (the engines read the pipeline's).
         o = replace(o, batch_size=pipeline.batch_size)
         self.batch_size = pipeline.batch_size
+        source = (
+            "random weights"
+            if weights is None
+            else f"{weights.model}, {weights.path}"
+            if weights.model
+            else str(weights.path)
+        )
         self.reporter.model_ready(
-            f"{model.arch} stage {model.stage} "
-            f"({'random weights' if checkpoint is None else checkpoint}) "
-            f"on {device}",
-            o.untrained,
+            f"{model.arch} stage {model.stage} ({source}) on {device}", o.untrained
         )
         self.entry = run_entry(
-            o, device=str(device), arch=model.arch, stage=model.stage, checkpoint=checkpoint
+            o, device=str(device), arch=model.arch, stage=model.stage, weights=weights
         )
         if o.engine == "ray":
             from .engines.ray import RayEngine
@@ -198,7 +215,7 @@ class _Run:
             return RayEngine(
                 pipeline,
                 o,
-                checkpoint=checkpoint,
+                weights=weights,
                 keep_pixels=o.draw or o.save_crops,
                 capture_factory=self.capture_factory,
             )

@@ -12,6 +12,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .model.variants import ARCHS, STAGES
 from .sinks.writer import check_formats
+from .weights import official_by_name
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SMOOTH_MODES = ("median", "ema")
@@ -27,9 +28,14 @@ class Options:
     """Images, folders, globs, @list files, videos and webcam:N."""
     output_dir: Path = Path("results/demo")
     checkpoint: Path | None = None
-    """None: the file found in `checkpoint_dir` (or random weights with `untrained`)."""
+    """A checkpoint file. None: the official `model`, else the file in `checkpoint_dir`, else
+    the default official model (`weights.choose_weights`); random weights with `untrained`."""
+    model: str | None = None
+    """An official model by name (`resnet50-s2`), fetched into the model cache when needed."""
     checkpoint_dir: Path = Path("checkpoints")
     untrained: bool = False
+    offline: bool | None = None
+    """Never touch the network (a model not cached is an error); None: `$OPENGRAPHAU_OFFLINE`."""
     arch: str | None = None
     stage: int | None = None
     formats: tuple[str, ...] = ("csv",)
@@ -123,3 +129,9 @@ class Options:
             raise bad("overwrite", "replacing results and continuing them exclude each other")
         if self.untrained and self.checkpoint is not None:
             raise bad("untrained", "random weights and a checkpoint exclude each other")
+        if self.model is not None:
+            official_by_name(self.model)
+            if self.checkpoint is not None:
+                raise bad("model", "a model by name and a checkpoint file exclude each other")
+            if self.untrained:
+                raise bad("untrained", "random weights and a model by name exclude each other")

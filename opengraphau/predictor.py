@@ -33,6 +33,7 @@ from .model.optimize import InferenceModel, optimize_for_inference
 from .pipeline import Pipeline, crop_mode
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
+from .weights import choose_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,6 +108,8 @@ class AUPredictor:
         self,
         checkpoint: str | Path | None = None,
         *,
+        model: str | None = None,
+        offline: bool | None = None,
         arch: str | None = None,
         stage: int | None = None,
         device: str = "auto",
@@ -119,8 +122,10 @@ class AUPredictor:
         untrained: bool = False,
         min_confidence: float = 0.9,
     ) -> None:
-        """`checkpoint`: the model file. Random weights (a smoke test) only with `untrained=True`
-        and no checkpoint; they are announced with an UntrainedWarning and a log line.
+        """`checkpoint`: the model file, or `model`: an official model by name (`resnet50-s2`),
+        fetched into the model cache on first use, never with `offline` (default
+        `$OPENGRAPHAU_OFFLINE`). Random weights (a smoke test) only with `untrained=True`; they
+        are announced with an UntrainedWarning and a log line.
 
         `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
         that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
@@ -128,23 +133,37 @@ class AUPredictor:
         `batch_size` None: 16 on a CPU, 64 on a GPU (`pipeline.default_batch_size`).
         `min_confidence`: the face detector's probability below which a face is dropped.
         """
-        if untrained and checkpoint is not None:
+        if untrained and (checkpoint is not None or model is not None):
             raise ConfigError(
-                "random weights and a checkpoint exclude each other", param="untrained", value=True
+                "random weights and a checkpoint or model exclude each other",
+                param="untrained",
+                value=True,
             )
-        if not untrained and checkpoint is None:
+        if not untrained and checkpoint is None and model is None:
             raise ConfigError(
-                "no checkpoint given; pass the model file, or untrained=True for random "
-                "weights (a smoke test: the numbers mean nothing)",
+                "no checkpoint given; pass the model file, model=NAME for an official model "
+                "(`opengraphau models` lists them), or untrained=True for random weights (a "
+                "smoke test: the numbers mean nothing)",
                 param="checkpoint",
                 value=None,
             )
         self.device = resolve_device(device)
+        self.weights = (
+            None
+            if untrained
+            else choose_weights(
+                checkpoint=checkpoint, model=model, arch=arch, stage=stage, offline=offline
+            )
+        )
         self.untrained = untrained
         if untrained:
             warn_untrained()
         self.model = build_model_for(
-            checkpoint, arch=arch, stage=stage, device=self.device, precision=precision
+            None if self.weights is None else self.weights.path,
+            arch=arch,
+            stage=stage,
+            device=self.device,
+            precision=precision,
         )
         self.detector = (
             FaceDetector(

@@ -1,11 +1,30 @@
 """Shared fixtures: official-layout checkpoints with random weights."""
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from factories import write_official_checkpoint
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_network_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reaches the network or the user's model cache: an empty cache of the session's
+    own, offline (tests of fetching set their own cache and a loopback mirror)."""
+    saved = {k: os.environ.get(k) for k in ("OPENGRAPHAU_HOME", "OPENGRAPHAU_OFFLINE",
+                                            "OPENGRAPHAU_MIRROR")}
+    os.environ["OPENGRAPHAU_HOME"] = str(tmp_path_factory.mktemp("model-cache"))
+    os.environ["OPENGRAPHAU_OFFLINE"] = "1"
+    os.environ.pop("OPENGRAPHAU_MIRROR", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from factories import FACE, cli
+from factories import FACE, ROOT, cli
 from opengraphau.aus import AU_COLUMNS, AU_IDS
 from opengraphau.model import load_model
 from opengraphau.render.pictures import LINE_PX, PAD, ROWS
@@ -100,12 +103,16 @@ def test_untrained_says_so_everywhere(tmp_path: Path) -> None:
     assert ((top[..., 0] > 150) & (top[..., 1] < 80)).sum() > 100  # red title line
 
 
-def test_no_checkpoint_points_to_the_downloads(tmp_path: Path) -> None:
-    result = cli("--input", str(FACE), "--no-detect", "--checkpoint-dir", str(tmp_path),
-                 "--output-dir", str(tmp_path / "o"))
+def test_no_checkpoint_anywhere_offline_names_the_download_command(tmp_path: Path) -> None:
+    env = {**os.environ, "OPENGRAPHAU_HOME": str(tmp_path / "cache"), "OPENGRAPHAU_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "demo.py"), "--input", str(FACE),
+                             "--no-detect", "--checkpoint-dir", str(tmp_path), "--output-dir",
+                             str(tmp_path / "o")], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 2
-    assert "drive.google.com" in result.stderr and "--untrained" in result.stderr
+    assert "`opengraphau download resnet50-s2`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_checkpoint_found_in_checkpoint_dir(resnet18_s1: Path, tmp_path: Path) -> None:

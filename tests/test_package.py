@@ -113,10 +113,11 @@ def test_checkpoints_readme_lists_the_official_table() -> None:
     assert len(rows) == len(OFFICIAL_CHECKPOINTS)
     for row, official in zip(rows, OFFICIAL_CHECKPOINTS):
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[:3] == [official.arch, str(official.stage), official.filename]
-        assert (official.url or "no public link") in cells[3]
+        assert cells[:4] == [f"`{official.name}`", official.arch, str(official.stage),
+                             official.filename]
+        assert (official.url or "no public link") in cells[4]
         scores = [f"{official.f1:.2f}", f"{official.acc:.2f}"] if official.f1 else ["–", "–"]
-        assert cells[4:6] == scores
+        assert cells[5:7] == scores
 
 
 def test_license_and_citation_agree_with_the_package() -> None:

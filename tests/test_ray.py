@@ -24,6 +24,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over th
 import ray  # noqa: E402 - after its settings
 
 import opengraphau.engines.ray as ray_engine  # noqa: E402
+from opengraphau.weights import Weights  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -233,8 +234,8 @@ def test_a_worker_without_the_checkpoint_is_one_error(folder: Path, tmp_path: Pa
     options = Options(inputs=(str(folder / "b"),), untrained=True, arch="resnet18", engine="ray")
     model = build_model_for(None, arch="resnet18", stage=None, device=torch.device("cpu"),
                             precision="fp32")
-    engine = ray_engine.RayEngine(Pipeline(model), options, checkpoint=tmp_path / "elsewhere.pth",
-                                  keep_pixels=False)
+    engine = ray_engine.RayEngine(Pipeline(model), options,
+                                  weights=Weights(tmp_path / "elsewhere.pth"), keep_pixels=False)
     with pytest.raises(OpenGraphAUError, match=r"a Ray worker failed \(.*no such checkpoint"):
         list(engine.images(collect_inputs(options.inputs).items))
     engine.close()
@@ -283,7 +284,7 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(folder: Path, resnet18_
     np.testing.assert_allclose(np.concatenate(split["probs"]), np.concatenate(fitted["probs"]),
                                atol=1e-6)
     engine = ray_engine.RayEngine(actor.pipeline, Options((str(folder),), engine="ray"),
-                                  checkpoint=resnet18_s1, keep_pixels=False)
+                                  weights=Weights(resnet18_s1), keep_pixels=False)
     try:
         items = [InputItem(str(p), "image") for p in paths]
         engine._outcomes(items, {**fitted, "node": fitted["task_node"]})

@@ -67,7 +67,7 @@ def test_two_nodes_share_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         items = collect_inputs(options.inputs).items
         expected = [o for batch in LocalEngine(pipeline, options, keep_pixels=False).images(items)
                     for o in batch]
-        engine = ray_engine.RayEngine(pipeline, options, checkpoint=None, keep_pixels=False)
+        engine = ray_engine.RayEngine(pipeline, options, weights=None, keep_pixels=False)
         try:
             outcomes = [o for batch in engine.images(items) for o in batch]
         finally:

@@ -115,7 +115,7 @@ def test_run_json_says_what_made_the_results(study: dict[str, Path]) -> None:
         "path": os.path.abspath(checkpoint),
         "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         "bytes": checkpoint.stat().st_size, "arch": "resnet18", "stage": 1,
-        "official": OFFICIAL_NAME}
+        "official": None, "official_file": None}  # named like a release, not fetched as one
     rows = read_rows(study["out"])
     clip_rows = [r for r in rows if r["file"] == str(study["clip"])]
     assert run["counts"] == {
@@ -224,7 +224,7 @@ def test_resumed_run_adds_an_entry_and_no_duplicate_rows(resnet18_s1: Path, tmp_
     assert [r["resumed"] for r in runs] == [False, True, True]
     assert [(r["counts"]["images"], r["counts"]["skipped"]) for r in runs] == [
         (2, 0), (3, 2), (0, 5)]
-    assert runs[0]["checkpoint"]["official"] is None  # not named like a release
+    assert runs[0]["checkpoint"]["official"] is None
     resumed = read_results(out)
     assert sorted(resumed["file"]) == sorted(full["file"]) and resumed["file"].is_unique
     by_file = resumed.set_index("file").loc[full["file"]].reset_index()

@@ -17,7 +17,7 @@ from ..model.variants import ARCHS
 from ..options import ENGINES, PRECISIONS, SMOOTH_MODES, Options
 from ..sinks.previous import fresh_folder, latest_folder
 from ..sinks.writer import FORMATS
-from ..weights import CHECKPOINT_DIR
+from ..weights import CHECKPOINT_DIR, DEFAULT_MODEL
 
 #: `Options` fields whose flag's argparse name differs.
 _DESTS = {
@@ -39,7 +39,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(
         prog=prog,
-        description="Predict 41 facial action units with OpenGraphAU.",
+        description="Predict 41 facial action units with OpenGraphAU. Other commands: "
+        f"`{prog} models` lists the official models, `{prog} download [NAME ...]` fetches them.",
         usage=f"{prog} [INPUT ...] [options]  |  {prog} COMMAND ...",
     )
     p.add_argument(
@@ -61,7 +62,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--resume",
         metavar="FILE",
         default="",
-        help="checkpoint file; default: the one in --checkpoint-dir",
+        help="checkpoint file; default: --model, else the one in --checkpoint-dir",
+    )
+    ref.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"an official model by name, fetched and cached on first use (`opengraphau models` "
+        f"lists them); default: the file in --checkpoint-dir, else {DEFAULT_MODEL}",
     )
     ref.add_argument(
         "--input",
@@ -164,6 +171,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="where to look when --resume is not given (default: checkpoints/)",
     )
     run.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never touch the network: a model not in the cache is an error "
+        "(also OPENGRAPHAU_OFFLINE=1)",
+    )
+    run.add_argument(
         "--untrained",
         action="store_true",
         help="random weights, for smoke tests without a checkpoint",
@@ -233,8 +247,10 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         command=(sys.argv[0], *argv),
         output_dir=_output_dir(args),
         checkpoint=Path(args.resume) if args.resume else None,
+        model=args.model,
         checkpoint_dir=args.checkpoint_dir,
         untrained=args.untrained,
+        offline=args.offline,
         arch=args.arc,
         stage=args.stage,
         formats=tuple(args.format.split(",")),

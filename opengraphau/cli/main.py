@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 #: `opengraphau NAME ...`: the module under `cli/` whose `main(argv, prog=...)` runs NAME.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {"models": "models", "download": "download"}
 
 
 def main(
@@ -69,8 +69,12 @@ def main(
             logger.addHandler(logging.NullHandler())
 
     try:
-        if args.untrained and args.resume:
-            raise _UsageError("--untrained and --resume exclude each other")
+        if args.untrained and (args.resume or args.model):
+            raise _UsageError(
+                f"--untrained and {'--resume' if args.resume else '--model'} exclude each other"
+            )
+        if args.resume and args.model:
+            raise _UsageError("--resume FILE and --model NAME exclude each other; give one")
         if args.export_onnx:
             return _export(args, argv)
         if not args.input and not args.inputs:
@@ -124,7 +128,7 @@ def guarded(prog: str, body: Callable[[], int]) -> int:
 
 def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequence[str]) -> str:
     """The library's message, with the flag the user typed for its parameter in front."""
-    from ..weights import CheckpointNotFound
+    from ..weights import CheckpointNotFound, DownloadError, model_names
 
     flag = flag_for(parser, exc.param, argv)
     if isinstance(exc, ResultsExistError):
@@ -133,12 +137,21 @@ def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequ
             "continue that run, or --overwrite to replace its results"
         )
     if isinstance(exc, CheckpointNotFound):
-        advice = (
-            "choose one with --resume FILE (or narrow with --arc/--stage)"
-            if exc.candidates
-            else "pass --resume FILE, or use --untrained for a smoke test"
+        return (
+            f"no checkpoint given; {exc.value}: {exc.reason}; choose one with --resume FILE "
+            "(or narrow with --arc/--stage)"
         )
-        return f"no checkpoint given; {exc.value}: {exc.reason}; {advice}"
+    if (
+        exc.param == "checkpoint"
+        and str(exc.value) in model_names()
+        and not os.path.exists(str(exc.value))
+    ):
+        return (
+            f"--resume {exc.value}: no such file; for the official model of that name, "
+            f"give --model {exc.value}"
+        )
+    if isinstance(exc, DownloadError) and flag is None:
+        return f"no checkpoint; {exc}"
     if flag is None:
         return str(exc)
     if isinstance(exc, ConfigError) or exc.value is None:
@@ -208,7 +221,7 @@ def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from ..export import export_onnx
     from ..model.checkpoint import load_model
     from ..model.opengraphau import untrained_model
-    from ..weights import find_checkpoint
+    from ..weights import choose_weights
 
     if not args.export_onnx.parent.is_dir():  # before loading: a large model takes seconds
         raise _UsageError(
@@ -218,8 +231,16 @@ def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.untrained:
         model = untrained_model(args.arc, args.stage)
     else:
-        checkpoint = args.resume or find_checkpoint(args.checkpoint_dir, args.arc, args.stage)
-        model = load_model(checkpoint, arch=args.arc, stage=args.stage, optimize=False)
+        weights = choose_weights(
+            checkpoint=args.resume or None,
+            model=args.model,
+            checkpoint_dir=args.checkpoint_dir,
+            arch=args.arc,
+            stage=args.stage,
+            offline=args.offline,
+            progress=not args.quiet,
+        )
+        model = load_model(weights.path, arch=args.arc, stage=args.stage, optimize=False)
     diff = export_onnx(model, args.export_onnx)
     note = f" ({UNTRAINED_BANNER})" if args.untrained else ""
     print(

@@ -167,6 +167,7 @@ class TerminalReporter(Reporter):
         self.quiet = quiet
         self.all_tables = tables
         self.stream = stream or sys.stderr
+        self.shows_progress = not quiet
         self.tables = False
         self._progress: tqdm | None = None
         self._overall: tqdm | None = None

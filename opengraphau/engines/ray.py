@@ -35,7 +35,7 @@ import torch
 from ray import ObjectRefGenerator
 
 from ..aus import AU_COLUMNS
-from ..errors import ConfigError, DeviceError, OpenGraphAUError, describe
+from ..errors import CheckpointError, ConfigError, DeviceError, OpenGraphAUError, describe
 from ..faces.detector import Detection, FaceDetector
 from ..model.transforms import EvalTransform
 from ..options import Options
@@ -46,6 +46,7 @@ from ..sinks.writer import CSV_HEADER
 from ..sources.images import as_pil, load_image
 from ..sources.inputs import InputItem
 from ..sources.video import Capture
+from ..weights import ModelCache, Weights, offline_from_env
 from . import Outcome, VideoInfo, VideoStream
 from .local import Decode, LocalEngine, one_by_one
 
@@ -185,12 +186,17 @@ class _ModelSpec:
     max_faces: int | None
     exact_pixels: bool
     min_confidence: float = 0.9
+    model: str | None = None
+    """The official model's name when the driver took it from its model cache: each node then
+    takes it from its own cache (fetching it once per node, the other workers waiting)."""
+    sha256: str | None = None
+    offline: bool | None = None
 
     def build(self) -> Pipeline:
         _use_assigned_cpus()
         device = torch.device("cuda" if self.gpu else "cpu")
         model = build_model_for(
-            self.checkpoint,
+            self._checkpoint(),
             arch=self.arch,
             stage=self.stage,
             device=device,
@@ -212,6 +218,24 @@ class _ModelSpec:
             batch_size=self.batch_size,
             crop=crop_mode(exact_pixels=self.exact_pixels),
         )
+
+    def _checkpoint(self) -> str | None:
+        if self.model is None:
+            return self.checkpoint
+        cached = ModelCache().get(
+            self.model,
+            offline=offline_from_env() if self.offline is None else self.offline,
+            progress=False,
+        )
+        if cached.sha256 != self.sha256:
+            raise CheckpointError(
+                f"the model cache of {socket.gethostname()} holds another file under this "
+                f"name (sha256 {cached.sha256[:12]}, the driver's {str(self.sha256)[:12]}); "
+                "delete it there",
+                param="model",
+                value=self.model,
+            )
+        return str(cached.path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -561,13 +585,13 @@ class RayEngine:
         pipeline: Pipeline,
         options: Options,
         *,
-        checkpoint: str | os.PathLike[str] | None,
+        weights: Weights | None,
         keep_pixels: bool,
         capture_factory: Callable[[str | int], Capture] | None = None,
     ) -> None:
         """`pipeline`: the one jobs.py built, for cameras (which stay here) and as the pattern
-        the workers rebuild from `checkpoint`; `keep_pixels`: images come back with their pixels
-        (to draw or crop); `capture_factory` opens cameras (tests fake one)."""
+        the workers rebuild from `weights` (None: random); `keep_pixels`: images come back with
+        their pixels (to draw or crop); `capture_factory` opens cameras (tests fake one)."""
         self.pipeline, self.options = pipeline, options
         self.keep_pixels, self.capture_factory = keep_pixels, capture_factory
         self.times: PipelineTimes = pipeline.times  # cameras run on it here; workers report
@@ -584,7 +608,7 @@ class RayEngine:
             raise
         spec = functools.partial(
             _ModelSpec,
-            None if checkpoint is None else os.path.abspath(checkpoint),
+            None if weights is None else os.path.abspath(weights.path),
             pipeline.model.arch,
             pipeline.model.stage,
             options.precision,
@@ -594,6 +618,9 @@ class RayEngine:
             max_faces=options.max_faces,
             exact_pixels=options.exact_pixels,
             min_confidence=options.min_confidence,
+            model=None if weights is None else weights.model,
+            sha256=None if weights is None else weights.sha256,
+            offline=options.offline,
         )
         self.image_spec = spec(search=options.detect and not self.placement.search_in_tasks)
         self._pixels_of_videos = keep_pixels or options.show
@@ -745,6 +772,8 @@ class FaceAUs:
         self,
         checkpoint: str | Path | None = None,
         *,
+        model: str | None = None,
+        offline: bool | None = None,
         arch: str | None = None,
         stage: int | None = None,
         device: str = "auto",
@@ -757,11 +786,14 @@ class FaceAUs:
         untrained: bool = False,
         min_confidence: float = 0.9,
     ) -> None:
-        """As `AUPredictor`'s arguments (random weights, a smoke test, only with `untrained`)."""
+        """As `AUPredictor`'s arguments (`model`: an official model by name, from each node's
+        model cache; random weights, a smoke test, only with `untrained`)."""
         from ..predictor import AUPredictor
 
         self.pipeline = AUPredictor(
             checkpoint,
+            model=model,
+            offline=offline,
             arch=arch,
             stage=stage,
             device=device,

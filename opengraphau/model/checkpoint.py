@@ -199,6 +199,44 @@ def _structure(arch: str, stage: int) -> OpenGraphAU:
     return model.to_empty(device="cpu")
 
 
+def _converted_state(
+    path: Path, arch: str | None, stage: int | None
+) -> tuple[dict[str, torch.Tensor], str, int]:
+    """The file's tensors in this package's layout, with the arch and stage they hold; a
+    CheckpointError when that is not what `arch`/`stage` ask for."""
+    state = read_state_dict(path)
+    found = detect_arch_stage(state)
+    if found is None:
+        raise _fail(
+            path,
+            "not an OpenGraphAU checkpoint (its keys match none of the "
+            f"{len(VARIANTS)} backbones with a stage-1 or stage-2 head)",
+        )
+    if (arch and arch != found[0]) or (stage and stage != found[1]):
+        raise _fail(
+            path,
+            f"holds a {found[0]} stage-{found[1]} model, not {arch or found[0]} "
+            f"stage-{stage or found[1]}; ask for {found[0]} stage {found[1]}, or "
+            "leave the backbone and stage out and let the file decide",
+        )
+    return checkpoint_filter_fn(state, found[0]), found[0], found[1]
+
+
+def _check_strict(path: Path, state: dict[str, torch.Tensor], model: OpenGraphAU) -> None:
+    problems = _strict_problems(state, model)
+    if problems:
+        raise _fail(path, f"does not match the {model.arch} stage-{model.stage} model: {problems}")
+
+
+def check_checkpoint(path: str | Path, arch: str, stage: int) -> None:
+    """CheckpointError unless `path` would load strictly as `arch` stage `stage`: the loader's
+    every check, against a model built on the meta device (no weights are made)."""
+    state, found_arch, found_stage = _converted_state(Path(path), arch, stage)
+    with torch.device("meta"):
+        model = build_model(arch=found_arch, stage=found_stage)
+    _check_strict(Path(path), state, model)
+
+
 @overload
 def load_model(
     path: str | Path,
@@ -243,26 +281,9 @@ def load_model(
         raise ConfigError(
             "the plain model (optimize=False) is fp32 only", param="precision", value=precision
         )
-    state = read_state_dict(path)
-    found = detect_arch_stage(state)
-    if found is None:
-        raise _fail(
-            path,
-            "not an OpenGraphAU checkpoint (its keys match none of the "
-            f"{len(VARIANTS)} backbones with a stage-1 or stage-2 head)",
-        )
-    if (arch and arch != found[0]) or (stage and stage != found[1]):
-        raise _fail(
-            path,
-            f"holds a {found[0]} stage-{found[1]} model, not {arch or found[0]} "
-            f"stage-{stage or found[1]}; ask for {found[0]} stage {found[1]}, or "
-            "leave the backbone and stage out and let the file decide",
-        )
-    model = _structure(found[0], found[1])
-    state = checkpoint_filter_fn(state, found[0])
-    problems = _strict_problems(state, model)
-    if problems:
-        raise _fail(path, f"does not match the {found[0]} stage-{found[1]} model: {problems}")
+    state, found_arch, found_stage = _converted_state(path, arch, stage)
+    model = _structure(found_arch, found_stage)
+    _check_strict(path, state, model)
     model.load_state_dict(state, strict=True)
     model = model.to(device).eval()
     return optimize_for_inference(model, precision=precision, inplace=True) if optimize else model

@@ -13,7 +13,6 @@ failed with the error's line), so it is always complete JSON. An entry a later r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -21,10 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointError, OutputError
+from ..errors import OutputError
 from ..records import display_name
 from ..version import __version__
-from ..weights import official_checkpoint
+from ..weights import ModelCache, Weights, sha256_of
 from .files import OutputFolder
 from .writer import DECIMALS
 
@@ -35,43 +34,33 @@ if TYPE_CHECKING:
 MANIFEST_NAME = "run.json"
 MANIFEST_VERSION = 1
 """Bumped when the layout of run.json changes in a way readers must know."""
-_CHUNK = 1 << 20
 
 
-def sha256_of(path: str | Path) -> str:
-    """The file's SHA-256, read in 1 MiB chunks (checkpoints reach hundreds of MB)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        raise CheckpointError(
-            f"cannot be read ({exc.strerror or exc})", param="checkpoint", value=path
-        ) from None
-    return digest.hexdigest()
-
-
-def checkpoint_entry(path: str | Path, *, arch: str, stage: int) -> dict[str, Any]:
-    """Where the weights came from: path, hash, what they hold, and the official release's
-    file name when the file is named like the release holding that arch and stage."""
-    official = official_checkpoint(path)
+def checkpoint_entry(
+    path: str | Path, *, arch: str, stage: int, sha256: str | None = None
+) -> dict[str, Any]:
+    """Where the weights came from: path, SHA-256, what they hold, and the official model's name
+    when the bytes are those the model cache fetched and checked for it (a file merely named
+    like an official one is not called official). `sha256`: when already known."""
+    sha = sha256 or sha256_of(path)
+    official = ModelCache().official_for(sha)
     if official is not None and (official.arch, official.stage) != (arch, stage):
         official = None
     return {
         "path": display_name(os.path.abspath(path)),
-        "sha256": sha256_of(path),
+        "sha256": sha,
         "bytes": os.path.getsize(path),
         "arch": arch,
         "stage": stage,
-        "official": official.filename if official else None,
+        "official": official.name if official else None,
+        "official_file": official.filename if official else None,
     }
 
 
 def run_entry(
-    options: Options, *, device: str, arch: str, stage: int, checkpoint: str | Path | None
+    options: Options, *, device: str, arch: str, stage: int, weights: Weights | None
 ) -> dict[str, Any]:
-    """The entry of a run starting now with `options` on `device`; `checkpoint` None: random
+    """The entry of a run starting now with `options` on `device`; `weights` None: random
     weights."""
     o = options
     return {
@@ -104,7 +93,9 @@ def run_entry(
             "smooth_mode": o.smooth_mode,
         },
         "checkpoint": (
-            None if checkpoint is None else checkpoint_entry(checkpoint, arch=arch, stage=stage)
+            None
+            if weights is None
+            else checkpoint_entry(weights.path, arch=arch, stage=stage, sha256=weights.sha256)
         ),
         "untrained": o.untrained,
         "formats": list(o.formats),
