@@ -1,12 +1,13 @@
 """Frames per second of `demo.py` on a video: decoding, face detection and the model together;
 and the key-frame search (`--detect-every K`) against a full search of every frame.
 
-    .venv/bin/python -m benchmarks.bench_video --seconds 10 --arch resnet50
+    .venv/bin/python -m benchmarks.bench_video --seconds 10 --arch resnet50 [--every 5]
     .venv/bin/python -m benchmarks.bench_video --keyframes 1 3 5 8 [--size 1280 720]
 
 Writes a synthetic clip at 25 fps (640x480 unless --size; skimage's public-domain astronaut face
 moving across a grey background), runs demo.py on it with and without face detection (random
-weights), and reports frames/s with the detection and model times from demo.py's summary line.
+weights), and reports frames/s with the detection and model times from demo.py's summary, and
+with --every N how many seconds of video each second of running covers.
 
 With --keyframes: a clip of five people made from skimage's astronaut and cameraman photos,
 walking, entering, leaving and crossing (`people_clip`), run through `opengraphau.run` with a
@@ -57,16 +58,17 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int] = (640, 480)) ->
 def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> dict:
     cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", args.arch, "--quiet",
            "--device", args.device, "--precision", args.precision, "--batch-size",
-           str(args.batch_size), "--input", str(clip),
+           str(args.batch_size), "--every", str(args.every), "--input", str(clip),
            "--output-dir", str(out), *extra]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    summary = done.stdout.strip().splitlines()[-1]
+    summary = " ".join(done.stdout.split())  # the summary may wrap onto two lines
     frames = int(re.search(r"\((\d+) frames\)", summary).group(1))
     model = float(re.search(r"model ([\d.]+) s", summary).group(1))
     detect = re.search(r"detection ([\d.]+) s", summary)
     return {"frames": frames, "seconds": elapsed, "frames_per_s": frames / elapsed,
+            "video_s_per_s": frames * args.every / FPS / elapsed,
             "model_s": model, "detection_s": float(detect.group(1)) if detect else 0.0}
 
 
@@ -176,6 +178,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call")
+    parser.add_argument("--every", type=int, default=1, help="keep every Nth frame")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keyframes", type=int, nargs="+", metavar="K",
                         help="measure --detect-every K against the first K given (1)")
@@ -184,6 +187,7 @@ def main() -> None:
         keyframes(args)
         return
     results = {"machine": describe(args.device), "arch": args.arch, "device": args.device,
+               "every": args.every,
                "precision": args.precision, "size": args.size, "batch_size": args.batch_size,
                "runs": {}}
     print(label(results["machine"]), flush=True)
@@ -195,7 +199,8 @@ def main() -> None:
             results["runs"][name] = r
             print(f"{name:>9}: {r['frames']} frames in {r['seconds']:.1f} s = "
                   f"{r['frames_per_s']:.1f} frames/s (detection {r['detection_s']:.1f} s, "
-                  f"model {r['model_s']:.1f} s, the rest is start-up, decoding and writing)")
+                  f"model {r['model_s']:.1f} s, the rest is start-up, decoding and writing); "
+                  f"{r['video_s_per_s']:.2f} s of video per second")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

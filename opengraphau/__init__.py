@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .model import load_model
     from .options import Options
     from .pipeline import Pipeline
-    from .predictor import AUPredictor, ImageResult
+    from .predictor import AUPredictor, ImageResult, VideoResult, to_dataframe
     from .records import FaceRecord, Frame
     from .sinks.results import read_results
     from .thresholds import Thresholds
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "AUPredictor": "predictor",
     "ImageResult": "predictor",
+    "VideoResult": "predictor",
+    "to_dataframe": "predictor",
     "load_model": "model",
     "Options": "options",
     "Pipeline": "pipeline",
@@ -78,6 +80,7 @@ __all__ = [
     "RunStats",
     "Thresholds",
     "VideoError",
+    "VideoResult",
     "__version__",
     "evaluate",
     "load_model",
@@ -85,6 +88,7 @@ __all__ = [
     "read_labels",
     "read_results",
     "run",
+    "to_dataframe",
 ]
 
 

@@ -96,6 +96,8 @@ AU_NAMES: tuple[str, ...] = (
 
 #: Column names used in every output file ("AU1", ..., "AUR14").
 AU_COLUMNS: tuple[str, ...] = tuple(f"AU{i}" for i in AU_IDS)
+#: With --smooth, the smoothed values beside the model's own (which keep `AU_COLUMNS`).
+SMOOTH_COLUMNS: tuple[str, ...] = tuple(f"{c}_smooth" for c in AU_COLUMNS)
 
 NUM_MAIN_AUS = 27
 NUM_SUB_AUS = 14

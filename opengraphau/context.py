@@ -57,6 +57,19 @@ class Reporter:
         """A batch of image outcomes (`engines.Outcome`) has been written; `threshold` is the
         cut of each AU."""
 
+    def start_videos(self, totals: list[int | None]) -> None:
+        """Videos and cameras come next: how many frames each will give (None: not known, as
+        for a camera), for progress over all of them."""
+
+    def start_video(self, name: str, total: int | None, camera: bool) -> None:
+        """One video or camera starts; `total` frames are expected (None: not known)."""
+
+    def frames_done(self, count: int) -> None:
+        """`count` more frames of the current video have been written."""
+
+    def end_video(self) -> None:
+        """The current video or camera is over (done, stopped or failed)."""
+
     def failed(self, source: str, reason: str) -> None:
         """An input could not be used; the run goes on."""
 

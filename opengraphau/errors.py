@@ -65,3 +65,12 @@ def describe(exc: BaseException) -> str:
     and the first line of its message, for errors.csv and the terminal."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+class ResultsExistError(OutputError):
+    """The output folder holds an earlier run's files, and neither continuing that run nor
+    replacing its results was asked for."""
+
+
+class UntrainedWarning(UserWarning):
+    """A model runs on random weights: its numbers mean nothing (a smoke test)."""

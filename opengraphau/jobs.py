@@ -27,6 +27,7 @@ from .records import FaceRecord, display_name
 from .sinks.files import OutputFolder
 from .sinks.lock import RunLock
 from .sinks.manifest import RunManifest, run_entry
+from .sinks.previous import check_unused, remove_results
 from .sinks.summary import VideoSummary
 from .sinks.writer import ResultWriter
 from .sources.inputs import InputItem, collect_inputs
@@ -57,27 +58,46 @@ class _Run:
     def execute(self) -> RunStats:
         o = self.options
         plan = collect_inputs(o.inputs, exclude=o.output_dir)
-        if not plan.items:
-            reasons = "; ".join(f"{display_name(spec)}: {why}" for spec, why in plan.problems)
+        items = [
+            i for i in plan.items if o.only is None or (i.kind == "image") == (o.only == "images")
+        ]
+        if not items:
+            reasons = [f"{display_name(spec)}: {why}" for spec, why in plan.problems]
+            if plan.items:
+                reasons.append(
+                    f"{len(plan.items)} inputs left out, as only {o.only} were asked for"
+                )
+            wanted = o.only or "images or videos"
             raise InputError(
-                f"no images or videos found ({reasons or 'nothing given'})", param="inputs"
+                f"no {wanted} found ({'; '.join(reasons) or 'nothing given'})", param="inputs"
             )
-        inputs = {os.path.realpath(i.path) for i in plan.items if i.kind != "webcam"}
+        inputs = {os.path.realpath(i.path) for i in items if i.kind != "webcam"}
+        # Before the model loads (seconds) and before anything is created: a folder holding an
+        # earlier run's results is refused, unless continued or replaced.
+        OutputFolder.check(o.output_dir)
+        check_unused(o.output_dir, skip_existing=o.skip_existing, overwrite=o.overwrite)
         # Before the output folder: a model that cannot be had leaves nothing behind.
         weights = None if o.untrained else self._weights()
-        folder = OutputFolder(o.output_dir)
-        with RunLock(folder), contextlib.ExitStack() as cleanup:
-            engine = self._engine(weights)
+        with contextlib.ExitStack() as cleanup:
             # Whatever fails from here on (an output file that cannot be opened, too), the
             # engine (a Ray it started) and the reporter (a progress bar) are closed.
             cleanup.callback(self.reporter.close)
+            engine = self._engine(weights)
             cleanup.callback(engine.close)
+            # Only now, with the model loaded, is the folder made and locked: a run that stops
+            # before it starts (no checkpoint) leaves nothing behind.
+            folder = OutputFolder(o.output_dir)
+            cleanup.enter_context(RunLock(folder))
+            check_unused(o.output_dir, skip_existing=o.skip_existing, overwrite=o.overwrite)
+            if o.overwrite:
+                remove_results(folder, inputs)
             with ResultWriter(
                 folder,
                 formats=o.formats,
                 threshold=o.au_thresholds,
                 untrained=o.untrained,
                 resume=o.skip_existing,
+                smooth=o.smooth > 1,
             ) as writer:
                 kept = {name for name, _ in writer.completed} if o.skip_existing else None
                 run = RunContext(
@@ -95,7 +115,7 @@ class _Run:
                 start = time.perf_counter()
                 status, error = "interrupted", None
                 try:
-                    self._process(run, engine, plan.items)
+                    self._process(run, engine, items)
                     status = "done"
                 except KeyboardInterrupt:
                     self.stats.interrupted = True
@@ -147,16 +167,23 @@ class _Run:
         from .device import resolve_device
         from .faces.detector import FaceDetector
         from .pipeline import Pipeline, crop_mode
-        from .predictor import build_model_for
+        from .predictor import build_model_for, warn_untrained
 
         o = self.options
         checkpoint = None if weights is None else weights.path
+        if weights is None:
+            warn_untrained()
         device = resolve_device(o.device)
         model = build_model_for(
             checkpoint, arch=o.arch, stage=o.stage, device=device, precision=o.precision
         )
         detector = (
-            FaceDetector(device=device, min_face_size=o.min_face_size, max_faces=o.max_faces)
+            FaceDetector(
+                device=device,
+                min_face_size=o.min_face_size,
+                max_faces=o.max_faces,
+                threshold=o.min_confidence,
+            )
             if o.detect
             else None
         )
@@ -210,11 +237,24 @@ class _Run:
                 self._tell_fit(run, engine)
                 run.stop_if_asked()
         videos = [i for i in items if i.kind != "image" and not run.writer.is_completed(i.path)]
+        if videos:
+            self.reporter.start_videos([self._frames_of(item) for item in videos])
         engine.prepare_videos(videos)
         video = VideoJob(run)
         for item in videos:
             video(engine, item)
             self._tell_fit(run, engine)
+
+    def _frames_of(self, item: InputItem) -> int | None:
+        """The frames `item` will give, as its container states them, for progress."""
+        from .sources.video import frames_kept, probe_frames
+
+        o = self.options
+        probed = probe_frames(item.path, self.capture_factory) if item.kind == "video" else None
+        count, fps = probed if probed is not None else (None, 1.0)
+        return frames_kept(
+            count, fps, every=o.every, start=o.start, end=o.end, max_frames=o.max_frames
+        )
 
     def _tell_fit(self, run: RunContext, engine: Engine) -> None:
         """Say once (and again if it shrinks further) that batches had to be split to fit in

@@ -19,6 +19,7 @@ from .weights import official_by_name
 PRECISIONS = ("fp32", "bf16", "fp16")
 SMOOTH_MODES = ("median", "ema")
 ENGINES = ("local", "ray")
+ONLY = ("images", "videos")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Options:
     thresholds: Thresholds | str | Path | None = None
     """Per-AU cuts: a thresholds.json (read when the Options are made) or `Thresholds`."""
     skip_existing: bool = False
+    """Continue the run whose results `output_dir` holds: inputs it completed are skipped."""
+    overwrite: bool = False
+    """Replace the results `output_dir` holds (its pictures too). Without this or
+    `skip_existing`, a folder that holds files is refused (ResultsExistError)."""
     draw: bool = False
     save_crops: bool = False
     device: str = "auto"
@@ -63,6 +68,12 @@ class Options:
     """In videos and cameras, search whole frames for faces on every Nth processed frame (a
     key frame) and, between, only around the faces found (`faces.keyframes`); 1: every frame
     (the default until the search around faces matches the full search's boxes: docs/video.md)."""
+    min_confidence: float = 0.9
+    """The face detector's probability below which a face is dropped (clear faces score
+    above 0.99; raise it against false faces in patterned cloth, lower it for hard faces)."""
+    only: str | None = None
+    """"images" or "videos" (cameras too): the other kind found in folders and lists is left
+    out; None takes both."""
     every: int = 1
     start: float | None = None
     end: float | None = None
@@ -131,6 +142,10 @@ class Options:
             raise bad("start", "must be 0 s or later")
         if self.end is not None and self.end < (self.start or 0.0):
             raise bad("end", "must not be before the start (seconds)")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise bad("min_confidence", "must be between 0 and 1")
+        if self.only not in (None, *ONLY):
+            raise bad("only", f"choose one of {', '.join(ONLY)}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"choose one of {', '.join(PRECISIONS)}")
         if self.smooth_mode not in SMOOTH_MODES:
@@ -139,6 +154,8 @@ class Options:
             raise bad("engine", f"choose one of {', '.join(ENGINES)}")
         if self.ray_address is not None and self.engine != "ray":
             raise bad("ray_address", "a Ray cluster is joined only with the ray engine")
+        if self.overwrite and self.skip_existing:
+            raise bad("overwrite", "replacing results and continuing them exclude each other")
         if self.untrained and self.checkpoint is not None:
             raise bad("untrained", "random weights and a checkpoint exclude each other")
         if self.model is not None:

@@ -1,25 +1,31 @@
 """Load once, predict many: the Python API.
 
-from opengraphau import AUPredictor
-predictor = AUPredictor("checkpoints/OpenGprahAU-ResNet50_first_stage.pth", detect_faces=True)
-for result in predictor.predict(["a.jpg", "b.png"]):
+from opengraphau import AUPredictor, to_dataframe
+predictor = AUPredictor(model="resnet50-s2", detect_faces=True)  # or a checkpoint's path
+results = predictor.predict(["a.jpg", "b.png"])
+for result in results:
     for face in result.faces:
         print(face.box, face.aus["AU12"], predictor.present(face)["AU12"])
+table = to_dataframe(results)                   # predictions.csv's columns, in memory
+video = predictor.predict_video("clip.mp4")     # faces tracked across frames, as a run does
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .context import UNTRAINED_BANNER
 from .device import resolve_device
-from .errors import ImageError
+from .errors import ConfigError, ImageError, UntrainedWarning
 from .faces.detector import FaceDetector
 from .model.checkpoint import load_model
 from .model.opengraphau import untrained_model
@@ -30,6 +36,9 @@ from .sources.images import as_pil, load_image
 from .thresholds import ThresholdLike, Thresholds, as_thresholds
 from .weights import choose_weights
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
 
@@ -39,6 +48,35 @@ class ImageResult:
 
     size: tuple[int, int]
     faces: list[FaceRecord] = field(default_factory=list)
+    source: str = ""
+    """The path given, or "<image N>" for pixels."""
+
+    @property
+    def records(self) -> list[FaceRecord]:
+        """Its rows of predictions.csv: the faces, or one faceless row."""
+        return self.faces or [FaceRecord(self.source, 0, 0.0, 0, None, None, None)]
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One video's rows in frame order: each face with its track id (as a run writes them),
+    and a frame without a face as one faceless row. `error` says why it ended early."""
+
+    source: str
+    fps: float
+    records: list[FaceRecord]
+    error: str | None = None
+
+
+def to_dataframe(results: Iterable[ImageResult | VideoResult | FaceRecord]) -> pd.DataFrame:
+    """Results as one DataFrame with predictions.csv's columns, types and decimals (what
+    `read_results` gives for a run's folder), with no file written."""
+    from .sinks.results import records_frame
+
+    records: list[FaceRecord] = []
+    for result in results:
+        records.extend([result] if isinstance(result, FaceRecord) else result.records)
+    return records_frame(records)
 
 
 def build_model_for(
@@ -55,6 +93,13 @@ def build_model_for(
             untrained_model(arch, stage), precision=precision, device=device, inplace=True
         )
     return load_model(checkpoint, arch=arch, stage=stage, device=device, precision=precision)
+
+
+def warn_untrained() -> None:
+    """Say loudly, as an UntrainedWarning and a log line, that the model has random weights:
+    an API user who forgot the checkpoint must not mistake its numbers for predictions."""
+    warnings.warn(UNTRAINED_BANNER, UntrainedWarning, stacklevel=3)
+    logging.getLogger("opengraphau").warning(UNTRAINED_BANNER)
 
 
 class AUPredictor:
@@ -76,10 +121,14 @@ class AUPredictor:
         precision: str = "fp32",
         exact_pixels: bool = False,
         thresholds: ThresholdLike | str | Path = 0.5,
+        untrained: bool = False,
+        min_confidence: float = 0.9,
     ) -> None:
-        """`checkpoint` None means random weights (`untrained` is then True), unless `model`
-        names an official model (`resnet50-s2`): it is fetched into the model cache on first
-        use, never with `offline` (default `$OPENGRAPHAU_OFFLINE`).
+        """`checkpoint`: the model file, or `model`: an official model by name (`resnet50-s2`);
+        neither: the default official model, as the command line chooses it. Official models
+        are fetched into the model cache on first use, never with `offline` (default
+        `$OPENGRAPHAU_OFFLINE`). Random weights (a smoke test) only with `untrained=True`; they
+        are announced with an UntrainedWarning and a log line.
 
         `precision` fp32 (default) | bf16 (CUDA, or CPUs with native bf16) | fp16 (CUDA); one
         that cannot run on the device raises DeviceError. `exact_pixels`: on a GPU too, search
@@ -87,21 +136,30 @@ class AUPredictor:
         `batch_size` None: 16 on a CPU, 64 on a GPU (`pipeline.default_batch_size`).
         `thresholds`: when `present` calls an AU present: one cut for all, `Thresholds`, or a
         thresholds.json (`opengraphau evaluate --calibrate`; AUs it leaves out keep 0.5).
+        `min_confidence`: the face detector's probability below which a face is dropped.
         """
         self.thresholds: Thresholds = (
             Thresholds.load(thresholds)
             if isinstance(thresholds, (str, Path))
             else as_thresholds(thresholds)
         )
+        if untrained and (checkpoint is not None or model is not None):
+            raise ConfigError(
+                "random weights and a checkpoint or model exclude each other",
+                param="untrained",
+                value=True,
+            )
         self.device = resolve_device(device)
         self.weights = (
             None
-            if checkpoint is None and model is None
+            if untrained
             else choose_weights(
                 checkpoint=checkpoint, model=model, arch=arch, stage=stage, offline=offline
             )
         )
-        self.untrained = self.weights is None
+        self.untrained = untrained
+        if untrained:
+            warn_untrained()
         self.model = build_model_for(
             None if self.weights is None else self.weights.path,
             arch=arch,
@@ -110,7 +168,12 @@ class AUPredictor:
             precision=precision,
         )
         self.detector = (
-            FaceDetector(device=self.device, min_face_size=min_face_size, max_faces=max_faces)
+            FaceDetector(
+                device=self.device,
+                min_face_size=min_face_size,
+                max_faces=max_faces,
+                threshold=min_confidence,
+            )
             if detect_faces
             else None
         )
@@ -139,6 +202,48 @@ class AUPredictor:
                 )
             frames.append(Frame.of(source, np.asarray(pil)))
         return [
-            ImageResult(frame.size, [r for r in records if r.success])
+            ImageResult(frame.size, [r for r in records if r.success], frame.source)
             for frame, records in zip(frames, self.pipeline(frames))
         ]
+
+    def predict_video(
+        self,
+        path: str | Path,
+        *,
+        every: int = 1,
+        start: float | None = None,
+        end: float | None = None,
+        max_frames: int | None = None,
+        smooth: int = 0,
+        smooth_mode: str = "median",
+    ) -> VideoResult:
+        """A video file (or "webcam:N" with `max_frames`) through the engine a run uses:
+        the same frames, faces, track ids and smoothing as the rows of its predictions.csv.
+        VideoError when it cannot be opened."""
+        from .engines.local import LocalEngine
+        from .options import Options
+        from .sources.inputs import InputItem
+        from .sources.video import parse_webcam
+
+        source = str(path)
+        options = Options(
+            inputs=(source,),
+            untrained=self.untrained,
+            detect=self.detector is not None,
+            every=every,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            smooth=smooth,
+            smooth_mode=smooth_mode,
+            workers=0,
+        )
+        kind = "webcam" if parse_webcam(source) is not None else "video"
+        stream = LocalEngine(self.pipeline, options, keep_pixels=False).video(
+            InputItem(source, kind)
+        )
+        try:
+            records = [r for outcomes in stream for outcome in outcomes for r in outcome.records]
+        finally:
+            stream.close()
+        return VideoResult(source, stream.info.fps, records, stream.error)

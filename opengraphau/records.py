@@ -80,6 +80,9 @@ class FaceRecord:
     """(41,) float32 probabilities in `aus.AU_IDS` order."""
     embedding: np.ndarray | None = None
     """The backbone's pooled, L2-normalised feature: what the face looks like, for tracking."""
+    raw: np.ndarray | None = None
+    """With temporal smoothing: the model's own (41,) probabilities, `probs` being the smoothed
+    ones every decision and picture uses; None when this face was not smoothed."""
 
     @property
     def success(self) -> bool:

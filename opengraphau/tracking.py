@@ -470,6 +470,7 @@ class TrackedFaces:
                 r,
                 face_id=i,
                 probs=smooth(k, r.probs) if smooth is not None and r.probs is not None else r.probs,
+                raw=r.probs if smooth is not None else None,
             )
             for r, i, k in zip(faces, ids, keys)
         ]

@@ -4,6 +4,7 @@ to rows, the per-track summary, the annotated video, the live preview and the AU
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,7 +16,7 @@ from .sources.inputs import InputItem
 
 if TYPE_CHECKING:
     from .context import RunContext
-    from .engines import Engine
+    from .engines import Engine, VideoInfo
     from .render.video import VideoWriter
 
 
@@ -73,6 +74,8 @@ class VideoJob:
                 stack.callback(writer.close)
             if stream.info.is_camera:
                 run.reporter.start_camera()
+            run.reporter.start_video(item.path, self._expected(stream.info), stream.info.is_camera)
+            stack.callback(run.reporter.end_video)
             stack.callback(self._plot_timeline, item, timeline)
             try:
                 for outcomes in stream:
@@ -89,6 +92,15 @@ class VideoJob:
                 self._frames_done(stream.flush(), writer, timeline)
         run.summary.finish(item.path)
         return stream.error, stop
+
+    def _expected(self, info: VideoInfo) -> int | None:
+        from .sources.video import frames_kept
+
+        o = self.run.options
+        count = None if info.is_camera else info.frame_count
+        return frames_kept(
+            count, info.fps, every=o.every, start=o.start, end=o.end, max_frames=o.max_frames
+        )
 
     def _video_writer(self, item: InputItem, fps: float) -> VideoWriter | None:
         from .render.video import VideoWriter
@@ -135,6 +147,7 @@ class VideoJob:
                     stop = True
         run.writer.write(rows)
         run.summary.add(rows)
+        run.reporter.frames_done(len(outcomes))
         return stop
 
     def _plot_timeline(self, item: InputItem, timeline: _Timeline) -> None:
@@ -143,23 +156,25 @@ class VideoJob:
             return
         from .render.plots import plot_timeline
 
-        picked = timeline.longest()
-        if picked is None:
-            return
-        track, probs = picked
-        title = f"{display_name(item.path)} (face {track})"
-        if self.run.title:
-            title += f" - {self.run.title}"
-        self.run.pictures.save(
-            f"{item.stem}_aus.png",
-            lambda path: plot_timeline(
-                np.asarray(timeline.times),
-                probs,
-                path,
-                threshold=options.au_thresholds,
-                title=title,
-            ),
-        )
+        times = np.asarray(timeline.times)
+        for n, (track, probs) in enumerate(timeline.people()):
+            title = f"{display_name(item.path)} (face {track})"
+            if self.run.title:
+                title += f" - {self.run.title}"
+            # The person seen longest keeps the plain name; each other one has a picture too.
+            name = f"{item.stem}_aus.png" if n == 0 else f"{item.stem}_face{track}_aus.png"
+            self.run.pictures.save(
+                name,
+                functools.partial(
+                    plot_timeline, times, probs, threshold=options.au_thresholds, title=title
+                ),
+            )
+
+
+#: A face gets its own timeline when seen in at least this share of the frames of the face seen
+#: longest, up to this many faces per video.
+PERSON_SHARE = 0.25
+MOST_PEOPLE = 16
 
 
 class _Timeline:
@@ -176,12 +191,20 @@ class _Timeline:
             if record.probs is not None and record.face_id != UNCONFIRMED:
                 self.tracks.setdefault(record.face_id, {})[len(self.times) - 1] = record.probs
 
-    def longest(self) -> tuple[int, np.ndarray] | None:
-        """The face seen in the most frames, NaN where it is absent."""
-        if not self.tracks:
-            return None
-        track, seen = max(self.tracks.items(), key=lambda kv: len(kv[1]))
-        probs = np.full((len(self.times), len(AU_IDS)), np.nan)
-        for index, p in seen.items():
-            probs[index] = p
-        return track, probs
+    def people(self) -> list[tuple[int, np.ndarray]]:
+        """The faces worth a timeline, longest seen first, each with its probabilities by frame
+        (NaN where it is absent): those seen in at least `PERSON_SHARE` of the frames of the
+        longest one (a passer-by of a few frames is left out), at most `MOST_PEOPLE`."""
+        ranked = sorted(self.tracks.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        if not ranked:
+            return []
+        least = PERSON_SHARE * len(ranked[0][1])
+        people = []
+        for track, seen in ranked[:MOST_PEOPLE]:
+            if len(seen) < least:
+                break
+            probs = np.full((len(self.times), len(AU_IDS)), np.nan)
+            for index, p in seen.items():
+                probs[index] = p
+            people.append((track, probs))
+        return people

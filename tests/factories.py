@@ -24,10 +24,10 @@ FACE = ROOT / "demo_imgs" / "astronaut_face.jpg"
 KEYS_DIR = Path(__file__).resolve().parent / "data" / "checkpoint-keys"
 
 
-def readme_section(title: str) -> str:
-    """The text of README.md's `## title` section, up to the next `## ` heading: the tests run
-    its code blocks as written."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def doc_section(doc: str, title: str) -> str:
+    """The text of the `## title` section of `doc` (README.md, docs/ray.md, ...), up to the next
+    `## ` heading: the tests run its code blocks as written."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end != -1 else len(text)]

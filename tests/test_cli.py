@@ -155,7 +155,7 @@ def test_a_failed_start_keeps_earlier_results(resnet18_s1: Path, tmp_path: Path)
     before = (out / "predictions.csv").read_text()
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     result = cli("--resume", str(tmp_path / "bad.pth"), "--input", str(FACE), "--no-detect",
-                 "--output-dir", str(out))
+                 "--overwrite", "--output-dir", str(out))
     assert result.returncode == 2 and (out / "predictions.csv").read_text() == before
     (tmp_path / "file").write_text("x")
     result = cli("--untrained", "--input", str(FACE), "--no-detect", "--output-dir",

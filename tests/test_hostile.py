@@ -71,7 +71,10 @@ def no_hang() -> Iterator[None]:
 
 def _run(capsys: pytest.CaptureFixture, out: Path, *inputs: str | Path,
          extra: tuple[str, ...] = (), flags: tuple[str, ...] = FAST) -> Result:
-    code = run_main(*flags, "--output-dir", str(out), "--input", *map(str, inputs), *extra)
+    """One run into `out`, replacing what an earlier case left there (unless it continues)."""
+    again = () if "--skip-existing" in extra else ("--overwrite",)
+    code = run_main(*flags, *again, "--output-dir", str(out), "--input", *map(str, inputs),
+                    *extra)
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return Result(code, [ln for ln in captured.err.splitlines() if ln != BANNER], captured.out)

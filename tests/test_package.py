@@ -118,3 +118,43 @@ def test_checkpoints_readme_lists_the_official_table() -> None:
         assert (official.url or "no public link") in cells[4]
         scores = [f"{official.f1:.2f}", f"{official.acc:.2f}"] if official.f1 else ["–", "–"]
         assert cells[5:7] == scores
+
+
+def test_license_and_citation_agree_with_the_package() -> None:
+    """LICENSE is the MIT text pyproject declares; CITATION.cff is CFF 1.2.0 with this version
+    and the models' paper as its preferred citation; the README says how to cite and what the
+    numbers are."""
+    import tomllib
+    import yaml
+
+    from opengraphau import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    license_text = (ROOT / "LICENSE").read_text()
+    assert project["license"] == {"text": "MIT"} and license_text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 the opengraphau authors" in license_text
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    assert cff["version"] == __version__
+    assert {"message", "title", "authors"} <= set(cff)
+    paper = cff["preferred-citation"]
+    assert paper["year"] == 2022 and [a["family-names"] for a in paper["authors"]] == [
+        "Luo", "Song", "Xie", "Shen", "Gunes"]
+    assert " ".join(paper["title"].split()) == ("Learning Multi-dimensional Edge Feature-based "
+                                                "AU Relation Graph for Facial Action Unit "
+                                                "Recognition")
+    readme = (ROOT / "README.md").read_text()
+    assert "\n## Citing\n" in readme and "2205.01782" in readme
+    assert "\n## What the numbers mean\n" in readme and "not an intensity" in readme
+
+
+def test_readme_is_short_and_its_links_lead_somewhere() -> None:
+    """The README is a newcomer's page (about 250 lines); the long material lives in docs/,
+    every page there is linked from it, and every relative link of the README and docs/ exists."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 260
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert pages and all(f"(docs/{page})" in readme for page in pages)
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+            assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"

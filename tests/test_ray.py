@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from factories import FACE, ROOT, FakeCamera, read_rows, readme_section, run_main, write_video
+from factories import FACE, ROOT, FakeCamera, doc_section, read_rows, run_main, write_video
 from opengraphau.aus import AU_COLUMNS
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
@@ -71,8 +71,9 @@ def _run(ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = (), capture
 
 
 def _summary(text: str) -> str:
-    """The summary line without its times and output folder."""
-    line = text.strip().splitlines()[-1].split("; outputs in")[0]
+    """The summary (wrapped on lines or not) without its times and output folder."""
+    flat = " ".join(text.split())
+    line = flat[max(flat.rfind("done:"), flat.rfind("interrupted:")):].split("; outputs in")[0]
     return re.sub(r"[\d.]+ s\b|[\d.]+ images(\+frames)?/s", "T", line)
 
 
@@ -147,7 +148,7 @@ def test_whole_frames_resumed_with_skip_existing(folder: Path, resnet18_s1: Path
     assert _run(resnet18_s1, out, str(folder / "a"), extra=ray_args) == 0
     capsys.readouterr()
     assert _run(resnet18_s1, out, str(folder), extra=ray_args) == 1
-    assert "2 skipped (already done)" in capsys.readouterr().out
+    assert "2 already done" in capsys.readouterr().out
     def by_file(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         return sorted(rows, key=lambda r: (r["file"], r["face_id"]))
 
@@ -194,11 +195,11 @@ def test_webcam_stays_local(resnet18_s1: Path, tmp_path: Path) -> None:
 
 
 def test_face_aus_snippet_of_the_docs(folder: Path, resnet18_s1: Path, tmp_path: Path) -> None:
-    """The README's FaceAUs example, run as written on a small folder."""
+    """docs/ray.md's FaceAUs example, run as written on a small folder."""
     import pyarrow.parquet as pq
 
     from opengraphau.predictor import AUPredictor
-    text = readme_section("Many machines: Ray")
+    text = doc_section("docs/ray.md", "Many machines: Ray")
     snippet = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S)
                    if "FaceAUs" in block)
     photos = tmp_path / "photos"
@@ -207,7 +208,7 @@ def test_face_aus_snippet_of_the_docs(folder: Path, resnet18_s1: Path, tmp_path:
     snippet = (snippet.replace('"photos/"', repr(str(photos)))
                .replace(checkpoint, repr(str(resnet18_s1)))
                .replace('"aus/"', repr(str(tmp_path / "aus"))))
-    exec(compile(snippet, "README.md", "exec"), {})
+    exec(compile(snippet, "docs/ray.md", "exec"), {})
     table = pq.read_table(tmp_path / "aus").to_pandas().sort_values(["file", "face_id"])
     expected = AUPredictor(resnet18_s1, detect_faces=True, batch_size=16).predict(
         sorted(photos.iterdir()))

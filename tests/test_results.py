@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import opengraphau
-from factories import FACE, ROOT, read_rows, readme_section, run_main, write_video
+from factories import FACE, ROOT, doc_section, read_rows, run_main, write_video
 from opengraphau import InputError, OutputError, read_results
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline
@@ -107,8 +107,8 @@ def test_run_json_says_what_made_the_results(study: dict[str, Path]) -> None:
                                    str(study["clip"])]
     assert run["device"] == "cpu" and run["precision"] == "fp32" and run["threshold"] == 0.5
     assert run["batch_size"] == 5 and run["exact_pixels"] is False
-    assert run["detector"] == {"enabled": True, "min_face_size": 20, "max_faces": None,
-                               "detect_every": 1}
+    assert run["detector"] == {"enabled": True, "min_face_size": 20, "min_confidence": 0.9,
+                               "max_faces": None, "detect_every": 1}
     assert run["untrained"] is False and run["formats"] == ["csv", "parquet"]
     checkpoint = study["checkpoint"]
     assert run["checkpoint"] == {
@@ -247,9 +247,9 @@ def test_read_results_takes_parquet_only_when_it_holds_every_row(resnet18_s1: Pa
                         *map(str, inputs), *(["--skip-existing"] if resume else [])) == 0
 
     out = tmp_path / "stale"
-    run(out, "csv,parquet", photos)
-    run(out, "csv", photos / "0.png")  # fresh: its one row replaces the CSV's three
-    assert (out / "predictions.parquet").is_dir()
+    run(tmp_path / "older", "csv,parquet", photos)
+    run(out, "csv", photos / "0.png")
+    shutil.copytree(tmp_path / "older" / "predictions.parquet", out / "predictions.parquet")
     assert read_results(out)["file"].tolist() == [str(photos / "0.png")]
     out = tmp_path / "added"
     run(out, "csv", photos / "0.png")
@@ -457,16 +457,16 @@ def test_video_resume_keeps_summaries_of_completed_videos(study: dict[str, Path]
 
 
 def test_analysis_snippets_run(study: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's analyses, in order, on results/demo."""
+    """docs/analysis.md's analyses, in order, on results/demo."""
     import matplotlib.pyplot as plt
     plt.switch_backend("Agg")
-    text = readme_section("Analysing results")
+    text = doc_section("docs/analysis.md", "Analysing results")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) == 4
     monkeypatch.chdir(study["root"])
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(compile(block, "docs/analysis.md", "exec"), namespace)
     plt.close("all")
     assert sorted(namespace["mean_aus"].index) == sorted([str(FACE), str(study["clip"])])
     assert (study["root"] / "au12_over_time.png").stat().st_size > 10_000

@@ -340,3 +340,33 @@ def test_title_has_its_own_background_and_no_label_covers_it() -> None:
     changed = (drawn != frame).any(axis=-1) & ~_box_lines(faces, frame.shape)
     changed[v0:v1, u0:u1] = changed[y0:y1, x0:x1] = False
     assert not changed.any()
+
+
+def test_labels_name_their_aus_where_there_is_room() -> None:
+    """One face in an HD frame: "AU12 Lip corner puller 0.83"; eight in a thumbnail: codes."""
+    from opengraphau.aus import AU_IDS, AU_NAMES
+    from opengraphau.render.pictures import _au_text
+
+    (roomy,) = frame_labels(_faces([(600, 300, 120, 140)], [0]), (1280, 720))
+    assert roomy.named and len(roomy.aus) == 6
+    index = roomy.aus[0]
+    assert _au_text(index, 0.834, roomy.named) == f"AU{AU_IDS[index]} {AU_NAMES[index]} 0.83"
+    crowded = frame_labels(_faces([(10 + 18 * i, 40, 16, 18) for i in range(8)],
+                                  list(range(8))), (160, 120))
+    assert crowded and not any(label.named for label in crowded)
+
+
+def test_every_face_on_screen_has_its_own_colour() -> None:
+    """Track ids that share a palette slot (0 and 12, 5 and 17) still differ on screen; a track
+    alone keeps its own colour."""
+    from opengraphau.render.pictures import BOX_COLORS, track_colors
+
+    boxes = [(10 + 30 * i, 10, 20, 20) for i in range(len(BOX_COLORS))]
+    ids = [0, 12, 5, 17, 1, 2, 3, 4, 6, 7, 8, 9]
+    colors = track_colors(_faces(boxes, ids))
+    assert len(set(colors.values())) == len(ids) == len(BOX_COLORS)
+    assert track_colors(_faces([boxes[0]], [17])) == {17: BOX_COLORS[17 % len(BOX_COLORS)]}
+    frame = np.full((60, 400, 3), 128, np.uint8)
+    drawn = annotate_frame(frame, _faces(boxes[:2], [0, 12]))
+    edge = [tuple(int(c) for c in drawn[10, x]) for x in (10, 40)]  # top-left box corners
+    assert edge[0] != edge[1] and set(edge) <= set(BOX_COLORS)

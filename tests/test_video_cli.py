@@ -74,9 +74,11 @@ def test_every_start_end_and_smoothing(clip: Path, tmp_path: Path) -> None:
     assert _run(tmp_path / "raw", str(clip), extra=("--no-detect",)) == 0
     assert _run(tmp_path / "sm", str(clip), extra=("--no-detect", "--smooth", "3")) == 0
     raw = probs_of(read_rows(tmp_path / "raw"))
-    smooth = probs_of(read_rows(tmp_path / "sm"))
+    rows = read_rows(tmp_path / "sm")
+    smooth = np.array([[float(r[f"{c}_smooth"]) for c in AU_COLUMNS] for r in rows])
     expected = np.stack([np.median(raw[max(0, i - 2):i + 1], axis=0) for i in range(len(raw))])
     np.testing.assert_allclose(smooth, expected, atol=2e-6)
+    np.testing.assert_array_equal(probs_of(rows), raw)  # the model's values are kept
 
 
 def test_truncated_video_keeps_early_frames(tmp_path: Path) -> None:
@@ -211,6 +213,9 @@ def test_new_person_where_one_left_and_a_flash_get_no_old_id(resnet18_s1: Path,
     with open(tmp_path / "out" / "predictions.jsonl", encoding="utf-8") as f:
         assert [str(json.loads(line)["face"]) for line in f] == [r["face_id"] for r in rows]
     assert (tmp_path / "out" / "people_pred.mp4").is_file()
+    # A timeline per person: hers (seen longest) under the plain name, his beside it.
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_aus.png")) == [
+        "people_aus.png", "people_face1_aus.png"]
 
 
 def test_face_hidden_behind_another_keeps_its_id(resnet18_s1: Path, tmp_path: Path) -> None:

@@ -490,3 +490,16 @@ def test_run_json_calls_a_file_official_by_its_hash_not_its_name(
         "resnet18-s1", R18.filename)
     assert found["renamed"]["sha256"] == fetched.sha256
     assert (found["impostor"]["official"], found["impostor"]["official_file"]) == (None, None)
+
+
+def test_the_api_takes_a_named_or_default_model_from_the_cache(cache: ModelCache) -> None:
+    from opengraphau import AUPredictor
+
+    fetched = cache.get("resnet18-s1", progress=False)
+    named = AUPredictor(model="resnet18-s1", device="cpu")
+    default = AUPredictor(arch="resnet18", stage=1, device="cpu", offline=True)
+    assert named.weights is not None and default.weights is not None
+    assert (named.weights.path, named.weights.sha256) == (fetched.path, fetched.sha256)
+    assert (default.weights.model, default.untrained) == ("resnet18-s1", False)
+    face = named.predict([FACE])[0].faces[0]
+    assert face.probs.shape == (41,)

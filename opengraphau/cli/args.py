@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from ..model.variants import ARCHS
 from ..options import ENGINES, PRECISIONS, SMOOTH_MODES, Options
+from ..sinks.previous import fresh_folder, latest_folder
 from ..sinks.writer import FORMATS
 from ..weights import CHECKPOINT_DIR, DEFAULT_MODEL
 
@@ -40,6 +41,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="Predict 41 facial action units with OpenGraphAU. Other commands: "
         f"`{prog} models` lists the official models, `{prog} download [NAME ...]` fetches them.",
+        usage=f"{prog} [INPUT ...] [options]  |  {prog} COMMAND ...",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="images, folders, globs, @list.txt files, videos or webcam:N (as --input; a "
+        "first INPUT named like a COMMAND runs that command: write ./NAME for a file)",
     )
     ref = p.add_argument_group("reference demo flags")
     ref.add_argument("--arc", choices=ARCHS, help="backbone; default: what the checkpoint holds")
@@ -73,7 +82,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="write annotated pictures (and videos) to the output folder",
     )
-    ref.add_argument("--exp-name", default="demo", help="output folder name under results/")
+    kinds = ref.add_mutually_exclusive_group()
+    kinds.add_argument(
+        "--images-only", action="store_true", help="leave out the videos found in folders and lists"
+    )
+    kinds.add_argument(
+        "--videos-only", action="store_true", help="leave out the images found in folders and lists"
+    )
+    ref.add_argument(
+        "--exp-name",
+        default="demo",
+        help="output folder name under results/ (numbered demo2, demo3, ... when it holds files)",
+    )
     out = p.add_argument_group("outputs")
     out.add_argument("--output-dir", metavar="DIR", help="default: results/<exp-name>")
     out.add_argument(
@@ -99,8 +119,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run: skip inputs already completed in DIR",
     )
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results DIR holds (its pictures too); without this or "
+        "--skip-existing a named DIR that holds files is refused, and the default folder "
+        "becomes results/<exp-name>2, 3, ...",
+    )
     out.add_argument("--save-crops", action="store_true", help="write each face crop to DIR/crops/")
     out.add_argument("--quiet", action="store_true", help="no progress bar and no AU tables")
+    out.add_argument(
+        "--tables",
+        action="store_true",
+        help="print each face's AU table for every image (default: only for a single image)",
+    )
     run = p.add_argument_group("model and speed")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     run.add_argument(
@@ -195,6 +227,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="use the whole image as the face crop (the reference's behaviour)",
     )
+    faces.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.9,
+        metavar="P",
+        help="drop detected faces below this face probability (default 0.9; clear faces "
+        "score above 0.99, so 0.98 removes most false faces in patterns)",
+    )
     faces.add_argument("--max-faces", type=int, metavar="N", help="keep the N largest faces")
     faces.add_argument(
         "--min-face-size",
@@ -218,9 +258,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
     """The parsed flags as `Options` (ConfigError, naming the parameter, for a bad value)."""
     return Options(
-        inputs=tuple(args.input),
+        inputs=(*args.input, *args.inputs),
         command=(sys.argv[0], *argv),
-        output_dir=Path(args.output_dir) if args.output_dir else Path("results") / args.exp_name,
+        output_dir=_output_dir(args),
         checkpoint=Path(args.resume) if args.resume else None,
         model=args.model,
         checkpoint_dir=args.checkpoint_dir,
@@ -232,6 +272,7 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         threshold=args.threshold,
         thresholds=args.thresholds,
         skip_existing=args.skip_existing,
+        overwrite=args.overwrite,
         draw=args.draw_text,
         save_crops=args.save_crops,
         device=args.device,
@@ -243,6 +284,8 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         max_faces=args.max_faces,
         min_face_size=args.min_face_size,
         detect_every=args.detect_every,
+        min_confidence=args.min_confidence,
+        only="images" if args.images_only else "videos" if args.videos_only else None,
         every=args.every,
         start=args.start,
         end=args.end,
@@ -253,6 +296,15 @@ def to_options(args: argparse.Namespace, argv: Sequence[str]) -> Options:
         engine=args.engine,
         ray_address=args.ray_address,
     )
+
+
+def _output_dir(args: argparse.Namespace) -> Path:
+    """--output-dir as given; else results/<exp-name>, numbered (demo2, demo3, ...) so a second
+    run keeps the first one's results, and the latest of those for --skip-existing/--overwrite."""
+    if args.output_dir:
+        return Path(args.output_dir)
+    base = Path("results") / args.exp_name
+    return latest_folder(base) if args.skip_existing or args.overwrite else fresh_folder(base)
 
 
 def flag_for(parser: argparse.ArgumentParser, param: str | None, argv: Sequence[str]) -> str | None:

@@ -20,10 +20,17 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..errors import ConfigError, OpenGraphAUError, describe
+from ..errors import (
+    ConfigError,
+    OpenGraphAUError,
+    ResultsExistError,
+    UntrainedWarning,
+    describe,
+)
 from .args import build_parser, flag_for, to_options
 
 if TYPE_CHECKING:
@@ -56,14 +63,16 @@ def _main(argv: list[str], prog: str, capture_factory) -> int:
         command = importlib.import_module(f".{SUBCOMMANDS[argv[0]]}", __package__)
         return int(command.main(argv[1:], prog=f"{prog} {argv[0]}"))
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     from .report import terminal_text  # after parsing: --help loads nothing more
 
     # Pillow logs what it finds wrong in a hostile file ("More samples per pixel than can be
     # decoded") before raising, matplotlib that it cannot make its cache folder under an odd
     # HOME or TMPDIR (and makes one elsewhere); with no handler Python would print those lines
-    # on stderr, beside ours. The file's one-line reason comes from the exception.
-    for name in ("PIL", "matplotlib"):
+    # on stderr, beside ours. The file's one-line reason comes from the exception. The library
+    # announces random weights with a warning and a log line for API users; the terminal
+    # reporter says it in its own words.
+    for name in ("PIL", "matplotlib", "opengraphau"):
         library = logging.getLogger(name)
         if not library.handlers:
             library.addHandler(logging.NullHandler())
@@ -77,9 +86,10 @@ def _main(argv: list[str], prog: str, capture_factory) -> int:
             raise _UsageError("--resume FILE and --model NAME exclude each other; give one")
         if args.export_onnx:
             return _export(args, argv)
-        if not args.input:
+        if not args.input and not args.inputs:
             raise _UsageError(
-                "--input is required (images, folders, globs, @lists, videos or webcam:N)"
+                "no inputs: give images, folders, globs, @lists, videos or webcam:N "
+                "(after the command or after --input)"
             )
         return _run(args, argv, capture_factory)
     except _UsageError as exc:
@@ -208,6 +218,11 @@ def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequ
     from ..weights import CheckpointNotFound, DownloadError, model_names
 
     flag = flag_for(parser, exc.param, argv)
+    if isinstance(exc, ResultsExistError):
+        return (
+            f"{exc.value}: already holds an earlier run's results; add --skip-existing to "
+            "continue that run, or --overwrite to replace its results"
+        )
     if isinstance(exc, CheckpointNotFound):
         return (
             f"no checkpoint given; {exc.value}: {exc.reason}; choose one with --resume FILE "
@@ -236,8 +251,9 @@ def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
     from ..jobs import run
     from .report import TerminalReporter, format_summary
 
-    reporter = TerminalReporter(quiet=args.quiet)
-    with _ctrl_c(reporter):
+    reporter = TerminalReporter(quiet=args.quiet, tables=args.tables)
+    with _ctrl_c(reporter), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWarning)
         options = to_options(args, argv)
         stats = run(options, reporter, capture_factory=capture_factory)
         print(format_summary(stats))

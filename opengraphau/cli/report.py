@@ -3,9 +3,12 @@ stderr, a live preview for videos, and one summary line at the end."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import textwrap
 import threading
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
@@ -14,8 +17,9 @@ from ..context import UNTRAINED_BANNER, Reporter, RunStats
 from ..records import display_name
 from ..thresholds import ThresholdLike, Thresholds, as_thresholds
 
-TABLE_LIMIT = 10
-"""Per-image AU tables are printed for runs of at most this many images."""
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
@@ -38,7 +42,13 @@ def format_table(title: str, probs: np.ndarray, threshold: ThresholdLike) -> str
     return "\n".join(lines)
 
 
+SUMMARY_WIDTH = 100
+"""The summary is one line when it fits in this many columns, else two."""
+
+
 def format_summary(stats: RunStats) -> str:
+    """What the run did, how long it took and where its outputs are, wrapped at SUMMARY_WIDTH
+    columns (a long output path alone may pass it)."""
     s = stats
     rate = (s.images + s.frames) / s.elapsed_s if s.elapsed_s > 0 else 0.0
     parts = [f"{'interrupted' if s.interrupted else 'done'}: {s.images} images"]
@@ -48,15 +58,29 @@ def format_summary(stats: RunStats) -> str:
     if s.detect:
         parts.append(f"{s.faces} faces, {s.no_face} without a face")
     if s.skipped:
-        parts.append(f"{s.skipped} skipped (already done)")
+        parts.append(f"{s.skipped} already done")
     if s.warnings:
-        parts.append(f"{len(s.warnings)} warnings (see above)")
+        parts.append(f"{len(s.warnings)} warnings")
     timing = f"model {s.model_s:.1f} s" + (f", detection {s.detect_s:.1f} s" if s.detect else "")
     unit = "images+frames" if s.frames else "images"
-    text = (
-        f"{', '.join(parts)}; {s.elapsed_s:.1f} s, {rate:.2f} {unit}/s ({timing}); "
-        f"outputs in {terminal_text(str(s.output_dir))}/"
+    what = ", ".join(parts)
+    # "outputs in DIR/" stays whole on its line (a no-break space until wrapped), so it can
+    # be found, and copied, as one piece.
+    how = (
+        f"{s.elapsed_s:.1f} s, {rate:.2f} {unit}/s ({timing}); "
+        f"outputs\xa0in\xa0{terminal_text(str(s.output_dir))}/"
     )
+    one = f"{what}; {how}"
+    if len(one) > SUMMARY_WIDTH:  # what, then how long and where, each wrapped as needed
+        wrap = functools.partial(
+            textwrap.wrap,
+            width=SUMMARY_WIDTH,
+            subsequent_indent="  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        one = "\n".join([*wrap(f"{what};"), *wrap(how, initial_indent="  ")])
+    text = one.replace("\xa0", " ")
     return f"{UNTRAINED_BANNER}\n{text}" if s.untrained else text
 
 
@@ -140,11 +164,17 @@ class _Preview:
 class TerminalReporter(Reporter):
     """Prints to the terminal as `demo.py` always has."""
 
-    def __init__(self, *, quiet: bool) -> None:
+    def __init__(self, *, quiet: bool, tables: bool = False, stream: TextIO | None = None) -> None:
+        """`tables`: an AU table per face for every image (by default only for a run of one
+        image). `stream`: where progress goes (default stderr); bars only on a terminal."""
         self.quiet = quiet
+        self.all_tables = tables
+        self.stream = stream or sys.stderr
         self.shows_progress = not quiet
         self.tables = False
-        self._progress = None
+        self._progress: tqdm | None = None
+        self._overall: tqdm | None = None
+        self._video: tqdm | None = None
         self._preview: _Preview | None = None
         self._quit = threading.Event()
         self._reader: threading.Thread | None = None
@@ -158,18 +188,27 @@ class TerminalReporter(Reporter):
         if not self.quiet:
             print(f"model: {terminal_text(description)}", file=sys.stderr)
 
-    def start_images(self, total: int) -> None:
+    def _bar(self, **kwargs: object) -> tqdm:
         from tqdm import tqdm
 
-        self.processing = True
-        self.tables = not self.quiet and total <= TABLE_LIMIT
-        self._progress = tqdm(
-            total=total, unit="img", file=sys.stderr, disable=self.quiet or not sys.stderr.isatty()
+        return tqdm(
+            file=self.stream,
+            disable=self.quiet or not self.stream.isatty(),
+            dynamic_ncols=True,
+            **kwargs,
         )
+
+    def start_images(self, total: int) -> None:
+        self.processing = True
+        self.tables = not self.quiet and (total == 1 or self.all_tables)
+        if total:
+            self._progress = self._bar(total=total, unit="img")
 
     def images_done(self, outcomes: list, threshold: Thresholds, detect: bool) -> None:
         if self._progress is not None:
             self._progress.update(len(outcomes))
+            if self._progress.n >= (self._progress.total or 0):
+                self._progress.close()
         if not self.tables:
             return
         for outcome in outcomes:
@@ -186,6 +225,37 @@ class TerminalReporter(Reporter):
                 )
                 title = f"{terminal_text(name)}{where}"
                 print(format_table(title, record.probs, threshold) if record.success else title)
+
+    def start_videos(self, totals: list[int | None]) -> None:
+        """Over several videos, a bar for all of them (its ETA when every count is known)."""
+        self.processing = True
+        if self._progress is not None:
+            self._progress.close()
+        if len(totals) > 1:
+            known = None if None in totals else sum(t or 0 for t in totals)
+            self._overall = self._bar(total=known, unit="frame", desc=f"{len(totals)} videos")
+
+    def start_video(self, name: str, total: int | None, camera: bool) -> None:
+        label = terminal_text(os.path.basename(name) or name)
+        if len(label) > 24:
+            label = label[:11] + "..." + label[-10:]
+        self._video = self._bar(
+            total=total,
+            unit="frame",
+            desc=label,
+            leave=self._overall is None,
+            position=1 if self._overall is not None else 0,
+        )
+
+    def frames_done(self, count: int) -> None:
+        for bar in (self._video, self._overall):
+            if bar is not None:
+                bar.update(count)
+
+    def end_video(self) -> None:
+        if self._video is not None:
+            self._video.close()
+            self._video = None
 
     def failed(self, source: str, reason: str) -> None:
         print(f"error: {terminal_text(f'{source}: {reason}')}", file=sys.stderr)
@@ -224,7 +294,8 @@ class TerminalReporter(Reporter):
 
     def close(self) -> None:
         self.processing = False
-        if self._progress is not None:
-            self._progress.close()
+        for bar in (self._progress, self._video, self._overall):
+            if bar is not None:
+                bar.close()
         if self._preview is not None:
             self._preview.close()

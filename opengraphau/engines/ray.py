@@ -67,7 +67,7 @@ _ACTOR_MEMORY = 1 << 30
 #: Seconds to wait for a TCP answer at --ray-address (Ray itself retries for minutes).
 _PROBE_SECONDS = 5.0
 #: The columns `_face_arrays` ships one frame's records in.
-_FACE_COLUMNS = ("face_id", "success", "box", "score", "probs")
+_FACE_COLUMNS = ("face_id", "success", "box", "score", "probs", "raw")
 
 
 # -- joining a cluster ------------------------------------------------------------------------
@@ -185,6 +185,7 @@ class _ModelSpec:
     min_face_size: int
     max_faces: int | None
     exact_pixels: bool
+    min_confidence: float = 0.9
     model: str | None = None
     """The official model's name when the driver took it from its model cache: each node then
     takes it from its own cache (fetching it once per node, the other workers waiting)."""
@@ -202,7 +203,12 @@ class _ModelSpec:
             precision=self.precision,
         )
         detector = (
-            FaceDetector(device=device, min_face_size=self.min_face_size, max_faces=self.max_faces)
+            FaceDetector(
+                device=device,
+                min_face_size=self.min_face_size,
+                max_faces=self.max_faces,
+                threshold=self.min_confidence,
+            )
             if self.search
             else None
         )
@@ -239,9 +245,11 @@ def _video_pipeline(spec: _ModelSpec) -> Pipeline:
 
 
 @functools.lru_cache(maxsize=1)
-def _task_detector(min_face_size: int, max_faces: int | None) -> FaceDetector:
+def _task_detector(
+    min_face_size: int, max_faces: int | None, min_confidence: float
+) -> FaceDetector:
     """MTCNN, once per worker process: the next decoding task on it finds it loaded."""
-    return FaceDetector(min_face_size=min_face_size, max_faces=max_faces)
+    return FaceDetector(min_face_size=min_face_size, max_faces=max_faces, threshold=min_confidence)
 
 
 # -- records as plain columns -----------------------------------------------------------------
@@ -261,6 +269,9 @@ def _face_arrays(records: Sequence[FaceRecord]) -> dict[str, np.ndarray]:
         "probs": np.array(
             [none_probs if r.probs is None else r.probs for r in records], np.float32
         ).reshape(-1, len(AU_COLUMNS)),
+        "raw": np.array(
+            [none_probs if r.raw is None else r.raw for r in records], np.float32
+        ).reshape(-1, len(AU_COLUMNS)),
     }
 
 
@@ -268,7 +279,7 @@ def _face_records(
     columns: Columns, k: int, source: str, frame: int, timestamp: float
 ) -> list[FaceRecord]:
     """Row `k`'s records, rebuilt from what `_face_arrays` shipped."""
-    face_id, success, box, score, probs = (columns[c][k] for c in _FACE_COLUMNS)
+    face_id, success, box, score, probs, raw = (columns[c][k] for c in _FACE_COLUMNS)
     return [
         FaceRecord(
             source,
@@ -278,6 +289,7 @@ def _face_records(
             None if np.isnan(box[j][0]) else _box(box[j]),
             None if np.isnan(score[j]) else float(score[j]),
             np.array(probs[j], np.float32) if success[j] else None,
+            raw=None if np.isnan(raw[j][0]) else np.array(raw[j], np.float32),
         )
         for j in range(len(face_id))
     ]
@@ -340,6 +352,7 @@ def _decode(
     prepare: bool,
     search: bool,
     min_face_size: int,
+    min_confidence: float,
     max_faces: int | None,
 ) -> Columns:
     """The CPU stage, as Ray tasks: decode a batch with the local engine's `Decode` (so an
@@ -367,7 +380,7 @@ def _decode(
     seconds = 0.0
     if search:
         start = time.perf_counter()
-        detector = _task_detector(min_face_size, max_faces)
+        detector = _task_detector(min_face_size, max_faces, min_confidence)
         keys = list(images)
         found: dict[int, list[Detection]] = {}
         try:
@@ -609,6 +622,7 @@ class RayEngine:
             min_face_size=options.min_face_size,
             max_faces=options.max_faces,
             exact_pixels=options.exact_pixels,
+            min_confidence=options.min_confidence,
             model=None if weights is None else weights.model,
             sha256=None if weights is None else weights.sha256,
             offline=options.offline,
@@ -641,6 +655,7 @@ class RayEngine:
                 prepare=not o.detect,
                 search=placement.search_in_tasks,
                 min_face_size=o.min_face_size,
+                min_confidence=o.min_confidence,
                 max_faces=o.max_faces,
             ),
             batch_size=self.pipeline.batch_size,
@@ -773,9 +788,11 @@ class FaceAUs:
         batch_size: int | None = None,
         precision: str = "fp32",
         exact_pixels: bool = False,
+        untrained: bool = False,
+        min_confidence: float = 0.9,
     ) -> None:
         """As `AUPredictor`'s arguments (`model`: an official model by name, from each node's
-        model cache; `checkpoint` and `model` None: random weights, a smoke test)."""
+        model cache; random weights, a smoke test, only with `untrained`)."""
         from ..predictor import AUPredictor
 
         self.pipeline = AUPredictor(
@@ -791,6 +808,8 @@ class FaceAUs:
             batch_size=batch_size,
             precision=precision,
             exact_pixels=exact_pixels,
+            untrained=untrained,
+            min_confidence=min_confidence,
         ).pipeline
 
     def __call__(self, batch: Columns) -> Columns:

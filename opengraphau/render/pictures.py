@@ -24,7 +24,21 @@ LINE_PX = 24
 PAD = 12
 ROWS = 21  # AUs per column: 41 AUs in two columns, as in the reference's picture
 BLACK, RED, WHITE = (0, 0, 0), (220, 0, 0), (255, 255, 255)
-BOX_COLORS = ((0, 200, 0), (0, 120, 255), (255, 160, 0), (200, 0, 200), (0, 200, 200))
+#: Face colours, told apart at a glance (no red: red marks active AUs).
+BOX_COLORS = (
+    (0, 200, 0),
+    (0, 120, 255),
+    (255, 160, 0),
+    (200, 0, 200),
+    (0, 200, 200),
+    (140, 90, 40),
+    (255, 105, 180),
+    (90, 40, 160),
+    (180, 180, 0),
+    (0, 110, 70),
+    (120, 170, 255),
+    (60, 60, 60),
+)
 MAX_PHOTO_WIDTH = 4000
 """The photo beside the panels is never wider than this, however long and thin it is."""
 
@@ -144,20 +158,38 @@ class FrameLabel:
     rect: Rect
     aus: tuple[int, ...]
     line_px: int
+    named: bool = False
+    """Its AU lines carry the AUs' names (where there was room), not only their codes."""
 
 
 def _font_px(height: int) -> int:
     return max(12, min(22, height // 30))
 
 
-def _color(face: FaceRecord) -> tuple[int, int, int]:
+def track_colors(faces: Sequence[FaceRecord]) -> dict[int, tuple[int, int, int]]:
+    """A colour per confirmed face of one frame, different for each while the palette lasts:
+    a track keeps its own (`BOX_COLORS[id % n]`) unless a face already on screen has it, then
+    it takes the next free one."""
+    colors: dict[int, tuple[int, int, int]] = {}
+    used: set[int] = set()
+    ids = sorted({f.face_id for f in faces if f.face_id != UNCONFIRMED})
+    for face_id in ids:
+        n = len(BOX_COLORS)
+        index = next((k % n for k in range(face_id, face_id + n) if k % n not in used), face_id % n)
+        used.add(index)
+        colors[face_id] = BOX_COLORS[index]
+    return colors
+
+
+def _color(face: FaceRecord, colors: dict[int, tuple[int, int, int]]) -> tuple[int, int, int]:
     if face.face_id == UNCONFIRMED:
         return UNCONFIRMED_COLOR
-    return BOX_COLORS[face.face_id % len(BOX_COLORS)]
+    return colors.get(face.face_id, BOX_COLORS[face.face_id % len(BOX_COLORS)])
 
 
-def _au_text(index: int, prob: float) -> str:
-    return f"AU{AU_IDS[index]} {prob:.2f}"
+def _au_text(index: int, prob: float, named: bool = False) -> str:
+    name = f" {AU_NAMES[index]}" if named else ""
+    return f"AU{AU_IDS[index]}{name} {prob:.2f}"
 
 
 def _intersects(a: Rect, b: Rect) -> bool:
@@ -241,6 +273,8 @@ def frame_labels(
     """Labels of the confirmed faces of a `size` (width, height) frame: each beside its face if
     it can, never on another label or on `taken`, wholly inside the frame. Larger faces are
     placed first; a label that fits nowhere loses AU lines, down to its header, or is left out.
+    AU lines name their AU ("AU12 Lip corner puller 0.83") when the whole label fits so, else
+    show codes only.
     """
     font = _font(_font_px(size[1]))
     placed: list[Rect] = list(taken)
@@ -252,17 +286,26 @@ def frame_labels(
     for face in sorted(shown, key=lambda f: -(f.box[2] * f.box[3]) if f.box else 0):
         assert face.probs is not None
         order = tuple(int(i) for i in np.argsort(-face.probs)[:top])
-        texts = [f"face {face.face_id}", *(_au_text(i, float(face.probs[i])) for i in order)]
-        extents = [font.getbbox(t) for t in texts]
-        line_px = math.ceil(max(e[3] for e in extents)) + 2
-        width = math.ceil(max(e[2] for e in extents)) + 2 * LABEL_PAD
-        for lines in range(len(texts), 0, -1):
-            rect = _place(
-                size, placed, boxes, _box_rect(face), width, lines * line_px + 2 * LABEL_PAD
-            )
-            if rect is not None:
-                placed.append(rect)
-                labels.append(FrameLabel(face, rect, order[: lines - 1], line_px))
+        for named in (True, False):
+            texts = [
+                f"face {face.face_id}",
+                *(_au_text(i, float(face.probs[i]), named) for i in order),
+            ]
+            extents = [font.getbbox(t) for t in texts]
+            line_px = math.ceil(max(e[3] for e in extents)) + 2
+            width = math.ceil(max(e[2] for e in extents)) + 2 * LABEL_PAD
+            fewest = len(texts) if named else 1  # names only on a whole label
+            label = None
+            for lines in range(len(texts), fewest - 1, -1):
+                rect = _place(
+                    size, placed, boxes, _box_rect(face), width, lines * line_px + 2 * LABEL_PAD
+                )
+                if rect is not None:
+                    label = FrameLabel(face, rect, order[: lines - 1], line_px, named)
+                    break
+            if label is not None:
+                placed.append(label.rect)
+                labels.append(label)
                 break
     return labels
 
@@ -294,15 +337,16 @@ def annotate_frame(
     font = _font(_font_px(height))
     draw = ImageDraw.Draw(image)
     taken = [title_rect(title, (width, height))] if title else []
+    colors = track_colors(faces)
     for face in faces:
         if face.box is not None and face.probs is not None:
             draw.rectangle(
                 _box_rect(face),
-                outline=_color(face),
+                outline=_color(face, colors),
                 width=1 if face.face_id == UNCONFIRMED else FRAME_BOX_PX,
             )
     for label in frame_labels(faces, (width, height), top=top, taken=taken):
-        _draw_label(draw, font, label, threshold)
+        _draw_label(draw, font, label, threshold, _color(label.face, colors))
     if title:
         draw.rectangle((0, 0, taken[0][2] - 1, taken[0][3] - 1), fill=WHITE)
         draw.text((_TITLE_AT, _TITLE_AT), title, fill=RED, font=font)
@@ -314,9 +358,9 @@ def _draw_label(
     font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
     label: FrameLabel,
     threshold: ThresholdLike,
+    color: tuple[int, int, int],
 ) -> None:
     x0, y0, x1, y1 = label.rect
-    color = _color(label.face)
     draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=WHITE)
     row = y0 + LABEL_PAD
     draw.rectangle((x0, y0, x1 - 1, row + label.line_px - 1), fill=color)
@@ -338,7 +382,7 @@ def _draw_label(
         )
         draw.text(
             (x0 + LABEL_PAD, row),
-            _au_text(index, prob),
+            _au_text(index, prob, label.named),
             font=font,
             fill=RED if active else (70, 70, 70),
         )

@@ -102,7 +102,10 @@ class VideoWriter:
             raise OutputError(
                 f"cannot write video ({exc.strerror or exc})", value=self.path
             ) from None
-        os.close(fd)
+        try:  # mkstemp makes it 0600: readable by others as every other output is
+            os.fchmod(fd, 0o644)
+        finally:
+            os.close(fd)
         temporary = Path(name)
         try:
             with quiet_opencv(), opencv_path(temporary, create=True) as opened:

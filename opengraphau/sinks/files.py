@@ -36,6 +36,18 @@ def output_error(path: str | Path, exc: OSError, param: str = "output_dir") -> O
     return OutputError(advice, param=param, value=path)
 
 
+def _not_a_folder(root: Path) -> OutputError:
+    return OutputError(
+        "exists and is not a folder; choose another output folder", param="output_dir", value=root
+    )
+
+
+def _cannot_create(root: Path, why: str) -> OutputError:
+    return OutputError(
+        f"cannot create it ({why}); choose another folder", param="output_dir", value=root
+    )
+
+
 class OutputFolder:
     """The run's output folder: creates it, and hands out paths that stay inside it."""
 
@@ -44,18 +56,25 @@ class OutputFolder:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise OutputError(
-                "exists and is not a folder; choose another output folder",
-                param="output_dir",
-                value=self.root,
-            ) from None
+            raise _not_a_folder(self.root) from None
         except OSError as exc:
-            raise OutputError(
-                f"cannot create it ({exc.strerror or exc}); choose another folder",
-                param="output_dir",
-                value=self.root,
-            ) from None
+            raise _cannot_create(self.root, exc.strerror or str(exc)) from None
         self._real = os.path.realpath(self.root)
+
+    @staticmethod
+    def check(root: str | Path) -> None:
+        """The errors making `root` would raise, found without making anything: a run checks
+        before its model loads, and leaves nothing behind when it cannot start."""
+        path = Path(root).absolute()
+        if path.exists():
+            if not path.is_dir():
+                raise _not_a_folder(Path(root))
+            return
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir():
+            raise _cannot_create(Path(root), os.strerror(errno.ENOTDIR))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise _cannot_create(Path(root), os.strerror(errno.EACCES))
 
     def inside(self, rel: str | PurePath) -> Path:
         """`root/rel` with its folders made; OutputError when a link would lead it outside."""

@@ -82,6 +82,7 @@ def run_entry(
         "detector": {
             "enabled": o.detect,
             "min_face_size": o.min_face_size,
+            "min_confidence": o.min_confidence,
             "max_faces": o.max_faces,
             "detect_every": o.detect_every,
         },

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from ..aus import AU_COLUMNS
+from ..aus import AU_COLUMNS, SMOOTH_COLUMNS
 from ..errors import ConfigError, OutputError
 from ..records import FaceRecord, display_name
 from ..thresholds import ThresholdLike
 from .files import OutputFolder, output_error
-from .writer import COLUMN_TYPES, CSV_HEADER, DECIMALS
+from .writer import COLUMN_TYPES, DECIMALS, _model_and_smoothed, result_columns
 
 try:
     import pyarrow as pa
@@ -58,9 +58,9 @@ _MERGED_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 _PART = re.compile(r"(?P<hidden>\.?)part-(?P<first>\d+)(?:-(?P<last>\d+))?\.parquet")
 
 
-def schema(untrained: bool) -> pa.Schema:
-    """The columns of predictions.csv (+ untrained) with `COLUMN_TYPES`."""
-    columns = [*CSV_HEADER, "untrained"] if untrained else CSV_HEADER
+def schema(untrained: bool, smooth: bool = False) -> pa.Schema:
+    """The columns of predictions.csv (`result_columns`) with `COLUMN_TYPES`."""
+    columns = result_columns(untrained=untrained, smooth=smooth)
     return pa.schema([(c, pa.type_for_alias(COLUMN_TYPES[c])) for c in columns])
 
 
@@ -140,9 +140,10 @@ class ParquetSink:
         completed: set[str] | None,
         threshold: ThresholdLike,
         untrained: bool,
+        smooth: bool = False,
     ) -> None:
-        self.folder, self.untrained = folder, untrained
-        self.schema = schema(untrained)
+        self.folder, self.untrained, self.smooth = folder, untrained, smooth
+        self.schema = schema(untrained, smooth)
         if os.path.lexists(folder.root / self.name) and not os.path.isdir(folder.root / self.name):
             raise OutputError(
                 "is a file, not the folder of Parquet parts this tool writes; move "
@@ -231,8 +232,8 @@ class ParquetSink:
                 ) from None
             if not part.schema_arrow.equals(self.schema):
                 raise OutputError(
-                    "its columns differ from this run's (trained vs untrained "
-                    "weights, or another tool); choose another output folder",
+                    "its columns differ from this run's (trained vs untrained weights, "
+                    "smoothed or not, or another tool); choose another output folder",
                     param="output_dir",
                     value=path,
                 )
@@ -277,10 +278,15 @@ class ParquetSink:
         empty."""
         n, s, b = len(records), DECIMALS["score"], DECIMALS["box"]
         probs = np.full((n, len(AU_COLUMNS)), np.nan)
+        smoothed = np.full((n, len(AU_COLUMNS)), np.nan)
         for i, r in enumerate(records):
-            if r.probs is not None:
-                probs[i] = r.probs
+            model, smooth = _model_and_smoothed(r)
+            if model is not None:
+                probs[i] = model
+            if smooth is not None:
+                smoothed[i] = smooth
         probs = np.round(probs, s).astype(np.float32)
+        smoothed = np.round(smoothed, s).astype(np.float32)
         boxes = [[round(v, b) for v in r.box] if r.box is not None else [None] * 4 for r in records]
         columns: dict[str, object] = {
             "file": [display_name(r.source) for r in records],
@@ -296,6 +302,10 @@ class ParquetSink:
             **{
                 c: pa.array(probs[:, i], pa.float32(), mask=np.isnan(probs[:, i]))
                 for i, c in enumerate(AU_COLUMNS)
+            },
+            **{
+                c: pa.array(smoothed[:, i], pa.float32(), mask=np.isnan(smoothed[:, i]))
+                for i, c in enumerate(SMOOTH_COLUMNS)
             },
         }
         return pa.Table.from_pydict(columns, schema=self.schema)

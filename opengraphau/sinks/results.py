@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
 from ..errors import InputError
+from ..records import FaceRecord
 from .manifest import MANIFEST_NAME
-from .writer import COLUMN_TYPES, CSV_HEADER, CsvSink
+from .writer import COLUMN_TYPES, CSV_HEADER, CsvSink, csv_fields, csv_text, result_columns
 
 #: ParquetSink.name, not imported from there: that module needs pyarrow, a CSV reader does not.
 _PARQUET = "predictions.parquet"
@@ -72,22 +74,40 @@ def _from_parquet(path: Path) -> pd.DataFrame:
     return _typed(table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get))
 
 
+def records_frame(records: Iterable[FaceRecord]) -> pd.DataFrame:
+    """Records (a face, or a frame without one) as the DataFrame `read_results` would give for
+    the predictions.csv they make: its columns, types and decimals, written and parsed by the
+    same code, so a notebook's table and a run's files agree to the last digit."""
+    records = list(records)
+    smooth = any(r.raw is not None for r in records)
+    header = result_columns(untrained=False, smooth=smooth)
+    text = csv_text([header, *(csv_fields(r, False, smooth) for r in records)])
+    return _parse_csv(io.BytesIO(text.encode("utf-8", "surrogateescape")), header)
+
+
+def _parse_csv(source: Path | IO[bytes], columns: list[str]) -> pd.DataFrame:
+    types = {c: "int8" if COLUMN_TYPES[c] == "bool" else COLUMN_TYPES[c] for c in columns}
+    frame = pd.read_csv(
+        source,
+        dtype=types,
+        keep_default_na=False,
+        na_values={c: [""] for c in columns if c != "file"},
+    )
+    return _typed(frame)
+
+
 def _from_csv(path: Path) -> pd.DataFrame:
     """predictions.csv read with explicit types: a file name is never taken for a number or NA,
     an empty field is NaN, and a last line cut off by a crash is left out."""
     try:
         columns = pd.read_csv(path, nrows=0).columns.tolist()
-        if columns not in (list(CSV_HEADER), [*CSV_HEADER, "untrained"]):
+        if columns not in [
+            result_columns(untrained=u, smooth=s) for u in (False, True) for s in (False, True)
+        ]:
             raise InputError(
                 "its columns are not those this tool writes", param="folder", value=path
             )
-        types = {c: "int8" if COLUMN_TYPES[c] == "bool" else COLUMN_TYPES[c] for c in columns}
-        frame = pd.read_csv(
-            _complete_lines(path),
-            dtype=types,
-            keep_default_na=False,
-            na_values={c: [""] for c in columns if c != "file"},
-        )
+        frame = _parse_csv(_complete_lines(path), columns)
     except OSError as exc:
         raise InputError(
             f"cannot be read ({exc.strerror or exc})", param="folder", value=path
@@ -96,7 +116,7 @@ def _from_csv(path: Path) -> pd.DataFrame:
         raise InputError(
             f"is not a predictions file this tool wrote ({exc})", param="folder", value=path
         ) from None
-    return _typed(frame)
+    return frame
 
 
 def _complete_lines(path: Path) -> Path | io.BytesIO:

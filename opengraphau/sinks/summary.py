@@ -21,7 +21,7 @@ from ..errors import OutputError
 from ..records import UNCONFIRMED, FaceRecord, display_name
 from ..thresholds import ThresholdLike, Thresholds, as_thresholds
 from .files import OutputFolder
-from .writer import DECIMALS, _csv_text, _read_csv
+from .writer import DECIMALS, _read_csv, csv_text
 
 SUMMARY_HEADER: tuple[str, ...] = (
     "file",
@@ -114,7 +114,7 @@ class VideoSummary:
     def _write(self) -> None:
         with self.folder.replace(self.name) as temporary:
             temporary.write_text(
-                _csv_text([list(SUMMARY_HEADER), *self.rows]),
+                csv_text([list(SUMMARY_HEADER), *self.rows]),
                 encoding="utf-8",
                 errors="surrogateescape",
             )

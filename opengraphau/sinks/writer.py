@@ -19,7 +19,9 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES
+import numpy as np
+
+from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES, SMOOTH_COLUMNS
 from ..errors import ConfigError, OutputError
 from ..records import FaceRecord, display_name, name_bytes
 from ..thresholds import ThresholdLike, as_thresholds
@@ -48,6 +50,7 @@ COLUMN_TYPES: dict[str, str] = {
     "success": "bool",
     **dict.fromkeys(("confidence", "x", "y", "w", "h"), "float64"),
     **dict.fromkeys(AU_COLUMNS, "float32"),
+    **dict.fromkeys(SMOOTH_COLUMNS, "float32"),
     "untrained": "bool",
 }
 #: Decimals every result file keeps: times to the millisecond, boxes to a tenth of a pixel,
@@ -61,6 +64,20 @@ FORMATS: dict[str, str] = {
 }
 
 
+def result_columns(*, untrained: bool, smooth: bool) -> list[str]:
+    """A predictions file's columns: `CSV_HEADER`, the smoothed AUs when the run smooths
+    (`AU12` stays the model's own value, `AU12_smooth` beside it), `untrained` on random
+    weights."""
+    return [*CSV_HEADER, *(SMOOTH_COLUMNS if smooth else ()), *(["untrained"] if untrained else [])]
+
+
+def _model_and_smoothed(record: FaceRecord) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The model's probabilities and the smoothed ones (None: not smoothed)."""
+    if record.raw is None:
+        return record.probs, None
+    return record.raw, record.probs
+
+
 class RowSink(Protocol):
     """One predictions file: it drops rows of unfinished inputs on resume, then appends."""
 
@@ -68,14 +85,15 @@ class RowSink(Protocol):
     def close(self) -> None: ...
 
 
-def csv_fields(record: FaceRecord, untrained: bool) -> list[str]:
+def csv_fields(record: FaceRecord, untrained: bool, smooth: bool = False) -> list[str]:
     b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
     box = [f"{v:.{b}f}" for v in record.box] if record.box is not None else [""] * 4
-    probs = (
-        [f"{float(p):.{s}f}" for p in record.probs]
-        if record.probs is not None
-        else [""] * len(AU_IDS)
-    )
+    model, smoothed = _model_and_smoothed(record)
+
+    def text(values: np.ndarray | None) -> list[str]:
+        return [f"{float(p):.{s}f}" for p in values] if values is not None else [""] * len(AU_IDS)
+
+    probs = text(model) + (text(smoothed) if smooth else [])
     confidence = f"{record.confidence:.{s}f}" if record.confidence is not None else ""
     fields = [
         display_name(record.source),
@@ -91,19 +109,23 @@ def csv_fields(record: FaceRecord, untrained: bool) -> list[str]:
 
 
 def json_record(record: FaceRecord, threshold: ThresholdLike, untrained: bool) -> dict:
+    """One face; each AU's `probability` is the model's, `active` compares the value pictures
+    and summaries use with `threshold`, which is `smoothed` when the face was smoothed."""
     b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
     box = dict(zip("xywh", (round(v, b) for v in record.box))) if record.box is not None else None
     aus = None
-    if record.probs is not None:
+    model, smoothed = _model_and_smoothed(record)
+    if record.probs is not None and model is not None:
         active = as_thresholds(threshold).active(record.probs)
         aus = [
             {
                 "id": f"AU{i}",
                 "name": n,
                 "probability": round(float(p), s),
-                "active": bool(on),
+                **({} if smoothed is None else {"smoothed": round(float(smoothed[j]), s)}),
+                "active": bool(active[j]),
             }
-            for i, n, p, on in zip(AU_IDS, AU_NAMES, record.probs, active)
+            for j, (i, n, p) in enumerate(zip(AU_IDS, AU_NAMES, model))
         ]
     out = {
         "file": display_name(record.source),
@@ -167,7 +189,7 @@ class _AppendFile:
                 raise output_error(self.path, exc) from None
 
 
-def _csv_text(rows: Iterable[Sequence[str]]) -> str:
+def csv_text(rows: Iterable[Sequence[str]]) -> str:
     """RFC 4180 CSV (CRLF line ends, so a CR or LF inside a field is always quoted)."""
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
@@ -175,7 +197,7 @@ def _csv_text(rows: Iterable[Sequence[str]]) -> str:
 
 
 class CsvSink:
-    """predictions.csv: one row per face, `CSV_HEADER` (+ `untrained`)."""
+    """predictions.csv: one row per face, `result_columns`."""
 
     name = "predictions.csv"
 
@@ -186,24 +208,25 @@ class CsvSink:
         completed: set[str] | None,
         threshold: ThresholdLike,
         untrained: bool,
+        smooth: bool = False,
     ) -> None:
-        self.untrained = untrained
-        header = list(CSV_HEADER) + (["untrained"] if untrained else [])
+        self.untrained, self.smooth = untrained, smooth
+        header = result_columns(untrained=untrained, smooth=smooth)
         rows = _read_csv(folder, self.name) if completed is not None else []
         if rows and rows[0] != header:
             raise OutputError(
-                "its columns differ from this run's (trained vs untrained "
-                "weights, or another tool); choose another output folder",
+                "its columns differ from this run's (trained vs untrained weights, "
+                "smoothed or not, or another tool); choose another output folder",
                 param="output_dir",
                 value=folder.root / self.name,
             )
         keep = [header] + [r for r in rows[1:] if r and r[0] in (completed or set())]
         with folder.replace(self.name) as temporary:
-            temporary.write_text(_csv_text(keep), encoding="utf-8", errors="surrogateescape")
+            temporary.write_text(csv_text(keep), encoding="utf-8", errors="surrogateescape")
         self._file = _AppendFile(folder, self.name)
 
     def write(self, records: Sequence[FaceRecord]) -> None:
-        self._file.append(_csv_text(csv_fields(r, self.untrained) for r in records))
+        self._file.append(csv_text(csv_fields(r, self.untrained, self.smooth) for r in records))
 
     def close(self) -> None:
         self._file.close()
@@ -221,6 +244,7 @@ class JsonlSink:
         completed: set[str] | None,
         threshold: ThresholdLike,
         untrained: bool,
+        smooth: bool = False,
     ) -> None:
         self.threshold, self.untrained = as_thresholds(threshold), untrained
         keep = []
@@ -286,7 +310,10 @@ class ResultWriter:
         threshold: ThresholdLike = 0.5,
         untrained: bool = False,
         resume: bool = False,
+        smooth: bool = False,
     ) -> None:
+        """`smooth`: the run smooths video faces over time; their smoothed values are written
+        beside the model's (`result_columns`)."""
         self.folder = folder
         completed_rows = _read_csv(folder, "completed.csv")[1:] if resume else []
         self.completed: set[tuple[str, str]] = {
@@ -298,17 +325,21 @@ class ResultWriter:
             for fmt in check_formats(formats):
                 self._sinks.append(
                     _sink_class(fmt)(
-                        folder, completed=keep, threshold=threshold, untrained=untrained
+                        folder,
+                        completed=keep,
+                        threshold=threshold,
+                        untrained=untrained,
+                        smooth=smooth,
                     )
                 )
             with folder.replace("completed.csv") as temporary:
                 temporary.write_text(
-                    _csv_text([["file", "name_bytes_hex"], *map(list, sorted(self.completed))]),
+                    csv_text([["file", "name_bytes_hex"], *map(list, sorted(self.completed))]),
                     encoding="utf-8",
                 )
             self._completed = _AppendFile(folder, "completed.csv")
             with folder.replace("errors.csv") as temporary:
-                temporary.write_text(_csv_text([["file", "reason"]]), encoding="utf-8")
+                temporary.write_text(csv_text([["file", "reason"]]), encoding="utf-8")
             self._errors = _AppendFile(folder, "errors.csv")
         except BaseException:
             self.close()
@@ -324,14 +355,14 @@ class ResultWriter:
         """Inputs (as given) whose rows are all written: a resumed run skips them."""
         keys = [completed_key(s) for s in sources]
         if keys:
-            self._completed.append(_csv_text(keys))
+            self._completed.append(csv_text(keys))
             self.completed.update(keys)
 
     def is_completed(self, source: str) -> bool:
         return completed_key(source) in self.completed
 
     def error(self, source: str, reason: str) -> None:
-        self._errors.append(_csv_text([[display_name(source), display_name(reason)]]))
+        self._errors.append(csv_text([[display_name(source), display_name(reason)]]))
 
     def close(self) -> None:
         """Close every file, even when one fails to (a full disk while Parquet merges its

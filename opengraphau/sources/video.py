@@ -52,6 +52,50 @@ _TIME_EPSILON = 1e-6
 _PUT_POLL_SECONDS = 0.1
 
 
+def frames_kept(
+    frame_count: int | None,
+    fps: float,
+    *,
+    every: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+) -> int | None:
+    """How many frames of a video of `frame_count` frames at `fps` a run keeps (every Nth
+    between start and end, at most max_frames): what its progress counts towards. None when
+    the count is unknown (a camera, a container that does not say)."""
+    if frame_count is None:
+        return max_frames
+    first = 0 if start is None else max(0, math.ceil(start * fps - _TIME_EPSILON))
+    last = frame_count - 1 if end is None else min(frame_count - 1, math.floor(end * fps))
+    if last < first:
+        return 0
+    kept = last // every - (first - 1) // every
+    return kept if max_frames is None else min(kept, max_frames)
+
+
+def probe_frames(
+    source: str, capture_factory: Callable[[str | int], Capture] | None = None
+) -> tuple[int, float] | None:
+    """A video file's (frame count, fps) as its container states them, without decoding a
+    frame; None for a camera or a file that cannot tell (its progress then counts up)."""
+    if parse_webcam(source) is not None or special_file_reason(source):
+        return None
+    try:
+        with quiet_opencv():
+            capture = (capture_factory or _open_capture)(source)
+            try:
+                count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+                fps = capture.get(cv2.CAP_PROP_FPS)
+            finally:
+                capture.release()
+    except Exception:  # noqa: BLE001 - only progress depends on it; the run reports the file
+        return None
+    if not (math.isfinite(count) and count > 0):
+        return None
+    return int(count), fps if math.isfinite(fps) and fps > 0 else _DEFAULT_FPS
+
+
 class Capture(Protocol):
     """The part of cv2.VideoCapture used here, so tests can inject a fake camera.
 
