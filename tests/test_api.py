@@ -108,8 +108,8 @@ def test_predict_video_tracks_faces_as_a_run_does(resnet18_s1: Path, inputs: dic
     written = _cli_table(resnet18_s1, tmp_path / "o", inputs["clip"], extra=("--every", "2"))
     table = to_dataframe([video])
     assert table["frame"].tolist() == [0, 2, 4, 6, 8, 10]
-    # One person, tracked (-1 while not yet confirmed as one), as the run wrote it.
-    assert set(table["face_id"][table["success"]]) == {-1, 0}
+    # One person, tracked (with the id from the first frame), as the run wrote it.
+    assert set(table["face_id"][table["success"]]) == {0}
     pd.testing.assert_frame_equal(table, written)
 
 
