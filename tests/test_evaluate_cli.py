@@ -145,7 +145,7 @@ def test_reference_lists_end_to_end_then_predictions_then_thresholds(
     assert set(written["thresholds"]) == {c for c, h in zip(AU_COLUMNS, has) if h}
     run_out = tmp_path / "run"
     first = data_root / images.read_text().split()[0]
-    for extra in ((), ("--thresholds", str(again / "thresholds.json"))):
+    for extra in ((), ("--thresholds", str(again / "thresholds.json"), "--overwrite")):
         assert run_main("--input", str(first), "--no-detect", "--resume", str(resnet18_s1),
                         "--output-dir", str(run_out), *extra) == 0
         marked = [ln.split()[0] for ln in capsys.readouterr().out.splitlines()
@@ -362,7 +362,7 @@ def test_python_api_marks_follow_a_thresholds_file(tmp_path: Path) -> None:
 
     cuts = tmp_path / "t.json"
     cuts.write_text(json.dumps({"thresholds": {"AU1": 0.0, "AU2": 1.0, "AUR14": 0.25}}))
-    predictor = AUPredictor(None, arch="resnet18", thresholds=cuts)
+    predictor = AUPredictor(arch="resnet18", untrained=True, thresholds=cuts)
     face = predictor.predict([FACE])[0].faces[0]
     want = np.full(41, 0.5)
     want[[0, 1, 40]] = (0.0, 1.0, 0.25)
