@@ -1,7 +1,7 @@
 """Frames per second of `demo.py` on a video: decoding, face detection and the model together;
 and the key-frame search (`--detect-every K`) against a full search of every frame.
 
-    .venv/bin/python -m benchmarks.bench_video --seconds 10 --arch resnet50 [--every 5]
+    .venv/bin/python -m benchmarks.bench_video --seconds 10 --arch resnet50 [--stage 2] [--every 5]
     .venv/bin/python -m benchmarks.bench_video --keyframes 1 3 5 8 [--size 1280 720]
 
 Writes a synthetic clip at 25 fps (640x480 unless --size; skimage's public-domain astronaut face
@@ -56,7 +56,8 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int] = (640, 480)) ->
 
 
 def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> dict:
-    cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", args.arch, "--quiet",
+    cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", args.arch,
+           "--stage", str(args.stage), "--quiet",
            "--device", args.device, "--precision", args.precision, "--batch-size",
            str(args.batch_size), "--every", str(args.every), "--input", str(clip),
            "--output-dir", str(out), *extra]
@@ -174,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--stage", type=int, default=1, choices=(1, 2))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
