@@ -64,7 +64,6 @@ def _main(argv: list[str], prog: str, capture_factory) -> int:
         return int(command.main(argv[1:], prog=f"{prog} {argv[0]}"))
     parser = build_parser(prog)
     args = parser.parse_intermixed_args(argv)
-    from .report import terminal_text  # after parsing: --help loads nothing more
 
     # Pillow logs what it finds wrong in a hostile file ("More samples per pixel than can be
     # decoded") before raising, matplotlib that it cannot make its cache folder under an odd
@@ -77,36 +76,24 @@ def _main(argv: list[str], prog: str, capture_factory) -> int:
         if not library.handlers:
             library.addHandler(logging.NullHandler())
 
-    try:
-        if args.untrained and (args.resume or args.model):
-            raise _UsageError(
-                f"--untrained and {'--resume' if args.resume else '--model'} exclude each other"
-            )
-        if args.resume and args.model:
-            raise _UsageError("--resume FILE and --model NAME exclude each other; give one")
-        if args.export_onnx:
-            return _export(args, argv)
-        if not args.input and not args.inputs:
-            raise _UsageError(
-                "no inputs: give images, folders, globs, @lists, videos or webcam:N "
-                "(after the command or after --input)"
-            )
-        return _run(args, argv, capture_factory)
-    except _UsageError as exc:
-        print(f"{prog}: error: {terminal_text(str(exc))}", file=sys.stderr)
-        return 2
-    except OpenGraphAUError as exc:
-        print(f"{prog}: error: {terminal_text(_one_line(parser, exc, argv))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C while loading or summing up: what was written stays
-        return 130
-    except Exception as exc:  # noqa: BLE001 - a bug of ours still gets one line, not a traceback
-        print(
-            f"{prog}: error: internal error ({terminal_text(describe(exc))}); the results "
-            "written so far are kept; please report this with the command line",
-            file=sys.stderr,
+    return guarded(prog, lambda: _command(args, argv, capture_factory), parser=parser, argv=argv)
+
+
+def _command(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
+    if args.untrained and (args.resume or args.model):
+        raise _UsageError(
+            f"--untrained and {'--resume' if args.resume else '--model'} exclude each other"
         )
-        return 2
+    if args.resume and args.model:
+        raise _UsageError("--resume FILE and --model NAME exclude each other; give one")
+    if args.export_onnx:
+        return _export(args, argv)
+    if not args.input and not args.inputs:
+        raise _UsageError(
+            "no inputs: give images, folders, globs, @lists, videos or webcam:N "
+            "(after the command or after --input)"
+        )
+    return _run(args, argv, capture_factory)
 
 
 @contextlib.contextmanager
@@ -190,7 +177,7 @@ def guarded(
     """`body()`'s exit status, with every error as one line on stderr: a library error (exit 2)
     as its message (with the flag the user typed for its parameter, given the `parser` and
     `argv`), Ctrl-C as 130, anything else as an internal error (exit 2), no traceback. For
-    subcommands."""
+    subcommands too: the main command is one."""
     from .report import terminal_text
 
     try:
@@ -202,12 +189,12 @@ def guarded(
         text = str(exc) if parser is None else _one_line(parser, exc, argv)
         print(f"{prog}: error: {terminal_text(text)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C while loading or summing up: what was written stays
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug of ours still gets one line, not a traceback
         print(
-            f"{prog}: error: internal error ({terminal_text(describe(exc))}); "
-            "please report this with the command line",
+            f"{prog}: error: internal error ({terminal_text(describe(exc))}); the results "
+            "written so far are kept; please report this with the command line",
             file=sys.stderr,
         )
         return 2

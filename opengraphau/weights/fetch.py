@@ -124,7 +124,7 @@ def _discard(part: Path) -> None:
 def _copy(source: Path, part: Path) -> None:
     """A mirror folder: the whole file copied into `part`."""
     try:
-        src = open(source, "rb")  # noqa: SIM115 - closed below
+        src = open(source, "rb")  # closed by the with below
     except FileNotFoundError:
         raise _SourceFailed(f"no {source.name} there") from None
     except OSError as exc:
