@@ -85,7 +85,7 @@ class _Run:
             engine = self._engine(weights)
             cleanup.callback(engine.close)
             # Only now, with the model loaded, is the folder made and locked: a run that stops
-            # before it starts (no checkpoint) leaves nothing behind.
+            # before it starts (a checkpoint that does not load) leaves nothing behind.
             folder = OutputFolder(o.output_dir)
             cleanup.enter_context(RunLock(folder))
             check_unused(o.output_dir, skip_existing=o.skip_existing, overwrite=o.overwrite)
