@@ -2,6 +2,7 @@
 
 Everything lives in `opengraphau`; nothing inside the package imports this.
 """
+
 from opengraphau.aus import (
     AU_COLUMNS,
     AU_IDS,

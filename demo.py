@@ -6,6 +6,7 @@ r"""The reference demo's command, kept for old habits and scripts:
 The tool itself is the `opengraphau` package (installed, it is the `opengraphau` command); this
 file only runs its command line. See README.md and `python demo.py --help`.
 """
+
 import sys
 
 from opengraphau.cli import main

@@ -8,6 +8,7 @@ RSS. "model alone" times the same network on random tensors in this process, so 
 the two is the cost of decoding, preprocessing and writing. Flat peak RSS across N is the point:
 nothing keeps all images or rows in memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,23 @@ print(json.dumps({"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 
 def run_cli(folder: Path, out: Path, arch: str, batch: int, workers: int | None) -> dict:
     """demo.py in a fresh interpreter that reports its own peak RSS and its workers' peak."""
-    cmd = [sys.executable, "-c", _CHILD, str(ROOT / "demo.py"), "--untrained", "--arc", arch,
-           "--no-detect", "--quiet", "--batch-size", str(batch), "--input", str(folder),
-           "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-c",
+        _CHILD,
+        str(ROOT / "demo.py"),
+        "--untrained",
+        "--arc",
+        arch,
+        "--no-detect",
+        "--quiet",
+        "--batch-size",
+        str(batch),
+        "--input",
+        str(folder),
+        "--output-dir",
+        str(out),
+    ]
     if workers is not None:
         cmd += ["--workers", str(workers)]
     start = time.perf_counter()
@@ -63,8 +78,13 @@ def run_cli(folder: Path, out: Path, arch: str, batch: int, workers: int | None)
     elapsed = time.perf_counter() - start
     peaks = json.loads(done.stdout.strip().splitlines()[-1])
     rows = sum(1 for _ in open(out / "predictions.csv")) - 1
-    return {"seconds": elapsed, "images_per_s": rows / elapsed, "rows": rows,
-            "peak_rss_mib": peaks["self"] / 1024, "worker_peak_rss_mib": peaks["workers"] / 1024}
+    return {
+        "seconds": elapsed,
+        "images_per_s": rows / elapsed,
+        "rows": rows,
+        "peak_rss_mib": peaks["self"] / 1024,
+        "worker_peak_rss_mib": peaks["workers"] / 1024,
+    }
 
 
 def model_alone(arch: str, batch: int, iters: int) -> dict:
@@ -88,8 +108,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    results = {"machine": describe(), "arch": args.arch, "batch_size": args.batch_size,
-               "runs": []}
+    results = {"machine": describe(), "arch": args.arch, "batch_size": args.batch_size, "runs": []}
     print(label(results["machine"]), flush=True)
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -98,13 +117,18 @@ def main() -> None:
             make_images(folder, n)
             run = run_cli(folder, Path(tmp) / "out", args.arch, args.batch_size, args.workers)
             results["runs"].append({"images": n, **run})
-            print(f"{n:>6} images: {run['images_per_s']:7.1f} images/s, peak RSS "
-                  f"{run['peak_rss_mib']:5.0f} MiB (decoding worker "
-                  f"{run['worker_peak_rss_mib']:4.0f} MiB), {run['seconds']:.0f} s", flush=True)
+            print(
+                f"{n:>6} images: {run['images_per_s']:7.1f} images/s, peak RSS "
+                f"{run['peak_rss_mib']:5.0f} MiB (decoding worker "
+                f"{run['worker_peak_rss_mib']:4.0f} MiB), {run['seconds']:.0f} s",
+                flush=True,
+            )
     alone = model_alone(args.arch, args.batch_size, 10)
     results["model_alone"] = alone
-    print(f"model alone ({args.arch}, batch {args.batch_size}): "
-          f"{alone['images_per_s']:.1f} images/s, peak RSS {alone['peak_rss_mib']:.0f} MiB")
+    print(
+        f"model alone ({args.arch}, batch {args.batch_size}): "
+        f"{alone['images_per_s']:.1f} images/s, peak RSS {alone['peak_rss_mib']:.0f} MiB"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

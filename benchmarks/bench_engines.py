@@ -10,6 +10,7 @@ turns, and reports images/s over the whole command, start-up included (the faste
 seconds) and its fixed start-up cost: Ray starts itself, its workers import PyTorch and its
 actors load the model, once per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,27 @@ def make_images(folder: Path, n: int) -> None:
     face = np.asarray(Image.open(FACE).convert("RGB"))
     for i in range(n):
         view = np.roll(face, (i % 7) * 3, axis=1)
-        Image.fromarray(view[:, ::-1] if i % 2 else view).save(folder / f"{i:05d}.jpg",
-                                                                quality=90)
+        Image.fromarray(view[:, ::-1] if i % 2 else view).save(folder / f"{i:05d}.jpg", quality=90)
 
 
 def run_cli(folder: Path, out: Path, engine: str, arch: str, batch: int, detect: bool) -> float:
     """Seconds of one demo.py run in a fresh interpreter."""
-    cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", arch, "--quiet",
-           "--batch-size", str(batch), "--engine", engine, "--input", str(folder),
-           "--output-dir", str(out)] + ([] if detect else ["--no-detect"])
+    cmd = [
+        sys.executable,
+        str(ROOT / "demo.py"),
+        "--untrained",
+        "--arc",
+        arch,
+        "--quiet",
+        "--batch-size",
+        str(batch),
+        "--engine",
+        engine,
+        "--input",
+        str(folder),
+        "--output-dir",
+        str(out),
+    ] + ([] if detect else ["--no-detect"])
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -54,17 +67,24 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs=2, default=[64, 384], metavar=("N1", "N2"))
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="runs of each; the fastest counts (the engines take turns, so a "
-                        "busy spell of a shared machine hits both)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="runs of each; the fastest counts (the engines take turns, so a "
+        "busy spell of a shared machine hits both)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     small, large = args.sizes
     results: list[dict] = []
     found = describe()
     print(label(found))
-    print("| faces | engine | " + " | ".join(f"{n} images/s" for n in args.sizes)
-          + " | steady images/s | start-up s |")
+    print(
+        "| faces | engine | "
+        + " | ".join(f"{n} images/s" for n in args.sizes)
+        + " | steady images/s | start-up s |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         folders = {}
@@ -78,22 +98,41 @@ def main() -> None:
                 for run in range(args.repeats):
                     for engine in ENGINES:
                         out = Path(tmp) / f"out-{engine}-{detect}-{n}-{run}"
-                        seconds = run_cli(folders[n], out, engine, args.arch, args.batch_size,
-                                          detect)
+                        seconds = run_cli(
+                            folders[n], out, engine, args.arch, args.batch_size, detect
+                        )
                         best[engine, n] = min(seconds, best.get((engine, n), seconds))
             for engine in ENGINES:
                 seconds = {n: best[engine, n] for n in args.sizes}
                 steady = (large - small) / (seconds[large] - seconds[small])
                 startup = seconds[large] - large / steady
-                results.append({"detect": detect, "engine": engine, "seconds": seconds,
-                                "steady_images_per_s": steady, "startup_s": startup})
+                results.append(
+                    {
+                        "detect": detect,
+                        "engine": engine,
+                        "seconds": seconds,
+                        "steady_images_per_s": steady,
+                        "startup_s": startup,
+                    }
+                )
                 rates = " | ".join(f"{n / seconds[n]:.2f}" for n in args.sizes)
-                print(f"| {'MTCNN' if detect else 'whole image'} | {engine} | {rates} | "
-                      f"{steady:.2f} | {startup:.1f} |", flush=True)
+                print(
+                    f"| {'MTCNN' if detect else 'whole image'} | {engine} | {rates} | "
+                    f"{steady:.2f} | {startup:.1f} |",
+                    flush=True,
+                )
     if args.json:
-        args.json.write_text(json.dumps({"machine": found, "arch": args.arch,
-                                         "batch_size": args.batch_size, "runs": results},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": found,
+                    "arch": args.arch,
+                    "batch_size": args.batch_size,
+                    "runs": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

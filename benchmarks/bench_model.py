@@ -16,6 +16,7 @@ timed in rounds of its own; ratios to it are ratios of medians.
 folder of github.com/CVI-SZU/ME-GraphAU (nothing of it ships here). Its `MEFARG` gets the same
 weights, so its largest |dp| against the default path is reported too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,14 @@ from tests.oracle import oracle_forward, random_model
 ROOT = Path(__file__).resolve().parents[1]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-_AU_FIELDS = {"weight": "fc.weight", "bias": "fc.bias", "bn_weight": "bn.weight",
-              "bn_bias": "bn.bias", "bn_mean": "bn.running_mean", "bn_var": "bn.running_var"}
+_AU_FIELDS = {
+    "weight": "fc.weight",
+    "bias": "fc.bias",
+    "bn_weight": "bn.weight",
+    "bn_bias": "bn.bias",
+    "bn_mean": "bn.running_mean",
+    "bn_var": "bn.running_var",
+}
 
 
 def official_state_dict(model: OpenGraphAU) -> dict[str, torch.Tensor]:
@@ -58,8 +65,11 @@ def official_state_dict(model: OpenGraphAU) -> dict[str, torch.Tensor]:
                 out[f"head.main_class_linears.{i}.{_AU_FIELDS[name]}"] = block.clone()
             continue
         if model.arch.startswith("swin"):  # timm merges patches at the start of stage k + 1
-            key = re.sub(r"^backbone\.layers\.(\d+)\.downsample\.",
-                         lambda m: f"backbone.layers.{int(m.group(1)) - 1}.downsample.", key)
+            key = re.sub(
+                r"^backbone\.layers\.(\d+)\.downsample\.",
+                lambda m: f"backbone.layers.{int(m.group(1)) - 1}.downsample.",
+                key,
+            )
         out[key] = value
     return {"module." + k: v for k, v in out.items()}
 
@@ -97,10 +107,13 @@ def reference_model(folder: Path, model: OpenGraphAU) -> torch.nn.Module:
     if REFERENCE_PACKAGE not in sys.modules:
         init = folder / "model" / "__init__.py"
         if not init.is_file():
-            raise SystemExit(f"--reference: {init} not found; pass the OpenGraphAU folder of a "
-                             f"ME-GraphAU checkout")
+            raise SystemExit(
+                f"--reference: {init} not found; pass the OpenGraphAU folder of a "
+                f"ME-GraphAU checkout"
+            )
         spec = importlib.util.spec_from_file_location(
-            REFERENCE_PACKAGE, init, submodule_search_locations=[str(folder / "model")])
+            REFERENCE_PACKAGE, init, submodule_search_locations=[str(folder / "model")]
+        )
         package = importlib.util.module_from_spec(spec)
         sys.modules[REFERENCE_PACKAGE] = package
         spec.loader.exec_module(package)
@@ -115,8 +128,10 @@ def reference_model(folder: Path, model: OpenGraphAU) -> torch.nn.Module:
     missing, unexpected = net.load_state_dict(reference_state_dict(model), strict=False)
     missing = [k for k in missing if not k.endswith(("relative_position_index", "attn_mask"))]
     if missing or unexpected:
-        raise SystemExit(f"--reference: its MEFARG does not take these weights (missing "
-                         f"{missing[:3]}, unexpected {unexpected[:3]})")
+        raise SystemExit(
+            f"--reference: its MEFARG does not take these weights (missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return net.eval().requires_grad_(False)
 
 
@@ -128,8 +143,9 @@ def gflop_per_image(model: OpenGraphAU) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int
-                ) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int, warmup: int
+) -> dict[str, list[float]]:
     """Seconds per call of every function, one call each per round, in turn.
 
     Each round starts one function later than the previous one, so no function always runs
@@ -142,7 +158,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int
             for fn in fns.values():
                 fn()
         for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 start = time.perf_counter()
                 fns[name]()
                 times[name].append(time.perf_counter() - start)
@@ -153,16 +169,20 @@ def paired_ratio(num: list[float], den: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(num, den))
 
 
-def compare_bf16(fast: torch.nn.Module, low: torch.nn.Module, images: int, batch: int
-                 ) -> dict[str, float | int]:
+def compare_bf16(
+    fast: torch.nn.Module, low: torch.nn.Module, images: int, batch: int
+) -> dict[str, float | int]:
     """Largest |dp| of bf16 vs fp32 over `images` random inputs and, for stage 1, how many of
     them changed their top-K graph (a near-tie among an AU's most similar AUs flips under bf16
     rounding: a discrete jump, which a handful of timing images rarely shows)."""
     x = torch.randn(images, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     nodes: dict[str, torch.Tensor] = {}
-    hooks = [m.head.gnn.register_forward_hook(
-        lambda mod, args, out, name=name: nodes.__setitem__(name, args[0]))
-        for name, m in (("fp32", fast), ("bf16", low))]
+    hooks = [
+        m.head.gnn.register_forward_hook(
+            lambda mod, args, out, name=name: nodes.__setitem__(name, args[0])
+        )
+        for name, m in (("fp32", fast), ("bf16", low))
+    ]
     dps, changed = [], []
     with torch.inference_mode():
         for part in x.split(batch):
@@ -173,18 +193,22 @@ def compare_bf16(fast: torch.nn.Module, low: torch.nn.Module, images: int, batch
     for hook in hooks:
         hook.remove()
     dp = torch.cat(dps)
-    out: dict[str, float | int] = {"bf16_images_compared": images,
-                                   "max_abs_dp_bf16_vs_fp32": dp.max().item()}
+    out: dict[str, float | int] = {
+        "bf16_images_compared": images,
+        "max_abs_dp_bf16_vs_fp32": dp.max().item(),
+    }
     if changed:
         flipped = torch.cat(changed)
         out["bf16_images_with_changed_graph"] = int(flipped.sum())
-        out["max_abs_dp_bf16_vs_fp32_same_graph"] = (dp[~flipped].max().item()
-                                                     if (~flipped).any() else float("nan"))
+        out["max_abs_dp_bf16_vs_fp32_same_graph"] = (
+            dp[~flipped].max().item() if (~flipped).any() else float("nan")
+        )
     return out
 
 
-def folder_throughput(folder: Path, checkpoint: Path, arch: str, stage: int, batch: int
-                      ) -> dict[str, float] | None:
+def folder_throughput(
+    folder: Path, checkpoint: Path, arch: str, stage: int, batch: int
+) -> dict[str, float] | None:
     """images/s of the whole CLI on `folder` (start-up and model loading included)."""
     demo = ROOT / "demo.py"
     if not demo.exists():
@@ -192,9 +216,24 @@ def folder_throughput(folder: Path, checkpoint: Path, arch: str, stage: int, bat
         return None
     images = sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, str(demo), "--resume", str(checkpoint), "--arc", arch,
-               "--stage", str(stage), "--input", str(folder), "--no-detect", "--quiet",
-               "--batch-size", str(batch), "--output-dir", out]
+        cmd = [
+            sys.executable,
+            str(demo),
+            "--resume",
+            str(checkpoint),
+            "--arc",
+            arch,
+            "--stage",
+            str(stage),
+            "--input",
+            str(folder),
+            "--no-detect",
+            "--quiet",
+            "--batch-size",
+            str(batch),
+            "--output-dir",
+            out,
+        ]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -204,8 +243,9 @@ def folder_throughput(folder: Path, checkpoint: Path, arch: str, stage: int, bat
     return {"images": images, "seconds": seconds, "images_per_s": images / seconds}
 
 
-def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path,
-               bf16: bool) -> dict[str, dict]:
+def bench_arch(
+    arch: str, stages: list[int], args: argparse.Namespace, tmp: Path, bf16: bool
+) -> dict[str, dict]:
     x = torch.randn(args.batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     fns: dict[str, Callable[[], object]] = {}
     results: dict[str, dict] = {}
@@ -217,8 +257,10 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
         with torch.inference_mode():
             ref = oracle_forward(plain, x)
             fast = default(x)
-        row = {"max_abs_dp_default_vs_oracle": (fast - ref).abs().max().item(),
-               "gflop_per_image": gflop_per_image(plain)}
+        row = {
+            "max_abs_dp_default_vs_oracle": (fast - ref).abs().max().item(),
+            "gflop_per_image": gflop_per_image(plain),
+        }
         fns[f"oracle{stage}"] = lambda m=plain: oracle_forward(m, x)
         fns[f"default{stage}"] = lambda m=default: m(x)
         if args.reference:
@@ -247,37 +289,47 @@ def bench_arch(arch: str, stages: list[int], args: argparse.Namespace, tmp: Path
                 continue
             per_call = times[f"{variant}{stage}"]
             ms = statistics.median(per_call) / batch * 1000
-            row[variant] = {"ms_per_image": ms, "images_per_s": 1000 / ms,
-                            "min_ms_per_image": min(per_call) / batch * 1000,
-                            "gflops": row["gflop_per_image"] / ms * 1000}
+            row[variant] = {
+                "ms_per_image": ms,
+                "images_per_s": 1000 / ms,
+                "min_ms_per_image": min(per_call) / batch * 1000,
+                "gflops": row["gflop_per_image"] / ms * 1000,
+            }
             for base in ("oracle", "reference"):
                 if variant in (base, "reference") or f"{base}{stage}" not in times:
                     continue
                 other = times[f"{base}{stage}"]
                 row[f"{variant}_over_{base}"] = (  # not timed in the same rounds: medians
                     statistics.median(per_call) / statistics.median(other)
-                    if f"{base}{stage}" in slow else paired_ratio(per_call, other))
+                    if f"{base}{stage}" in slow
+                    else paired_ratio(per_call, other)
+                )
         if args.folder:
             row["folder"] = folder_throughput(args.folder, checkpoints[stage], arch, stage, batch)
     if 1 in stages and 2 in stages:
         results["stage2_over_stage1"] = {
             v: paired_ratio(times[f"{v}2"], times[f"{v}1"])
-            for v in ("default", "bf16") if f"{v}1" in times}
+            for v in ("default", "bf16")
+            if f"{v}1" in times
+        }
         for v in ("oracle", "reference"):
             if f"{v}1" in times:
-                results["stage2_over_stage1"][v] = (statistics.median(times[f"{v}2"])
-                                                    / statistics.median(times[f"{v}1"]))
+                results["stage2_over_stage1"][v] = statistics.median(
+                    times[f"{v}2"]
+                ) / statistics.median(times[f"{v}1"])
     return results
 
 
 def markdown(results: dict[str, dict], batch: int, matmul: float) -> str:
-    lines = ["| arch | stage | oracle ms/img | reference code ms/img | default ms/img | "
-             "bf16 ms/img | default img/s | bf16 img/s | default / oracle | "
-             "default / reference code | bf16 / oracle | stage 2 / stage 1 (default) | "
-             "GFLOP/img | default GFLOP/s | "
-             "max abs dp default vs oracle | max abs dp bf16 vs fp32 | bf16: images with a changed "
-             "top-K graph |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arch | stage | oracle ms/img | reference code ms/img | default ms/img | "
+        "bf16 ms/img | default img/s | bf16 img/s | default / oracle | "
+        "default / reference code | bf16 / oracle | stage 2 / stage 1 (default) | "
+        "GFLOP/img | default GFLOP/s | "
+        "max abs dp default vs oracle | max abs dp bf16 vs fp32 | bf16: images with a changed "
+        "top-K graph |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def fmt(value: float | None, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
@@ -288,34 +340,58 @@ def markdown(results: dict[str, dict], batch: int, matmul: float) -> str:
             if stage == "stage2_over_stage1":
                 continue
             bf, theirs = row.get("bf16", {}), row.get("reference", {})
-            lines.append(" | ".join([
-                f"| {arch}", stage, fmt(row["oracle"]["ms_per_image"], ".1f"),
-                fmt(theirs.get("ms_per_image"), ".1f"),
-                fmt(row["default"]["ms_per_image"], ".1f"), fmt(bf.get("ms_per_image"), ".1f"),
-                fmt(row["default"]["images_per_s"], ".1f"), fmt(bf.get("images_per_s"), ".1f"),
-                fmt(row["default_over_oracle"], ".2f"),
-                fmt(row.get("default_over_reference"), ".2f"),
-                fmt(row.get("bf16_over_oracle"), ".2f"),
-                fmt(s2s1, ".2f") if stage == "2" else "",
-                fmt(row["gflop_per_image"], ".2f"), fmt(row["default"]["gflops"], ".0f"),
-                fmt(row["max_abs_dp_default_vs_oracle"], ".1e"),
-                fmt(row.get("max_abs_dp_bf16_vs_fp32"), ".1e") + (
-                    f" ({row['max_abs_dp_bf16_vs_fp32_same_graph']:.1e} if the graph stays)"
-                    if "max_abs_dp_bf16_vs_fp32_same_graph" in row else ""),
-                (f"{row['bf16_images_with_changed_graph']} of {row['bf16_images_compared']}"
-                 if "bf16_images_with_changed_graph" in row else "") + " |"]))
-    lines.append(f"\nbatch {batch}; ms/img = median over rounds / batch; ratios = median of "
-                 f"per-round ratios; GFLOP counted on this package's algorithm. A 2048 x 2048 "
-                 f"fp32 matmul runs at {matmul:.0f} GFLOP/s here.")
+            lines.append(
+                " | ".join(
+                    [
+                        f"| {arch}",
+                        stage,
+                        fmt(row["oracle"]["ms_per_image"], ".1f"),
+                        fmt(theirs.get("ms_per_image"), ".1f"),
+                        fmt(row["default"]["ms_per_image"], ".1f"),
+                        fmt(bf.get("ms_per_image"), ".1f"),
+                        fmt(row["default"]["images_per_s"], ".1f"),
+                        fmt(bf.get("images_per_s"), ".1f"),
+                        fmt(row["default_over_oracle"], ".2f"),
+                        fmt(row.get("default_over_reference"), ".2f"),
+                        fmt(row.get("bf16_over_oracle"), ".2f"),
+                        fmt(s2s1, ".2f") if stage == "2" else "",
+                        fmt(row["gflop_per_image"], ".2f"),
+                        fmt(row["default"]["gflops"], ".0f"),
+                        fmt(row["max_abs_dp_default_vs_oracle"], ".1e"),
+                        fmt(row.get("max_abs_dp_bf16_vs_fp32"), ".1e")
+                        + (
+                            f" ({row['max_abs_dp_bf16_vs_fp32_same_graph']:.1e} if the graph stays)"
+                            if "max_abs_dp_bf16_vs_fp32_same_graph" in row
+                            else ""
+                        ),
+                        (
+                            f"{row['bf16_images_with_changed_graph']} of "
+                            f"{row['bf16_images_compared']}"
+                            if "bf16_images_with_changed_graph" in row
+                            else ""
+                        )
+                        + " |",
+                    ]
+                )
+            )
+    lines.append(
+        f"\nbatch {batch}; ms/img = median over rounds / batch; ratios = median of "
+        f"per-round ratios; GFLOP counted on this package's algorithm. A 2048 x 2048 "
+        f"fp32 matmul runs at {matmul:.0f} GFLOP/s here."
+    )
     for arch, per_stage in results.items():
         for stage, row in per_stage.items():
             if stage != "stage2_over_stage1" and "max_abs_dp_default_vs_reference" in row:
-                lines.append(f"default vs the reference code, {arch} stage {stage}: max abs dp "
-                             f"{row['max_abs_dp_default_vs_reference']:.1e}")
+                lines.append(
+                    f"default vs the reference code, {arch} stage {stage}: max abs dp "
+                    f"{row['max_abs_dp_default_vs_reference']:.1e}"
+                )
             if stage != "stage2_over_stage1" and row.get("folder"):
                 f = row["folder"]
-                lines.append(f"whole run, {arch} stage {stage}: {f['images']} images in "
-                             f"{f['seconds']:.1f} s = {f['images_per_s']:.1f} images/s")
+                lines.append(
+                    f"whole run, {arch} stage {stage}: {f['images']} images in "
+                    f"{f['seconds']:.1f} s = {f['images_per_s']:.1f} images/s"
+                )
     return "\n".join(lines)
 
 
@@ -328,13 +404,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
-    parser.add_argument("--bf16-images", type=int, default=32,
-                        help="random images on which bf16 is compared with fp32")
+    parser.add_argument(
+        "--bf16-images",
+        type=int,
+        default=32,
+        help="random images on which bf16 is compared with fp32",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", type=Path, help="also time demo.py on this image folder")
-    parser.add_argument("--reference", type=Path, metavar="DIR",
-                        help="also time the authors' code: the OpenGraphAU folder of a "
-                             "CVI-SZU/ME-GraphAU checkout")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="also time the authors' code: the OpenGraphAU folder of a CVI-SZU/ME-GraphAU checkout",
+    )
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
     if args.threads:
@@ -348,8 +431,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
             results[arch] = bench_arch(arch, sorted(set(args.stage)), args, Path(tmp), bf16)
-    report = {"machine": found, "batch_size": args.batch_size, "rounds": args.iters,
-              "results": results}
+    report = {
+        "machine": found,
+        "batch_size": args.batch_size,
+        "rounds": args.iters,
+        "results": results,
+    }
     print(markdown(results, args.batch_size, report["machine"]["fp32_matmul_gflops"]))
     text = json.dumps(report, indent=2)
     if args.json:

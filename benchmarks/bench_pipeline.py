@@ -87,9 +87,24 @@ def whole_run(
     folder: Path, out: Path, args: argparse.Namespace, detect: bool
 ) -> tuple[float, float]:
     """Seconds of one whole command, start-up included: wall clock, and CPU time."""
-    cmd = [sys.executable, "-m", "opengraphau", "--resume", str(args.checkpoint), "--input",
-           str(folder), "--output-dir", str(out), "--quiet", "--batch-size",
-           str(args.batch_size), "--device", args.device, "--precision", args.precision]
+    cmd = [
+        sys.executable,
+        "-m",
+        "opengraphau",
+        "--resume",
+        str(args.checkpoint),
+        "--input",
+        str(folder),
+        "--output-dir",
+        str(out),
+        "--quiet",
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+    ]
     cmd += ["--min-face-size", str(args.min_face_size)] if detect else ["--no-detect"]
     start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -137,14 +152,16 @@ def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> 
     facenet = MTCNN(keep_all=True, device=device, min_face_size=args.min_face_size)
     few = sample[:16]
     facenet_s, facenet_cpu = timed(lambda: [facenet.detect(i) for i in few], device, args.rounds)
-    return {"model_ms_per_face": real_s / len(crops) * 1000,
-            "model_noise_ms_per_face": noise_s / len(noise) * 1000,
-            "detect_ms_per_photo": detect_s / len(sample) * 1000,
-            "facenet_ms_per_photo": facenet_s / len(few) * 1000,
-            "facenet_cpu_ms_per_photo": facenet_cpu / len(few) * 1000,
-            "model_cpu_ms_per_face": real_cpu / len(crops) * 1000,
-            "model_noise_cpu_ms_per_face": noise_cpu / len(noise) * 1000,
-            "detect_cpu_ms_per_photo": detect_cpu / len(sample) * 1000}
+    return {
+        "model_ms_per_face": real_s / len(crops) * 1000,
+        "model_noise_ms_per_face": noise_s / len(noise) * 1000,
+        "detect_ms_per_photo": detect_s / len(sample) * 1000,
+        "facenet_ms_per_photo": facenet_s / len(few) * 1000,
+        "facenet_cpu_ms_per_photo": facenet_cpu / len(few) * 1000,
+        "model_cpu_ms_per_face": real_cpu / len(crops) * 1000,
+        "model_noise_cpu_ms_per_face": noise_cpu / len(noise) * 1000,
+        "detect_cpu_ms_per_photo": detect_cpu / len(sample) * 1000,
+    }
 
 
 def main() -> None:
@@ -155,8 +172,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--min-face-size", type=int, default=20,
-                        help="smallest face MTCNN looks for, in pixels (the tool's default: 20)")
+    parser.add_argument(
+        "--min-face-size",
+        type=int,
+        default=20,
+        help="smallest face MTCNN looks for, in pixels (the tool's default: 20)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timed calls of the model alone")
     parser.add_argument("--repeats", type=int, default=3, help="whole runs per size (fastest)")
     parser.add_argument("--only", choices=("detect", "no-detect"), help="one kind of whole run")
@@ -164,16 +185,22 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     small, large = sorted(args.sizes)
-    report: dict[str, object] = {"machine": describe(device), "arch": args.arch,
-                                 "stage": args.stage, "device": str(device),
-                                 "precision": args.precision, "batch_size": args.batch_size,
-                                 "min_face_size": args.min_face_size,
-                                 "sizes": [small, large]}
+    report: dict[str, object] = {
+        "machine": describe(device),
+        "arch": args.arch,
+        "stage": args.stage,
+        "device": str(device),
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "min_face_size": args.min_face_size,
+        "sizes": [small, large],
+    }
     print(label(report["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        args.checkpoint = write_official_checkpoint(args.arch, args.stage, root / "model.pth",
-                                                    calibrate=True)
+        args.checkpoint = write_official_checkpoint(
+            args.arch, args.stage, root / "model.pth", calibrate=True
+        )
         folders = {}
         for n in (small, large):
             folders[n] = root / f"photos{n}"
@@ -181,18 +208,26 @@ def main() -> None:
             paths = make_photos(folders[n], n)
         report.update(alone(paths[: max(args.batch_size, 16)], args, device))
         model_ms = report["model_ms_per_face"]
-        print(f"{args.arch} stage {args.stage} {args.precision} on {device}, "
-              f"batch {args.batch_size}", flush=True)
-        print(f"model alone: {model_ms:.2f} ms/face ({1000 / model_ms:.0f} faces/s) on the "
-              f"pipeline's crops, "
-              f"{report['model_noise_ms_per_face']:.2f} on noise; MTCNN alone "
-              f"{report['detect_ms_per_photo']:.2f} ms/photo (facenet-pytorch's, photo by "
-              f"photo: {report['facenet_ms_per_photo']:.2f})", flush=True)
+        print(
+            f"{args.arch} stage {args.stage} {args.precision} on {device}, batch {args.batch_size}",
+            flush=True,
+        )
+        print(
+            f"model alone: {model_ms:.2f} ms/face ({1000 / model_ms:.0f} faces/s) on the "
+            f"pipeline's crops, "
+            f"{report['model_noise_ms_per_face']:.2f} on noise; MTCNN alone "
+            f"{report['detect_ms_per_photo']:.2f} ms/photo (facenet-pytorch's, photo by "
+            f"photo: {report['facenet_ms_per_photo']:.2f})",
+            flush=True,
+        )
         if device.type == "cpu":
-            print(f"  CPU time: model {report['model_cpu_ms_per_face']:.1f} ms/face, on noise "
-                  f"{report['model_noise_cpu_ms_per_face']:.1f}, MTCNN "
-                  f"{report['detect_cpu_ms_per_photo']:.1f} ms/photo (facenet-pytorch's "
-                  f"{report['facenet_cpu_ms_per_photo']:.1f})", flush=True)
+            print(
+                f"  CPU time: model {report['model_cpu_ms_per_face']:.1f} ms/face, on noise "
+                f"{report['model_noise_cpu_ms_per_face']:.1f}, MTCNN "
+                f"{report['detect_cpu_ms_per_photo']:.1f} ms/photo (facenet-pytorch's "
+                f"{report['facenet_cpu_ms_per_photo']:.1f})",
+                flush=True,
+            )
         kinds = [args.only == "detect"] if args.only else [True, False]
         for detect in kinds:
             name = "detect" if detect else "no-detect"
@@ -204,19 +239,31 @@ def main() -> None:
             cpu = {n: min(used for _, used in times) for n, times in runs.items()}
             steady = (seconds[large] - seconds[small]) / (large - small)
             steady_cpu = (cpu[large] - cpu[small]) / (large - small)
-            row = {"seconds": seconds, "all_seconds": runs, "steady_ms_per_photo": steady * 1000,
-                   "steady_photos_per_s": 1 / steady, "startup_s": seconds[small] - small * steady,
-                   "whole_over_model": steady * 1000 / model_ms,
-                   "cpu_seconds": cpu, "steady_cpu_ms_per_photo": steady_cpu * 1000,
-                   "cpu_whole_over_model": steady_cpu * 1000 / report["model_cpu_ms_per_face"]}
+            row = {
+                "seconds": seconds,
+                "all_seconds": runs,
+                "steady_ms_per_photo": steady * 1000,
+                "steady_photos_per_s": 1 / steady,
+                "startup_s": seconds[small] - small * steady,
+                "whole_over_model": steady * 1000 / model_ms,
+                "cpu_seconds": cpu,
+                "steady_cpu_ms_per_photo": steady_cpu * 1000,
+                "cpu_whole_over_model": steady_cpu * 1000 / report["model_cpu_ms_per_face"],
+            }
             report[name] = row
-            print(f"{name:>9}: {small} photos {seconds[small]:.1f} s, {large} photos "
-                  f"{seconds[large]:.1f} s -> {row['steady_photos_per_s']:.1f} photos/s steady "
-                  f"({row['steady_ms_per_photo']:.1f} ms each = {row['whole_over_model']:.2f}x "
-                  f"the model), start-up {row['startup_s']:.1f} s", flush=True)
+            print(
+                f"{name:>9}: {small} photos {seconds[small]:.1f} s, {large} photos "
+                f"{seconds[large]:.1f} s -> {row['steady_photos_per_s']:.1f} photos/s steady "
+                f"({row['steady_ms_per_photo']:.1f} ms each = {row['whole_over_model']:.2f}x "
+                f"the model), start-up {row['startup_s']:.1f} s",
+                flush=True,
+            )
             if device.type == "cpu":
-                print(f"{'':>9}  CPU time: {row['steady_cpu_ms_per_photo']:.1f} ms per photo = "
-                      f"{row['cpu_whole_over_model']:.2f}x the model's", flush=True)
+                print(
+                    f"{'':>9}  CPU time: {row['steady_cpu_ms_per_photo']:.1f} ms per photo = "
+                    f"{row['cpu_whole_over_model']:.2f}x the model's",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

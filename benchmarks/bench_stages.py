@@ -65,9 +65,7 @@ def decode_stages(paths: list[Path], clock: Clock) -> dict[str, float]:
     out = {
         "read_bytes_ms": clock(lambda: [p.read_bytes() for p in paths], 1) / len(paths) * 1e3,
         "pillow_decode_ms": clock(lambda: [load_image(p) for p in paths], 1) / len(paths) * 1e3,
-        "pillow_decode_crop_ms": clock(
-            lambda: [preprocess.pixels(load_image(p)) for p in paths], 1
-        )
+        "pillow_decode_crop_ms": clock(lambda: [preprocess.pixels(load_image(p)) for p in paths], 1)
         / len(paths)
         * 1e3,
     }
@@ -171,9 +169,13 @@ def main() -> None:
     device = resolve_device(args.device)
     clock = Clock(device, args.rounds)
     count = args.photos or args.batch_size
-    report: dict[str, object] = {"machine": describe(device), "device": str(device),
-                                 "precision": args.precision, "batch_size": args.batch_size,
-                                 "photos": count}
+    report: dict[str, object] = {
+        "machine": describe(device),
+        "device": str(device),
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "photos": count,
+    }
     print(label(report["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -18,6 +18,7 @@ right), `switches` changes of id along one person's frames, `jumps` ids given to
 `ghosts` confirmed ids of a face seen in fewer than 3 frames or of no face, `unconf` rows of
 people that kept face_id -1 (the price of confirmation), and the tracker's microseconds per frame.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,15 +50,22 @@ class ByteTrack:
 
     def __init__(self) -> None:
         from trackers import ByteTrackTracker
-        self.tracker = ByteTrackTracker(frame_rate=FPS, lost_track_buffer=30,
-                                        minimum_consecutive_frames=MIN_FRAMES)
+
+        self.tracker = ByteTrackTracker(
+            frame_rate=FPS, lost_track_buffer=30, minimum_consecutive_frames=MIN_FRAMES
+        )
 
     def update(self, faces: Sequence[FaceRecord], timestamp: float) -> list[int]:
         import supervision as sv
-        xyxy = np.array([(x, y, x + w, y + h) for x, y, w, h in
-                         (f.box for f in faces if f.box is not None)]).reshape(-1, 4)
-        found = sv.Detections(xyxy=xyxy, confidence=np.array([f.confidence for f in faces]),
-                              data={"index": np.arange(len(faces))})
+
+        xyxy = np.array(
+            [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces if f.box is not None)]
+        ).reshape(-1, 4)
+        found = sv.Detections(
+            xyxy=xyxy,
+            confidence=np.array([f.confidence for f in faces]),
+            data={"index": np.arange(len(faces))},
+        )
         tracked = self.tracker.update(found, timestamp=timestamp)
         ids = [UNCONFIRMED] * len(faces)
         for index, track_id in zip(tracked.data.get("index", ()), tracked.tracker_id):
@@ -82,10 +90,14 @@ def clip_records(pipeline: Pipeline, folder: Path) -> dict[str, tuple[list, list
     clips = {}
     for name, (actors, count) in tracking_clips().items():
         images, truth = render_clip(actors, count)
-        frames = [Frame.of(name, image, i, i / FPS)
-                  for i, image in enumerate(decoded(images, folder))]
-        records = [[r for r in found if r.success]
-                   for k in range(0, len(frames), 16) for found in pipeline(frames[k:k + 16])]
+        frames = [
+            Frame.of(name, image, i, i / FPS) for i, image in enumerate(decoded(images, folder))
+        ]
+        records = [
+            [r for r in found if r.success]
+            for k in range(0, len(frames), 16)
+            for found in pipeline(frames[k : k + 16])
+        ]
         clips[name] = (records, truth)
     return clips
 
@@ -102,8 +114,9 @@ def person_of(record: FaceRecord, boxes: list) -> int | None:
     return None
 
 
-def score(records: list[list[FaceRecord]], truth: list[list], ids: list[list[int]],
-          seconds: float) -> dict[str, float]:
+def score(
+    records: list[list[FaceRecord]], truth: list[list], ids: list[list[int]], seconds: float
+) -> dict[str, float]:
     seen: dict[int, list[int]] = {}  # person -> ids along its frames (UNCONFIRMED included)
     owners: dict[int, set] = {}  # confirmed id -> the people (None: no face) it was given to
     for found, boxes, given in zip(records, truth, ids):
@@ -115,8 +128,9 @@ def score(records: list[list[FaceRecord]], truth: list[list], ids: list[list[int
                 owners.setdefault(track_id, set()).add(person)
     real = {p: s for p, s in seen.items() if len(s) >= MIN_FRAMES}
     confirmed = {p: [i for i in s if i != UNCONFIRMED] for p, s in real.items()}
-    ghosts = {i for i, people in owners.items()
-              if None in people or any(p not in real for p in people)}
+    ghosts = {
+        i for i, people in owners.items() if None in people or any(p not in real for p in people)
+    }
     return {
         "ids/person": (sum(len(set(s)) for s in confirmed.values()) / len(real)) if real else 0,
         "switches": sum(sum(a != b for a, b in zip(s, s[1:])) for s in confirmed.values()),
@@ -127,8 +141,9 @@ def score(records: list[list[FaceRecord]], truth: list[list], ids: list[list[int
     }
 
 
-def run_tracker(make: Callable[[], object], records: list[list[FaceRecord]],
-                every: int) -> tuple[list[list[int]], float, list[int]]:
+def run_tracker(
+    make: Callable[[], object], records: list[list[FaceRecord]], every: int
+) -> tuple[list[list[int]], float, list[int]]:
     """Ids per kept frame, the seconds the tracker took, and which frames were kept."""
     tracker = make()
     kept = list(range(0, len(records), every))
@@ -146,20 +161,28 @@ def without_embeddings(records: list[list[FaceRecord]]) -> list[list[FaceRecord]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--every", type=int, nargs="+", default=[1, 2, 5],
-                        help="frame steps to track at (default: 1 2 5)")
+    parser.add_argument(
+        "--every",
+        type=int,
+        nargs="+",
+        default=[1, 2, 5],
+        help="frame steps to track at (default: 1 2 5)",
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth",
-                                               calibrate=True)
-        model = build_model_for(checkpoint, arch=None, stage=None, device=torch.device("cpu"),
-                                precision="fp32")
+        checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth", calibrate=True)
+        model = build_model_for(
+            checkpoint, arch=None, stage=None, device=torch.device("cpu"), precision="fp32"
+        )
         clips = clip_records(Pipeline(model, detector=FaceDetector()), Path(tmp))
     trackers: dict[str, tuple[Callable[[], object], bool]] = {
-        "appearance": (FaceTracker, True), "motion only": (FaceTracker, False)}
+        "appearance": (FaceTracker, True),
+        "motion only": (FaceTracker, False),
+    }
     try:
         import trackers as _  # noqa: F401
+
         trackers["bytetrack"] = (ByteTrack, False)
     except ImportError:
         print("(trackers not installed: no ByteTrack rows)")
@@ -170,18 +193,25 @@ def main() -> None:
             for name, (records, truth) in clips.items():
                 given = records if looks else without_embeddings(records)
                 ids, seconds, kept = run_tracker(make, given, every)
-                numbers = score([records[i] for i in kept], [truth[i] for i in kept], ids,
-                                seconds)
+                numbers = score([records[i] for i in kept], [truth[i] for i in kept], ids, seconds)
                 results.setdefault(every, {}).setdefault(label, {})[name] = numbers
-                print(f"{label:12s} {name:9s} " + "  ".join(
-                    f"{k} {v:.2f}" if k == "ids/person" else f"{k} {v:.0f}"
-                    for k, v in numbers.items()))
+                print(
+                    f"{label:12s} {name:9s} "
+                    + "  ".join(
+                        f"{k} {v:.2f}" if k == "ids/person" else f"{k} {v:.0f}"
+                        for k, v in numbers.items()
+                    )
+                )
             rows = results[every][label].values()
             mean_ids = np.mean([r["ids/person"] for r in rows])
-            print(f"{label:12s} {'all':9s} ids/person {mean_ids:.2f}"
-                  + "".join(f"  {k} {sum(r[k] for r in rows):.0f}"
-                            for k in ("switches", "jumps", "ghosts", "unconf"))
-                  + f"  us/frame {np.mean([r['us/frame'] for r in rows]):.0f}")
+            print(
+                f"{label:12s} {'all':9s} ids/person {mean_ids:.2f}"
+                + "".join(
+                    f"  {k} {sum(r[k] for r in rows):.0f}"
+                    for k in ("switches", "jumps", "ghosts", "unconf")
+                )
+                + f"  us/frame {np.mean([r['us/frame'] for r in rows]):.0f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -17,6 +17,7 @@ K = 1 found at K, matched by IoU >= 0.5), box IoU (min, median), the AU probabil
 difference (median, max over the 41 AUs of a face), frames late for faces entering, and per
 person (by the drawn boxes) the ids given and id switches.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,18 +50,36 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int] = (640, 480)) ->
         frame = np.full((height, width, 3), 170, np.uint8)
         x = 20 + (3 * i) % (width - 260)
         top = (height - 220) // 2
-        frame[top:top + 220, x:x + 220] = face
+        frame[top : top + 220, x : x + 220] = face
         writer.write(frame)
     writer.release()
     return frames
 
 
 def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> dict:
-    cmd = [sys.executable, str(ROOT / "demo.py"), "--untrained", "--arc", args.arch,
-           "--stage", str(args.stage), "--quiet",
-           "--device", args.device, "--precision", args.precision, "--batch-size",
-           str(args.batch_size), "--every", str(args.every), "--input", str(clip),
-           "--output-dir", str(out), *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "demo.py"),
+        "--untrained",
+        "--arc",
+        args.arch,
+        "--stage",
+        str(args.stage),
+        "--quiet",
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--batch-size",
+        str(args.batch_size),
+        "--every",
+        str(args.every),
+        "--input",
+        str(clip),
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -68,9 +87,14 @@ def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> di
     frames = int(re.search(r"\((\d+) frames\)", summary).group(1))
     model = float(re.search(r"model ([\d.]+) s", summary).group(1))
     detect = re.search(r"detection ([\d.]+) s", summary)
-    return {"frames": frames, "seconds": elapsed, "frames_per_s": frames / elapsed,
-            "video_s_per_s": frames * args.every / FPS / elapsed,
-            "model_s": model, "detection_s": float(detect.group(1)) if detect else 0.0}
+    return {
+        "frames": frames,
+        "seconds": elapsed,
+        "frames_per_s": frames / elapsed,
+        "video_s_per_s": frames * args.every / FPS / elapsed,
+        "model_s": model,
+        "detection_s": float(detect.group(1)) if detect else 0.0,
+    }
 
 
 def people_clip(size: tuple[int, int], frames: int) -> tuple[list[np.ndarray], list]:
@@ -85,20 +109,31 @@ def people_clip(size: tuple[int, int], frames: int) -> tuple[list[np.ndarray], l
 
     def person(name: str, tall: float, path) -> Actor:
         from tests.factories import SPRITE_FACES
+
         return Actor(faces[name], round(tall * unit), path, SPRITE_FACES[name])
 
-    return render_clip([
-        person("astronaut", 260, walk(250 * unit, 9, 260)),
-        person("cameraman", 240, walk(width - 250 * unit, -9, 300)),
-        person("astronaut", 200, walk(-60 * unit, 7, 520, start=frames // 4)),
-        person("cameraman", 220, walk(width * 0.7, 8, 520)),
-        person("astronaut", 180, lambda t: (width * 0.5 + 6 * math.sin(t / 6), 150 * unit)
-               if t >= frames // 2 else None),
-    ], frames, size)
+    return render_clip(
+        [
+            person("astronaut", 260, walk(250 * unit, 9, 260)),
+            person("cameraman", 240, walk(width - 250 * unit, -9, 300)),
+            person("astronaut", 200, walk(-60 * unit, 7, 520, start=frames // 4)),
+            person("cameraman", 220, walk(width * 0.7, 8, 520)),
+            person(
+                "astronaut",
+                180,
+                lambda t: (
+                    (width * 0.5 + 6 * math.sin(t / 6), 150 * unit) if t >= frames // 2 else None
+                ),
+            ),
+        ],
+        frames,
+        size,
+    )
 
 
 def _rows(folder: Path) -> dict[int, list[dict]]:
     import csv
+
     rows: dict[int, list[dict]] = {}
     with open(folder / "predictions.csv", newline="") as f:
         for r in csv.DictReader(f):
@@ -123,20 +158,30 @@ def keyframes(args: argparse.Namespace) -> None:
     images, truth = people_clip(tuple(args.size), frames)
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_clip(Path(tmp) / "people.mp4", images, FPS)
-        checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth",
-                                               calibrate=True)
+        checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth", calibrate=True)
         found: dict[int, dict[int, list[dict]]] = {}
         for k in args.keyframes:
             out = Path(tmp) / f"k{k}"
             start = time.perf_counter()
-            stats = run_job(Options(inputs=(str(clip),), output_dir=out, checkpoint=checkpoint,
-                                    detect_every=k, workers=0, batch_size=args.batch_size))
+            stats = run_job(
+                Options(
+                    inputs=(str(clip),),
+                    output_dir=out,
+                    checkpoint=checkpoint,
+                    detect_every=k,
+                    workers=0,
+                    batch_size=args.batch_size,
+                )
+            )
             elapsed = time.perf_counter() - start
             found[k] = _rows(out)
             n = stats.frames
-            print(f"K={k}: {n} frames, detection {1000 * stats.detect_s / n:.1f} ms/frame, model "
-                  f"{1000 * stats.model_s / n:.1f} ms/frame, run {elapsed:.1f} s = "
-                  f"{elapsed / stats.model_s:.2f}x the model's time", flush=True)
+            print(
+                f"K={k}: {n} frames, detection {1000 * stats.detect_s / n:.1f} ms/frame, model "
+                f"{1000 * stats.model_s / n:.1f} ms/frame, run {elapsed:.1f} s = "
+                f"{elapsed / stats.model_s:.2f}x the model's time",
+                flush=True,
+            )
         base = found[args.keyframes[0]]
         for k in args.keyframes[1:]:
             hits = total = 0
@@ -144,8 +189,9 @@ def keyframes(args: argparse.Namespace) -> None:
             for t, rows in base.items():
                 for r in rows:
                     total += 1
-                    best = max(found[k].get(t, []), key=lambda o: iou(_box(r), _box(o)),
-                               default=None)
+                    best = max(
+                        found[k].get(t, []), key=lambda o: iou(_box(r), _box(o)), default=None
+                    )
                     if best is not None and iou(_box(r), _box(best)) >= 0.5:
                         hits += 1
                         ious.append(iou(_box(r), _box(best)))
@@ -153,22 +199,37 @@ def keyframes(args: argparse.Namespace) -> None:
             late = []
             for a in range(len(truth[0])):
                 first = [t for t in range(frames) if truth[t][a] is not None]
-                seen = [t for t in sorted(found[k]) if truth[t][a] is not None and any(
-                    iou(_box(o), truth[t][a]) >= 0.3 for o in found[k][t])]
-                seen0 = [t for t in sorted(base) if truth[t][a] is not None and any(
-                    iou(_box(o), truth[t][a]) >= 0.3 for o in base[t])]
+                seen = [
+                    t
+                    for t in sorted(found[k])
+                    if truth[t][a] is not None
+                    and any(iou(_box(o), truth[t][a]) >= 0.3 for o in found[k][t])
+                ]
+                seen0 = [
+                    t
+                    for t in sorted(base)
+                    if truth[t][a] is not None
+                    and any(iou(_box(o), truth[t][a]) >= 0.3 for o in base[t])
+                ]
                 if first and first[0] > 0 and seen and seen0:
                     late.append(seen[0] - seen0[0])
             per_person, switches = [], 0
             for a in range(len(truth[0])):
-                ids = [o["face_id"] for t in sorted(found[k]) for o in found[k][t]
-                       if truth[t][a] is not None and iou(_box(o), truth[t][a]) >= 0.3]
+                ids = [
+                    o["face_id"]
+                    for t in sorted(found[k])
+                    for o in found[k][t]
+                    if truth[t][a] is not None and iou(_box(o), truth[t][a]) >= 0.3
+                ]
                 per_person.append(len(set(ids) - {"-1"}))
                 switches += sum(x != y for x, y in zip(ids, ids[1:]))
-            print(f"K={k} vs K={args.keyframes[0]}: recall {hits / total:.4f} ({hits}/{total}), "
-                  f"IoU min {min(ious):.3f} median {np.median(ious):.3f}, AU |diff| median "
-                  f"{np.median(diffs):.4f} max {max(diffs):.4f}, frames late entering {late}, "
-                  f"ids per person {per_person}, id switches {switches}", flush=True)
+            print(
+                f"K={k} vs K={args.keyframes[0]}: recall {hits / total:.4f} ({hits}/{total}), "
+                f"IoU min {min(ious):.3f} median {np.median(ious):.3f}, AU |diff| median "
+                f"{np.median(diffs):.4f} max {max(diffs):.4f}, frames late entering {late}, "
+                f"ids per person {per_person}, id switches {switches}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -182,16 +243,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="frames per model call")
     parser.add_argument("--every", type=int, default=1, help="keep every Nth frame")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--keyframes", type=int, nargs="+", metavar="K",
-                        help="measure --detect-every K against the first K given (1)")
+    parser.add_argument(
+        "--keyframes",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="measure --detect-every K against the first K given (1)",
+    )
     args = parser.parse_args()
     if args.keyframes:
         keyframes(args)
         return
-    results = {"machine": describe(args.device), "arch": args.arch, "device": args.device,
-               "every": args.every,
-               "precision": args.precision, "size": args.size, "batch_size": args.batch_size,
-               "runs": {}}
+    results = {
+        "machine": describe(args.device),
+        "arch": args.arch,
+        "device": args.device,
+        "every": args.every,
+        "precision": args.precision,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "runs": {},
+    }
     print(label(results["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
@@ -199,10 +271,12 @@ def main() -> None:
         for name, extra in (("detect", []), ("no-detect", ["--no-detect"])):
             r = run(clip, Path(tmp) / name, args, extra)
             results["runs"][name] = r
-            print(f"{name:>9}: {r['frames']} frames in {r['seconds']:.1f} s = "
-                  f"{r['frames_per_s']:.1f} frames/s (detection {r['detection_s']:.1f} s, "
-                  f"model {r['model_s']:.1f} s, the rest is start-up, decoding and writing); "
-                  f"{r['video_s_per_s']:.2f} s of video per second")
+            print(
+                f"{name:>9}: {r['frames']} frames in {r['seconds']:.1f} s = "
+                f"{r['frames_per_s']:.1f} frames/s (detection {r['detection_s']:.1f} s, "
+                f"model {r['model_s']:.1f} s, the rest is start-up, decoding and writing); "
+                f"{r['video_s_per_s']:.2f} s of video per second"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -19,8 +19,12 @@ import torch
 from opengraphau.device import resolve_device
 from opengraphau.model.optimize import cpu_supports_bf16
 
-_ISA = (("amx_tile", "AMX"), ("avx512_bf16", "AVX-512 bf16"), ("avx512f", "AVX-512"),
-        ("avx2", "AVX2"))
+_ISA = (
+    ("amx_tile", "AMX"),
+    ("avx512_bf16", "AVX-512 bf16"),
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+)
 """cpuinfo flags, widest first, and how they are named in a report."""
 
 
@@ -42,8 +46,10 @@ def _cpuinfo() -> dict[str, str]:
     if not path.exists():
         return {}
     first = path.read_text().split("\n\n", 1)[0]
-    return {key.strip(): value.strip() for key, _, value in
-            (line.partition(":") for line in first.splitlines())}
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in first.splitlines())
+    }
 
 
 def describe(device: torch.device | str = "cpu") -> dict[str, object]:
@@ -56,8 +62,11 @@ def describe(device: torch.device | str = "cpu") -> dict[str, object]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     found: dict[str, object] = {
         "cpu": info.get("model name") or platform.processor() or platform.machine(),
-        "cpu_id": (f"family {info['cpu family']} model {info['model']}"
-                   if "cpu family" in info and "model" in info else None),
+        "cpu_id": (
+            f"family {info['cpu family']} model {info['model']}"
+            if "cpu family" in info and "model" in info
+            else None
+        ),
         "isa": widest,
         "bf16": cpu_supports_bf16(),
         "cores": cores,
@@ -75,8 +84,10 @@ def label(found: dict[str, object]) -> str:
     """One line naming the machine, for the first line a benchmark prints."""
     cpu = ", ".join(str(part) for part in (found["cpu"], found["cpu_id"], found["isa"]) if part)
     gpu = f"{found['gpu']}; " if "gpu" in found else ""
-    return (f"{gpu}{cpu}; {found['cores']} cores, {found['threads']} torch threads; "
-            f"CPU fp32 matmul {found['fp32_matmul_gflops']:.0f} GFLOP/s; torch {found['torch']}")
+    return (
+        f"{gpu}{cpu}; {found['cores']} cores, {found['threads']} torch threads; "
+        f"CPU fp32 matmul {found['fp32_matmul_gflops']:.0f} GFLOP/s; torch {found['torch']}"
+    )
 
 
 if __name__ == "__main__":

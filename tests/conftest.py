@@ -1,4 +1,5 @@
 """Shared fixtures: official-layout checkpoints with random weights."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,10 @@ from factories import write_official_checkpoint
 def _no_network_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test reaches the network or the user's model cache: an empty cache of the session's
     own, offline (tests of fetching set their own cache and a loopback mirror)."""
-    saved = {k: os.environ.get(k) for k in ("OPENGRAPHAU_HOME", "OPENGRAPHAU_OFFLINE",
-                                            "OPENGRAPHAU_MIRROR")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("OPENGRAPHAU_HOME", "OPENGRAPHAU_OFFLINE", "OPENGRAPHAU_MIRROR")
+    }
     os.environ["OPENGRAPHAU_HOME"] = str(tmp_path_factory.mktemp("model-cache"))
     os.environ["OPENGRAPHAU_OFFLINE"] = "1"
     os.environ.pop("OPENGRAPHAU_MIRROR", None)
@@ -30,11 +33,13 @@ def _no_network_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 @pytest.fixture(scope="session")
 def resnet18_s1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An official-layout ResNet-18 stage-1 checkpoint with random weights."""
-    return write_official_checkpoint("resnet18", 1, tmp_path_factory.mktemp("ck") / "r18s1.pth",
-                                     calibrate=True)
+    return write_official_checkpoint(
+        "resnet18", 1, tmp_path_factory.mktemp("ck") / "r18s1.pth", calibrate=True
+    )
 
 
 @pytest.fixture(scope="session")
 def resnet18_s2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_official_checkpoint("resnet18", 2, tmp_path_factory.mktemp("ck") / "r18s2.pth",
-                                     calibrate=True)
+    return write_official_checkpoint(
+        "resnet18", 2, tmp_path_factory.mktemp("ck") / "r18s2.pth", calibrate=True
+    )

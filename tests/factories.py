@@ -1,5 +1,6 @@
 """The tests' one home for helpers: official-layout checkpoints, real face photos, a fake camera,
 CLI runners, readers of the outputs, IoU."""
+
 from __future__ import annotations
 
 import csv
@@ -30,7 +31,7 @@ def doc_section(doc: str, title: str) -> str:
     text = (ROOT / doc).read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else len(text)]
+    return text[start : end if end != -1 else len(text)]
 
 
 def official_keys(arch: str, stage: int) -> list[tuple[str, list[int]]]:
@@ -52,6 +53,7 @@ def face_photos(count: int = 8, size: int = 224) -> torch.Tensor:
     """`count` normalised (3, size, size) views of skimage's public-domain astronaut's face:
     shifted, zoomed and mirrored, so a network sees real-photo statistics."""
     from opengraphau.model.transforms import EvalTransform
+
     photo = Image.fromarray(data.astronaut())
     preprocess = EvalTransform(resize=size * 256 // 224, crop=size)
     views = []
@@ -70,6 +72,7 @@ def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
     """
     from opengraphau.model.checkpoint import checkpoint_filter_fn
     from opengraphau.model.opengraphau import build_model
+
     model = build_model(arch=arch, stage=stage)
     bare = {k.removeprefix("module."): v for k, v in state.items()}
     model.load_state_dict(checkpoint_filter_fn(bare, arch), strict=True)
@@ -79,10 +82,18 @@ def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
     model.backbone.train()
     model.global_linear.train()
     tokens = model.global_linear(model.backbone(face_photos()))
-    new = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()
-           if k.endswith(("running_mean", "running_var"))}
-    new.update({f"global_linear.{k}": v for k, v in model.global_linear.state_dict().items()
-                if k.endswith(("running_mean", "running_var"))})
+    new = {
+        f"backbone.{k}": v
+        for k, v in model.backbone.state_dict().items()
+        if k.endswith(("running_mean", "running_var"))
+    }
+    new.update(
+        {
+            f"global_linear.{k}": v
+            for k, v in model.global_linear.state_dict().items()
+            if k.endswith(("running_mean", "running_var"))
+        }
+    )
     blocks = model.head.au_linears
     for i in range(blocks.weight.shape[0]):
         out = tokens @ blocks.weight[i].T + blocks.bias[i]
@@ -93,8 +104,9 @@ def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
             state["module." + key] = value.clone()
 
 
-def official_state_dict(arch: str, stage: int, seed: int = 0, *,
-                        calibrate: bool = False) -> dict[str, torch.Tensor]:
+def official_state_dict(
+    arch: str, stage: int, seed: int = 0, *, calibrate: bool = False
+) -> dict[str, torch.Tensor]:
     """`module.`-prefixed random state dict with exactly the official keys and shapes;
     `calibrate` sets its BatchNorm statistics from real photos."""
     gen = torch.Generator().manual_seed(seed)
@@ -104,8 +116,9 @@ def official_state_dict(arch: str, stage: int, seed: int = 0, *,
     return state
 
 
-def write_official_checkpoint(arch: str, stage: int, path: Path, seed: int = 0, *,
-                              calibrate: bool = False) -> Path:
+def write_official_checkpoint(
+    arch: str, stage: int, path: Path, seed: int = 0, *, calibrate: bool = False
+) -> Path:
     """A file laid out like the released ones: epoch, state_dict and an AdamW optimizer state."""
     state = official_state_dict(arch, stage, seed, calibrate=calibrate)
     params = [torch.nn.Parameter(torch.zeros(3))]
@@ -129,7 +142,7 @@ def write_video(path: Path, frames: int, *, face_until: int, fourcc: str = "mp4v
         frame = np.full((320, 480, 3), 180, np.uint8)
         if i < face_until:
             x = 10 + (8 * i) % 240
-            frame[50:270, x:x + 220] = face
+            frame[50:270, x : x + 220] = face
         writer.write(frame)
     writer.release()
     return path
@@ -159,11 +172,17 @@ class FakeCamera:
         self.released = True
 
 
-def cli(*args: str, cwd: Path = ROOT, script: str = "demo.py",
-        timeout: float = 600) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, cwd: Path = ROOT, script: str = "demo.py", timeout: float = 600
+) -> subprocess.CompletedProcess:
     """`python demo.py ARGS` in a subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_main(*args: str, capture_factory=None) -> int:
@@ -194,11 +213,14 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 # -- synthetic clips of real faces, for tracking ---------------------------------------------------
 
+
 def face_sprites() -> dict[str, np.ndarray]:
     """Two different people as RGB crops (head and some background): skimage's astronaut
     (public domain, colour) and its cameraman (CC0, grey)."""
-    return {"astronaut": data.astronaut()[20:240, 130:330],
-            "cameraman": np.repeat(data.camera()[60:230, 140:300, None], 3, axis=2)}
+    return {
+        "astronaut": data.astronaut()[20:240, 130:330],
+        "cameraman": np.repeat(data.camera()[60:230, 140:300, None], 3, axis=2),
+    }
 
 
 #: MTCNN's box (x, y, w, h) of the face in each of `face_sprites()`.
@@ -210,12 +232,18 @@ class Actor:
     is at frame t (`path(t)`, None while it is out of the picture). `face` is the face's box in
     the picture as given (default: all of it)."""
 
-    def __init__(self, picture: np.ndarray, height: int, path,
-                 face: tuple[float, float, float, float] | None = None) -> None:
+    def __init__(
+        self,
+        picture: np.ndarray,
+        height: int,
+        path,
+        face: tuple[float, float, float, float] | None = None,
+    ) -> None:
         self.scale = height / picture.shape[0]
         width = round(picture.shape[1] * self.scale)
-        self.picture = np.asarray(Image.fromarray(picture).resize((width, height),
-                                                                  Image.Resampling.BILINEAR))
+        self.picture = np.asarray(
+            Image.fromarray(picture).resize((width, height), Image.Resampling.BILINEAR)
+        )
         self.face = face or (0.0, 0.0, picture.shape[1], picture.shape[0])
         self.path = path
 
@@ -235,8 +263,9 @@ class Actor:
         return (box[0] + x, box[1] + y, w, h)
 
 
-def render_clip(actors: list[Actor], frames: int, size: tuple[int, int] = (320, 240)
-                ) -> tuple[list[np.ndarray], list[list[tuple[float, ...] | None]]]:
+def render_clip(
+    actors: list[Actor], frames: int, size: tuple[int, int] = (320, 240)
+) -> tuple[list[np.ndarray], list[list[tuple[float, ...] | None]]]:
     """RGB frames of `actors` over a grey background, later actors in front, and per frame each
     actor's face box (None while it is out of the picture; hidden or not)."""
     width, height = size
@@ -250,7 +279,7 @@ def render_clip(actors: list[Actor], frames: int, size: tuple[int, int] = (320, 
             x, y, w, h = box
             x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
             if x1 > x0 and y1 > y0:
-                image[y0:y1, x0:x1] = actor.picture[y0 - y:y1 - y, x0 - x:x1 - x]
+                image[y0:y1, x0:x1] = actor.picture[y0 - y : y1 - y, x0 - x : x1 - x]
         images.append(image)
     return images, [[actor.face_box(t) for actor in actors] for t in range(frames)]
 
@@ -296,13 +325,22 @@ def tracking_clips() -> dict[str, tuple[list[Actor], int]]:
         return [rear, front], 20 + math.ceil((rear_w + front_w) / speed)
 
     return {
-        "crossing": ([astronaut(90, across(60, 4, 110)), cameraman(90, across(260, -4, 125))],
-                     50),
+        "crossing": ([astronaut(90, across(60, 4, 110)), cameraman(90, across(260, -4, 125))], 50),
         "hidden10": hidden(10),
         "hidden25": hidden(25),
         "hidden50": hidden(50),
-        "flicker": ([astronaut(80, sway(110, 120)),
-                     cameraman(80, lambda t: (240, 110) if t == 12 else None)], 30),
-        "swap": ([astronaut(80, lambda t: (160, 120) if t < 20 else None),
-                  cameraman(80, lambda t: (160, 120) if t >= 25 else None)], 50),
+        "flicker": (
+            [
+                astronaut(80, sway(110, 120)),
+                cameraman(80, lambda t: (240, 110) if t == 12 else None),
+            ],
+            30,
+        ),
+        "swap": (
+            [
+                astronaut(80, lambda t: (160, 120) if t < 20 else None),
+                cameraman(80, lambda t: (160, 120) if t >= 25 else None),
+            ],
+            50,
+        ),
     }

@@ -26,6 +26,7 @@ It runs the command line in this process (untrained model, no face detection) an
 A failing round prints its seed, the assertion and the round's folder (kept); the summary line
 counts rounds, inputs and failures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,14 +63,43 @@ from opengraphau.records import display_name
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".JPG", ".Png")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 MODES = {  # mode: formats Pillow writes it in
-    "1": ("PNG", "BMP", "TIFF"), "L": ("PNG", "JPEG", "BMP", "TIFF", "WEBP"),
-    "LA": ("PNG", "TIFF"), "P": ("PNG", "BMP", "TIFF"),
+    "1": ("PNG", "BMP", "TIFF"),
+    "L": ("PNG", "JPEG", "BMP", "TIFF", "WEBP"),
+    "LA": ("PNG", "TIFF"),
+    "P": ("PNG", "BMP", "TIFF"),
     "RGB": ("PNG", "JPEG", "BMP", "TIFF", "WEBP"),
-    "RGBA": ("PNG", "TIFF", "WEBP"), "CMYK": ("JPEG", "TIFF"), "I;16": ("PNG", "TIFF"),
-    "I": ("PNG", "TIFF"), "F": ("TIFF",), "YCbCr": ("JPEG", "TIFF"), "LAB": ("TIFF",),
+    "RGBA": ("PNG", "TIFF", "WEBP"),
+    "CMYK": ("JPEG", "TIFF"),
+    "I;16": ("PNG", "TIFF"),
+    "I": ("PNG", "TIFF"),
+    "F": ("TIFF",),
+    "YCbCr": ("JPEG", "TIFF"),
+    "LAB": ("TIFF",),
 }
-ODD = [b"\n", b"\r", b"\r\n", b"\xff", b"\xe9", b"\x80", b"\\x", b"\\xff", b"\x1b[31m", b'"',
-       b",", b" ", b"-", b"\t", "é".encode(), "😀".encode(), b"#", b"@", b"*", b"?", b"[", b":"]
+ODD = [
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b"\xff",
+    b"\xe9",
+    b"\x80",
+    b"\\x",
+    b"\\xff",
+    b"\x1b[31m",
+    b'"',
+    b",",
+    b" ",
+    b"-",
+    b"\t",
+    "é".encode(),
+    "😀".encode(),
+    b"#",
+    b"@",
+    b"*",
+    b"?",
+    b"[",
+    b":",
+]
 PREFIX = "demo.py: error: "
 OUR_LINE = ("error: ", "warning: ", PREFIX)
 
@@ -77,9 +107,12 @@ OUR_LINE = ("error: ", "warning: ", PREFIX)
 def _name(rng: random.Random, taken: set[str], ext: str) -> bytes:
     """A new random name; none displays like another (`\\xff` the text and 0xff the byte do)."""
     while True:
-        parts = [rng.choice(ODD) if rng.random() < 0.3 else
-                 bytes(rng.choices(b"abcxyz019_", k=rng.randint(1, 6)))
-                 for _ in range(rng.randint(1, 6))]
+        parts = [
+            rng.choice(ODD)
+            if rng.random() < 0.3
+            else bytes(rng.choices(b"abcxyz019_", k=rng.randint(1, 6)))
+            for _ in range(rng.randint(1, 6))
+        ]
         stem = b"".join(parts)
         if rng.random() < 0.05:
             stem = stem * (200 // max(1, len(stem)))
@@ -97,8 +130,9 @@ def _picture(rng: random.Random) -> bytes:
         size = rng.choice([(rng.randint(2000, 9000), 1), (1, rng.randint(2000, 9000))])
     else:
         size = (rng.randint(1, 120), rng.randint(1, 120))
-    pixels = np.random.default_rng(rng.randrange(2**32)).integers(0, 256, (size[1], size[0], 3),
-                                                                  dtype=np.uint8)
+    pixels = np.random.default_rng(rng.randrange(2**32)).integers(
+        0, 256, (size[1], size[0], 3), dtype=np.uint8
+    )
     image = Image.fromarray(pixels).convert(mode)
     if mode == "P" and rng.random() < 0.5:
         image.info["transparency"] = 0
@@ -120,10 +154,14 @@ def _clip(rng: random.Random, folder: Path) -> bytes:
     # the first use of it must be the tool's, as in a user's run, or its complaints about the
     # damaged videos below would reach stderr (the tool silences it where it first opens one).
     writer = cv2.VideoWriter(
-        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
+        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter.fourcc(*"MJPG"), 10, size
+    )
     for _ in range(rng.randint(1, 8)):
-        writer.write(np.random.default_rng(rng.randrange(2**32)).integers(
-            0, 256, (size[1], size[0], 3), dtype=np.uint8))
+        writer.write(
+            np.random.default_rng(rng.randrange(2**32)).integers(
+                0, 256, (size[1], size[0], 3), dtype=np.uint8
+            )
+        )
     writer.release()
     data = path.read_bytes()
     path.unlink()
@@ -256,8 +294,9 @@ def image_round(rng: random.Random, root: Path) -> int:
             folder = os.path.join(data, _name(rng, taken, ""))
             os.makedirs(folder, exist_ok=True)
         video = rng.random() < 0.15
-        path = os.path.join(folder, _name(rng, taken, rng.choice(VIDEO_EXT if video
-                                                                   else IMAGE_EXT)))
+        path = os.path.join(
+            folder, _name(rng, taken, rng.choice(VIDEO_EXT if video else IMAGE_EXT))
+        )
         if rng.random() < 0.08:
             _special(rng, path)
             kind = "special" if not os.path.isdir(path) else "folder"
@@ -274,13 +313,24 @@ def image_round(rng: random.Random, root: Path) -> int:
     planted = rng.random() < 0.15
     if planted:
         out.mkdir()
-        target = rng.choice(["predictions.csv", "errors.csv", "completed.csv", "x_pred.jpg",
-                             ".opengraphau.lock"])
+        target = rng.choice(
+            ["predictions.csv", "errors.csv", "completed.csv", "x_pred.jpg", ".opengraphau.lock"]
+        )
         os.symlink(outside, out / target)
     guarded = {**_tree(data), **_tree(os.fsencode(outside))}
-    flags = ["--untrained", "--arc", "resnet18", "--no-detect", "--quiet", "--workers",
-             rng.choice(["0", "0", "1"]), "--batch-size", str(rng.randint(1, 5)),
-             "--output-dir", str(out)]
+    flags = [
+        "--untrained",
+        "--arc",
+        "resnet18",
+        "--no-detect",
+        "--quiet",
+        "--workers",
+        rng.choice(["0", "0", "1"]),
+        "--batch-size",
+        str(rng.randint(1, 5)),
+        "--output-dir",
+        str(out),
+    ]
     if rng.random() < 0.5:
         flags.append("--draw_text")
     if rng.random() < 0.3:
@@ -288,8 +338,10 @@ def image_round(rng: random.Random, root: Path) -> int:
     code, err = _main(*flags, "--input", os.fsdecode(data))
     _check_lines(code, err, {2} if not inputs else {0, 1, 2} if planted else {0, 1})
     if code == 2:
-        _check(_tree(data) == {k: v for k, v in guarded.items() if k.startswith(data)},
-               "inputs changed")
+        _check(
+            _tree(data) == {k: v for k, v in guarded.items() if k.startswith(data)},
+            "inputs changed",
+        )
         return len(inputs)
     rows = _csv(out / "predictions.csv")
     errors = {r[0] for r in _csv(out / "errors.csv")}
@@ -303,8 +355,10 @@ def image_round(rng: random.Random, root: Path) -> int:
             del inputs[name]
     for name, kind in inputs.items():
         if kind == "image":
-            _check((per_file.get(name) == 1) != (name in errors),
-                   f"{name!r}: {per_file.get(name)} rows, in errors.csv: {name in errors}")
+            _check(
+                (per_file.get(name) == 1) != (name in errors),
+                f"{name!r}: {per_file.get(name)} rows, in errors.csv: {name in errors}",
+            )
         elif kind == "video":
             _check(name in per_file or name in errors, f"video {name!r} lost")
         else:
@@ -312,19 +366,24 @@ def image_round(rng: random.Random, root: Path) -> int:
     _check(set(per_file) <= set(inputs), f"rows of no input: {set(per_file) - set(inputs)}")
     if "--format" in flags:
         lines = (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-        _check(sorted(json.loads(ln)["file"] for ln in lines) == sorted(r[0] for r in rows),
-               "predictions.jsonl differs from predictions.csv")
+        _check(
+            sorted(json.loads(ln)["file"] for ln in lines) == sorted(r[0] for r in rows),
+            "predictions.jsonl differs from predictions.csv",
+        )
     code, err = _main(*flags, "--skip-existing", "--input", os.fsdecode(data))
     _check_lines(code, err, {0, 1})
     again = _csv(out / "predictions.csv")
-    _check(sorted(map(tuple, again)) == sorted(map(tuple, rows)),
-           f"resuming changed the rows: {len(rows)} -> {len(again)}")
+    _check(
+        sorted(map(tuple, again)) == sorted(map(tuple, rows)),
+        f"resuming changed the rows: {len(rows)} -> {len(again)}",
+    )
     done = {tuple(r[:2]) for r in _csv(out / "completed.csv")}
     for name in per_file:
         if inputs[name] == "image":
             _check(any(k[0] == name for k in done), f"{name!r} has rows but is not completed")
-    _check(_tree(data) == {k: v for k, v in guarded.items() if k.startswith(data)},
-           "inputs changed")
+    _check(
+        _tree(data) == {k: v for k, v in guarded.items() if k.startswith(data)}, "inputs changed"
+    )
     _check(outside.read_bytes() == b"not yours", "written through a planted link")
     return len(inputs)
 
@@ -362,8 +421,9 @@ def _deep_tree(rng: random.Random, root: Path) -> int:
         folder = folder / rng.choice(["d", "dd", "\xff", "é"])
         folder.mkdir()
     images = _plain_images(rng, folder, 2) + _plain_images(rng, root / "data", 1)
-    code, err = _main(*FAST, "--draw_text", "--output-dir", str(root / "out"),
-                      "--input", str(root / "data"))
+    code, err = _main(
+        *FAST, "--draw_text", "--output-dir", str(root / "out"), "--input", str(root / "data")
+    )
     _check_lines(code, err, {0})
     _rows_once(root / "out", images)
     _check(len(list((root / "out").rglob("*_pred.jpg"))) == 3, "a picture is missing")
@@ -385,14 +445,16 @@ def _lists(rng: random.Random, root: Path) -> int:
         for other in rng.sample(range(len(lists)), rng.randint(0, min(2, len(lists)))):
             links[n].append(other)
             target = lists[other]
-            lines.append("@" + (os.path.relpath(target, path.parent) if rng.random() < 0.5
-                                else str(target)))
+            lines.append(
+                "@" + (os.path.relpath(target, path.parent) if rng.random() < 0.5 else str(target))
+            )
         path.write_text("\n".join(rng.sample(lines, len(lines))) + "\n")
     pending, seen = [0], {0}
     while pending:  # what list 0 reaches, as a plain search over the graph
         n = pending.pop()
-        reached |= {os.path.realpath(i) for i in images
-                    if os.path.basename(i) in lists[n].read_text()}
+        reached |= {
+            os.path.realpath(i) for i in images if os.path.basename(i) in lists[n].read_text()
+        }
         for other in links[n]:
             if other not in seen:
                 seen.add(other)
@@ -477,17 +539,32 @@ def _streams(rng: random.Random, root: Path) -> int:
     elif kind == "stdout full":
         stdout = open("/dev/full", "w")  # noqa: SIM115
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    process = subprocess.run([sys.executable, "-m", "opengraphau", *flags, "--output-dir",
-                              str(root / "out"), "--input", str(root / "data")],
-                             stdout=stdout, stderr=subprocess.PIPE, env=env, timeout=300,
-                             preexec_fn=lambda: [os.close(fd) for fd in close])
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opengraphau",
+            *flags,
+            "--output-dir",
+            str(root / "out"),
+            "--input",
+            str(root / "data"),
+        ],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=300,
+        preexec_fn=lambda: [os.close(fd) for fd in close],
+    )
     if isinstance(stdout, int) and stdout > 2:
         os.close(stdout)
     elif hasattr(stdout, "close"):
         stdout.close()
     _check(process.returncode == 0, f"exit {process.returncode} with {kind}")
-    _check(b"Exception ignored" not in process.stderr and b"error" not in process.stderr,
-           f"noise: {process.stderr[-300:]!r}")
+    _check(
+        b"Exception ignored" not in process.stderr and b"error" not in process.stderr,
+        f"noise: {process.stderr[-300:]!r}",
+    )
     _rows_once(root / "out", images)
     return len(images)
 
@@ -496,8 +573,12 @@ def _full_disk(rng: random.Random, root: Path) -> int:
     """A small tmpfs filled but for a few kB: whole rows only, then an exact resume."""
     disk = root / "disk"
     disk.mkdir()
-    if os.geteuid() or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
-                                       str(disk)], capture_output=True).returncode:
+    if (
+        os.geteuid()
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
+        ).returncode
+    ):
         return _lists(rng, root)  # no tmpfs here: another kind instead
     try:
         images = _plain_images(rng, root / "data", rng.randint(5, 40))
@@ -507,8 +588,15 @@ def _full_disk(rng: random.Random, root: Path) -> int:
                 f.write(b"\0" * 4096)
         os.truncate(filler, max(0, filler.stat().st_size - rng.randint(0, 40_000)))
         out = disk / "out"
-        flags = [*FAST, "--batch-size", str(rng.randint(1, 6)), "--output-dir", str(out),
-                 "--format", rng.choice(["csv", "csv,jsonl", "jsonl,csv,parquet"])]
+        flags = [
+            *FAST,
+            "--batch-size",
+            str(rng.randint(1, 6)),
+            "--output-dir",
+            str(out),
+            "--format",
+            rng.choice(["csv", "csv,jsonl", "jsonl,csv,parquet"]),
+        ]
         code, err = _main(*flags, "--input", str(root / "data"))
         _check_lines(code, err, {0, 2})
         for name in ("predictions.csv", "completed.csv", "errors.csv", "predictions.jsonl"):
@@ -523,8 +611,14 @@ def _full_disk(rng: random.Random, root: Path) -> int:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-ROUND3 = {"deep": _deep, "lists": _lists, "export": _export, "race": _race,
-          "streams": _streams, "full disk": _full_disk}
+ROUND3 = {
+    "deep": _deep,
+    "lists": _lists,
+    "export": _export,
+    "race": _race,
+    "streams": _streams,
+    "full disk": _full_disk,
+}
 
 
 def round3(rng: random.Random, root: Path) -> int:
@@ -535,8 +629,22 @@ def round3(rng: random.Random, root: Path) -> int:
 def _mutations(state: dict[str, torch.Tensor], rng: random.Random) -> str:
     key = rng.choice(sorted(state))
     value = state[key]
-    kind = rng.choice(["int", "bool", "complex", "nan", "inf", "sparse", "meta", "shape", "drop",
-                       "add", "half", "none"])
+    kind = rng.choice(
+        [
+            "int",
+            "bool",
+            "complex",
+            "nan",
+            "inf",
+            "sparse",
+            "meta",
+            "shape",
+            "drop",
+            "add",
+            "half",
+            "none",
+        ]
+    )
     if kind == "int":
         state[key] = value.long()
     elif kind == "bool":
@@ -565,8 +673,14 @@ def _mutations(state: dict[str, torch.Tensor], rng: random.Random) -> str:
 
 
 def checkpoint_round(rng: random.Random, root: Path, real: Path) -> int:
-    path = root / rng.choice(["c.pth", "c.pt", "weird\nname.pth", "bad\xff.pth".encode(
-        "utf-8", "surrogateescape").decode("utf-8", "surrogateescape")])
+    path = root / rng.choice(
+        [
+            "c.pth",
+            "c.pt",
+            "weird\nname.pth",
+            "bad\xff.pth".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape"),
+        ]
+    )
     kind = rng.choice(["bytes", "cut", "flip", "tensor", "pickle", "zip"])
     data = real.read_bytes()
     if kind == "bytes":
@@ -584,8 +698,17 @@ def checkpoint_round(rng: random.Random, root: Path, real: Path) -> int:
             _mutations(obj["state_dict"], rng)
         torch.save(obj, path)
     elif kind == "pickle":
-        junk = rng.choice([[1, 2, "x"], {"state_dict": {"a": 1}}, "text", {"state_dict": None},
-                           {"state_dict": {1: torch.zeros(1)}}, torch.zeros(3), {}])
+        junk = rng.choice(
+            [
+                [1, 2, "x"],
+                {"state_dict": {"a": 1}},
+                "text",
+                {"state_dict": None},
+                {"state_dict": {1: torch.zeros(1)}},
+                torch.zeros(3),
+                {},
+            ]
+        )
         torch.save(junk, path)
     else:
         with zipfile.ZipFile(path, "w") as z:
@@ -593,14 +716,29 @@ def checkpoint_round(rng: random.Random, root: Path, real: Path) -> int:
     image = root / "a.png"
     Image.new("RGB", (16, 16), (1, 2, 3)).save(image)
     before = _tree(os.fsencode(root))
-    code, err = _main("--resume", str(path), "--no-detect", "--quiet", "--workers", "0",
-                      "--output-dir", str(root / "out"), "--input", str(image))
+    code, err = _main(
+        "--resume",
+        str(path),
+        "--no-detect",
+        "--quiet",
+        "--workers",
+        "0",
+        "--output-dir",
+        str(root / "out"),
+        "--input",
+        str(image),
+    )
     _check_lines(code, err, {0, 2})
     if code == 2:
-        _check(err[0].startswith(f"{PREFIX}--resume {display_name(str(path))}".replace(
-            "\n", "\\n")), f"the message does not name the file: {err[0]}")
-    after = {k: v for k, v in _tree(os.fsencode(root)).items()
-             if not k.startswith(os.fsencode(root / "out"))}
+        _check(
+            err[0].startswith(f"{PREFIX}--resume {display_name(str(path))}".replace("\n", "\\n")),
+            f"the message does not name the file: {err[0]}",
+        )
+    after = {
+        k: v
+        for k, v in _tree(os.fsencode(root)).items()
+        if not k.startswith(os.fsencode(root / "out"))
+    }
     _check(after == before, "the checkpoint or the image changed")
     return 1
 
@@ -610,8 +748,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=None, help="stop after this many rounds")
     parser.add_argument("--seed", type=int, default=None, help="first round's seed")
-    parser.add_argument("--keep", type=Path, default=Path(tempfile.gettempdir()) / "hostile-fuzz",
-                        help="where failing rounds are kept")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "hostile-fuzz",
+        help="where failing rounds are kept",
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     work = Path(tempfile.mkdtemp(prefix="hostile-fuzz-"))
@@ -635,16 +777,22 @@ def main() -> int:
         except Failure as exc:
             kept = args.keep / root.name
             shutil.rmtree(kept, ignore_errors=True)
-            shutil.copytree(root, kept, symlinks=True, ignore_dangling_symlinks=True,
-                            copy_function=lambda s, d: shutil.copy2(s, d) if os.path.isfile(s)
-                            else None)
+            shutil.copytree(
+                root,
+                kept,
+                symlinks=True,
+                ignore_dangling_symlinks=True,
+                copy_function=lambda s, d: shutil.copy2(s, d) if os.path.isfile(s) else None,
+            )
             failures.append((round_seed, str(exc)))
             print(f"FAIL seed {round_seed}: {exc} (kept in {kept})", flush=True)
         shutil.rmtree(root, ignore_errors=True)
         rounds += 1
     shutil.rmtree(work, ignore_errors=True)
-    print(f"{rounds} rounds ({inputs} inputs and checkpoints) from seed {seed} in "
-          f"{time.monotonic() - start:.0f} s: {len(failures)} failed")
+    print(
+        f"{rounds} rounds ({inputs} inputs and checkpoints) from seed {seed} in "
+        f"{time.monotonic() - start:.0f} s: {len(failures)} failed"
+    )
     return 1 if failures else 0
 
 

@@ -8,6 +8,7 @@ applied to every token before the mean over tokens, one sub-AU at a time in the 
 here is fused, folded or reordered, so any shortcut taken in `model/` has something honest to be
 checked against.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,9 +33,16 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     return out if bias is None else out + bias
 
 
-def linear_block(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                 bn_weight: torch.Tensor, bn_bias: torch.Tensor, bn_mean: torch.Tensor,
-                 bn_var: torch.Tensor, eps: float) -> torch.Tensor:
+def linear_block(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    bn_weight: torch.Tensor,
+    bn_bias: torch.Tensor,
+    bn_mean: torch.Tensor,
+    bn_var: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
     """Reference LinearBlock: fc, permute to (B, C, D), BatchNorm1d over C, ReLU, permute back."""
     y = _linear(x, weight, bias).permute(0, 2, 1)
     y = (y - bn_mean[None, :, None]) / torch.sqrt(bn_var[None, :, None] + eps)
@@ -49,8 +57,16 @@ def per_au_features(blocks: AUBlocks, x: torch.Tensor) -> torch.Tensor:
     """
     outs = []
     for i in range(blocks.weight.shape[0]):
-        out = linear_block(x, blocks.weight[i], blocks.bias[i], blocks.bn_weight[i],
-                           blocks.bn_bias[i], blocks.bn_mean[i], blocks.bn_var[i], BN_EPS)
+        out = linear_block(
+            x,
+            blocks.weight[i],
+            blocks.bias[i],
+            blocks.bn_weight[i],
+            blocks.bn_bias[i],
+            blocks.bn_mean[i],
+            blocks.bn_var[i],
+            BN_EPS,
+        )
         outs.append(out.unsqueeze(1))
     return torch.cat(outs, dim=1)
 
@@ -72,6 +88,7 @@ def readout(head: AUHead, nodes: torch.Tensor) -> torch.Tensor:
 
 # ---- stage 1 (ANFL) ---------------------------------------------------------------------------
 
+
 def normalize_digraph(adj: torch.Tensor) -> torch.Tensor:
     """D^-1/2 A D^-1/2 with D built as a dense diagonal matrix and two bmm's."""
     b, n, _ = adj.shape
@@ -87,8 +104,9 @@ def dynamic_graph_gnn(gnn: nn.Module, f_v: torch.Tensor) -> torch.Tensor:
     threshold = sim.topk(k=gnn.neighbors, dim=-1, largest=True)[0][:, :, -1].view(b, n, 1)
     adj = normalize_digraph((sim >= threshold).float())
     aggregate = torch.einsum("bij,bjk->bik", adj, _linear(f_v, gnn.V.weight, gnn.V.bias))
-    return torch.relu(f_v + _bn_channels_dim1(aggregate + _linear(f_v, gnn.U.weight, gnn.U.bias),
-                                              gnn.bnv))
+    return torch.relu(
+        f_v + _bn_channels_dim1(aggregate + _linear(f_v, gnn.U.weight, gnn.U.bias), gnn.bnv)
+    )
 
 
 def anfl_forward(head: ANFLHead, x: torch.Tensor) -> torch.Tensor:
@@ -98,11 +116,12 @@ def anfl_forward(head: ANFLHead, x: torch.Tensor) -> torch.Tensor:
 
 # ---- stage 2 (MEFL) ---------------------------------------------------------------------------
 
+
 def incidence_matrices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense (N*N, N) `start` and `end`: edge e = i*N + j starts at node j and ends at node i."""
     end = torch.zeros(n * n, n)
     for i in range(n):
-        end[i * n:(i + 1) * n, i] = 1
+        end[i * n : (i + 1) * n, i] = 1
     start = torch.eye(n).repeat(n, 1)
     return start, end
 
@@ -116,8 +135,9 @@ def cross_attention(attn: nn.Module, y: torch.Tensor, x: torch.Tensor) -> torch.
     return torch.matmul(torch.softmax(dots, dim=-1), value)
 
 
-def edge_features(head: MEFLHead, class_feature: torch.Tensor, tokens: torch.Tensor
-                  ) -> torch.Tensor:
+def edge_features(
+    head: MEFLHead, class_feature: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
     """(B, N, D, C) per-AU maps -> (B, N*N, C): every pair's map materialised, BN per token."""
     gem = head.edge_extractor
     b, n, d, c = class_feature.shape
@@ -130,15 +150,19 @@ def edge_features(head: MEFLHead, class_feature: torch.Tensor, tokens: torch.Ten
     return edge.mean(dim=-2)
 
 
-def gated_gnn_layer(layer: nn.Module, x: torch.Tensor, edge: torch.Tensor, start: torch.Tensor,
-                    end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gated_gnn_layer(
+    layer: nn.Module, x: torch.Tensor, edge: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     n = start.shape[1]
     vix = _linear(x, layer.A.weight, None)
     vjx = _linear(x, layer.B.weight, None)
     e = _linear(edge, layer.E.weight, None)
-    edge = edge + torch.relu(_bn_channels_dim1(torch.einsum("ev,bvc->bec", end, vix)
-                                               + torch.einsum("ev,bvc->bec", start, vjx) + e,
-                                               layer.bne))
+    edge = edge + torch.relu(
+        _bn_channels_dim1(
+            torch.einsum("ev,bvc->bec", end, vix) + torch.einsum("ev,bvc->bec", start, vjx) + e,
+            layer.bne,
+        )
+    )
     gate = torch.sigmoid(edge)
     b, _, c = gate.shape
     gate = torch.softmax(gate.view(b, n, n, c), dim=2).view(b, -1, c)
@@ -161,6 +185,7 @@ def mefl_forward(head: MEFLHead, x: torch.Tensor) -> torch.Tensor:
 
 # ---- entry points -----------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def oracle_head_forward(head: AUHead, tokens: torch.Tensor) -> torch.Tensor:
     """(B, D, C) tokens after the global LinearBlock -> (B, 41), by the reference's equations."""
@@ -176,18 +201,26 @@ def oracle_forward(model: OpenGraphAU, images: torch.Tensor) -> torch.Tensor:
     """(B, 3, 224, 224) -> (B, 41): our backbone in plain fp32 eager form, the rest literal."""
     tokens = model.backbone(images)
     gl = model.global_linear
-    tokens = linear_block(tokens, gl.fc.weight, gl.fc.bias, gl.bn.weight, gl.bn.bias,
-                          gl.bn.running_mean, gl.bn.running_var, gl.bn.eps)
+    tokens = linear_block(
+        tokens,
+        gl.fc.weight,
+        gl.fc.bias,
+        gl.bn.weight,
+        gl.bn.bias,
+        gl.bn.running_mean,
+        gl.bn.running_var,
+        gl.bn.eps,
+    )
     return oracle_head_forward(model.head, tokens)
 
 
 @torch.no_grad()
-def randomize_statistics_(module: nn.Module, generator: torch.Generator | None = None
-                          ) -> nn.Module:
+def randomize_statistics_(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
     """Give every BatchNorm (and the stacked AU blocks) trained-looking statistics, in place.
 
     Fresh BatchNorms are the identity, which would hide a wrongly folded mean or variance.
     """
+
     def normal(t: torch.Tensor, std: float) -> None:
         t.copy_(torch.randn(t.shape, generator=generator) * std)
 
@@ -212,5 +245,6 @@ def randomize_statistics_(module: nn.Module, generator: torch.Generator | None =
 def random_model(arch: str, stage: int, seed: int = 0) -> OpenGraphAU:
     """A seeded random model whose BatchNorms look trained (see `randomize_statistics_`)."""
     torch.manual_seed(seed)
-    return randomize_statistics_(build_model(arch=arch, stage=stage),
-                                 torch.Generator().manual_seed(seed))
+    return randomize_statistics_(
+        build_model(arch=arch, stage=stage), torch.Generator().manual_seed(seed)
+    )

@@ -1,6 +1,7 @@
 """An independent, plain-loop transcription of the reference's metric code (OpenGraphAU/utils.py:
 `statistics`, `calc_f1_score`, `calc_acc`), written from reading it: the tests' measure of the
 evaluation's numbers."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Whole data sets in one run: input expansion, bad files, batching, resuming, untouched inputs."""
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,19 @@ def _image(path: Path, seed: int, size: tuple[int, int] = (96, 112)) -> Path:
 
 
 def _run(ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = ()) -> int:
-    return run_main("--resume", str(ck), "--no-detect", "--quiet", "--output-dir", str(out),
-                    "--workers", "0", "--input", *inputs, *extra)
+    return run_main(
+        "--resume",
+        str(ck),
+        "--no-detect",
+        "--quiet",
+        "--output-dir",
+        str(out),
+        "--workers",
+        "0",
+        "--input",
+        *inputs,
+        *extra,
+    )
 
 
 @pytest.fixture()
@@ -44,12 +56,14 @@ def dataset(tmp_path: Path) -> Path:
 def _fingerprint(folder: Path) -> dict[str, tuple[str, float]]:
     return {
         str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
-def test_folder_walk_is_recursive_sorted_and_case_insensitive(resnet18_s1: Path, dataset: Path,
-                                                              tmp_path: Path) -> None:
+def test_folder_walk_is_recursive_sorted_and_case_insensitive(
+    resnet18_s1: Path, dataset: Path, tmp_path: Path
+) -> None:
     before = _fingerprint(dataset)
     assert _run(resnet18_s1, tmp_path / "out", str(dataset), extra=("--draw_text",)) == 0
     files = [Path(r["file"]).relative_to(dataset).as_posix() for r in read_rows(tmp_path / "out")]
@@ -67,8 +81,12 @@ def test_globs_and_list_files(resnet18_s1: Path, dataset: Path, tmp_path: Path) 
     code = _run(resnet18_s1, tmp_path / "out", str(dataset / "a" / "**" / "*.*"), f"@{listing}")
     assert code == 0
     files = [r["file"] for r in read_rows(tmp_path / "out")]
-    assert files == [str(dataset / "a" / "deep" / "x.Png"), str(dataset / "a" / "face.jpeg"),
-                     str(dataset / "top.webp"), os.path.join(str(tmp_path), "rel/one.png")]
+    assert files == [
+        str(dataset / "a" / "deep" / "x.Png"),
+        str(dataset / "a" / "face.jpeg"),
+        str(dataset / "top.webp"),
+        os.path.join(str(tmp_path), "rel/one.png"),
+    ]
 
 
 def test_nothing_found_is_a_usage_error(resnet18_s1: Path, tmp_path: Path, capsys) -> None:
@@ -79,13 +97,15 @@ def test_nothing_found_is_a_usage_error(resnet18_s1: Path, tmp_path: Path, capsy
     assert len(err) == 1 and "no images or videos found" in err[0]
 
 
-def test_bad_files_are_reported_and_the_run_goes_on(resnet18_s1: Path, tmp_path: Path,
-                                                    capsys) -> None:
+def test_bad_files_are_reported_and_the_run_goes_on(
+    resnet18_s1: Path, tmp_path: Path, capsys
+) -> None:
     root = tmp_path / "mixed"
     _image(root / "good1.png", 1)
     _image(root / "good2.png", 2)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(
-        root / "full.jpg")
+        root / "full.jpg"
+    )
     data = (root / "full.jpg").read_bytes()
     (root / "full.jpg").unlink()
     (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
@@ -99,8 +119,14 @@ def test_bad_files_are_reported_and_the_run_goes_on(resnet18_s1: Path, tmp_path:
     assert sorted(Path(r["file"]).name for r in rows) == ["good1.png", "good2.png"]
     with open(tmp_path / "out" / "errors.csv", newline="") as f:
         errors = {Path(r["file"]).name: r["reason"] for r in csv.DictReader(f)}
-    assert set(errors) == {"truncated.jpg", "empty.png", "random.jpg", "corrupt.png", "bomb.png",
-                           "missing.jpg"}
+    assert set(errors) == {
+        "truncated.jpg",
+        "empty.png",
+        "random.jpg",
+        "corrupt.png",
+        "bomb.png",
+        "missing.jpg",
+    }
     assert "decoded" in errors["truncated.jpg"] and "decompression bomb" in errors["bomb.png"]
     err = capsys.readouterr().err
     assert "Traceback" not in err and all(name in err for name in errors)
@@ -116,14 +142,23 @@ def test_unreadable_file(resnet18_s1: Path, tmp_path: Path) -> None:
 
 def test_batched_equals_one_at_a_time(resnet18_s1: Path, dataset: Path, tmp_path: Path) -> None:
     assert _run(resnet18_s1, tmp_path / "b4", str(dataset), extra=("--batch-size", "4")) == 0
-    assert _run(resnet18_s1, tmp_path / "b1", str(dataset), extra=("--batch-size", "1",
-                                                                     "--workers", "1")) == 0
-    np.testing.assert_allclose(probs_of(read_rows(tmp_path / "b4")),
-                               probs_of(read_rows(tmp_path / "b1")), atol=1e-6)
+    assert (
+        _run(
+            resnet18_s1,
+            tmp_path / "b1",
+            str(dataset),
+            extra=("--batch-size", "1", "--workers", "1"),
+        )
+        == 0
+    )
+    np.testing.assert_allclose(
+        probs_of(read_rows(tmp_path / "b4")), probs_of(read_rows(tmp_path / "b1")), atol=1e-6
+    )
 
 
-def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skip_existing_after_an_interrupted_run(
+    resnet18_s1: Path, dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert _run(resnet18_s1, tmp_path / "full", str(dataset), extra=("--batch-size", "2")) == 0
     calls = {"n": 0}
     original = Pipeline.infer
@@ -146,8 +181,9 @@ def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path
     resumed, full = read_rows(out), read_rows(tmp_path / "full")
     assert sorted(r["file"] for r in resumed) == sorted(r["file"] for r in full)
     by_file = {r["file"]: r for r in resumed}
-    np.testing.assert_allclose(probs_of([by_file[r["file"]] for r in full]), probs_of(full),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        probs_of([by_file[r["file"]] for r in full]), probs_of(full), atol=1e-6
+    )
     # A third run has nothing left to do and adds nothing.
     assert _run(resnet18_s1, out, str(dataset), extra=("--skip-existing",)) == 0
     assert len(read_rows(out)) == len(full)
@@ -155,9 +191,17 @@ def test_skip_existing_after_an_interrupted_run(resnet18_s1: Path, dataset: Path
 
 def test_jsonl_output(resnet18_s1: Path, tmp_path: Path) -> None:
     import json
+
     path = _image(tmp_path / "one.png", 1)
-    assert _run(resnet18_s1, tmp_path / "out", str(path),
-                extra=("--format", "csv,jsonl", "--threshold", "0.4")) == 0
+    assert (
+        _run(
+            resnet18_s1,
+            tmp_path / "out",
+            str(path),
+            extra=("--format", "csv,jsonl", "--threshold", "0.4"),
+        )
+        == 0
+    )
     records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").open()]
     assert len(records) == 1
     rec = records[0]
@@ -175,7 +219,8 @@ def test_api_takes_paths_pil_and_numpy(resnet18_s1: Path, tmp_path: Path) -> Non
     path = _image(tmp_path / "a.png", 1)
     pil = Image.open(path).convert("RGB")
     results = AUPredictor(resnet18_s1, device="cpu", batch_size=2).predict(
-        [path, pil, np.asarray(pil), str(path)])
+        [path, pil, np.asarray(pil), str(path)]
+    )
     probs = np.stack([r.faces[0].probs for r in results])
     assert probs.shape == (4, 41) and results[0].size == (96, 112)
     np.testing.assert_allclose(probs, np.repeat(probs[:1], 4, axis=0), atol=1e-6)

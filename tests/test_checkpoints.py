@@ -1,4 +1,5 @@
 """Loading official checkpoints: all 14 layouts strictly, and every kind of bad file."""
+
 from __future__ import annotations
 
 import pickle
@@ -20,8 +21,9 @@ VARIANTS = [(arch, stage) for arch in ARCHS for stage in (1, 2)]
 
 
 @pytest.mark.parametrize("arch,stage", VARIANTS)
-def test_official_layout_loads_strictly_and_is_detected(arch: str, stage: int,
-                                                         tmp_path: Path) -> None:
+def test_official_layout_loads_strictly_and_is_detected(
+    arch: str, stage: int, tmp_path: Path
+) -> None:
     path = write_official_checkpoint(arch, stage, tmp_path / "official.pth")
     raw = torch.load(path, weights_only=True)["state_dict"]
     model = load_model(path, optimize=False)
@@ -30,18 +32,24 @@ def test_official_layout_loads_strictly_and_is_detected(arch: str, stage: int,
     # Every official tensor arrives where the conversion says it should.
     assert torch.equal(ours["head.main_sc"], raw["module.head.main_sc"])
     for i in (0, 13, 26):
-        assert torch.equal(ours["head.au_linears.weight"][i],
-                           raw[f"module.head.main_class_linears.{i}.fc.weight"])
-        assert torch.equal(ours["head.au_linears.bn_var"][i],
-                           raw[f"module.head.main_class_linears.{i}.bn.running_var"])
+        assert torch.equal(
+            ours["head.au_linears.weight"][i], raw[f"module.head.main_class_linears.{i}.fc.weight"]
+        )
+        assert torch.equal(
+            ours["head.au_linears.bn_var"][i],
+            raw[f"module.head.main_class_linears.{i}.bn.running_var"],
+        )
     if arch.startswith("swin"):  # original: merge at the end of stage k; timm: start of k + 1
-        assert torch.equal(ours["backbone.layers.1.downsample.reduction.weight"],
-                           raw["module.backbone.layers.0.downsample.reduction.weight"])
+        assert torch.equal(
+            ours["backbone.layers.1.downsample.reduction.weight"],
+            raw["module.backbone.layers.0.downsample.reduction.weight"],
+        )
     if arch == "mae":
         q = raw["module.backbone.encoder.blocks.3.attn.q_bias"]
         v = raw["module.backbone.encoder.blocks.3.attn.v_bias"]
-        assert torch.equal(ours["backbone.blocks.3.attn.qkv.bias"],
-                           torch.cat([q, torch.zeros_like(q), v]))
+        assert torch.equal(
+            ours["backbone.blocks.3.attn.qkv.bias"], torch.cat([q, torch.zeros_like(q), v])
+        )
     fast = optimize_for_inference(model)  # what load_model returns by default
     with torch.no_grad():
         out = fast(torch.randn(1, 3, 224, 224))
@@ -56,13 +64,16 @@ def test_bare_state_dict_without_prefix(tmp_path: Path) -> None:
 
 
 def test_module_prefix_is_stripped_only_at_the_start(tmp_path: Path) -> None:
-    torch.save({"state_dict": {"module.a.weight": torch.zeros(1),
-                               "b.module.c": torch.zeros(1)}}, tmp_path / "x.pth")
+    torch.save(
+        {"state_dict": {"module.a.weight": torch.zeros(1), "b.module.c": torch.zeros(1)}},
+        tmp_path / "x.pth",
+    )
     assert set(read_state_dict(tmp_path / "x.pth")) == {"a.weight", "b.module.c"}
 
 
 def test_detection_rejects_foreign_models() -> None:
     import torchvision
+
     state = torchvision.models.resnet18(weights=None).state_dict()
     assert detect_arch_stage(state) is None
 
@@ -116,6 +127,7 @@ def test_bad_files_give_one_clear_line(tmp_path: Path, resnet18_s1: Path) -> Non
     torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "nodict.pth")
     assert "not a model checkpoint" in _error(tmp_path / "nodict.pth")
     import torchvision
+
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "tv.pth")
     assert "not an OpenGraphAU checkpoint" in _error(tmp_path / "tv.pth")
 
@@ -136,18 +148,27 @@ def test_missing_or_misshaped_tensor_is_an_error_not_random_output(tmp_path: Pat
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "demo.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "demo.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_bad_checkpoints_exit_2_with_one_line(resnet18_s1: Path, tmp_path: Path) -> None:
     image = ROOT / "demo_imgs" / "astronaut_face.jpg"
     (tmp_path / "noise.pth").write_bytes(b"\x00garbage" * 100)
-    cases = [("--resume", str(tmp_path / "missing.pth")), ("--resume", str(tmp_path / "noise.pth")),
-             ("--resume", str(resnet18_s1), "--arc", "swin_transformer_tiny")]
+    cases = [
+        ("--resume", str(tmp_path / "missing.pth")),
+        ("--resume", str(tmp_path / "noise.pth")),
+        ("--resume", str(resnet18_s1), "--arc", "swin_transformer_tiny"),
+    ]
     for case in cases:
-        result = _cli(*case, "--input", str(image), "--no-detect",
-                      "--output-dir", str(tmp_path / "o"))
+        result = _cli(
+            *case, "--input", str(image), "--no-detect", "--output-dir", str(tmp_path / "o")
+        )
         assert result.returncode == 2, result.stderr
         lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -155,8 +176,9 @@ def test_cli_bad_checkpoints_exit_2_with_one_line(resnet18_s1: Path, tmp_path: P
 
 
 @pytest.mark.parametrize("arch,stage", [("resnet18", 2), ("swin_transformer_tiny", 1)])
-def test_loading_skips_the_random_init_and_loses_nothing(arch: str, stage: int,
-                                                         tmp_path: Path) -> None:
+def test_loading_skips_the_random_init_and_loses_nothing(
+    arch: str, stage: int, tmp_path: Path
+) -> None:
     """The structure a checkpoint fills is built on the meta device (no random init to throw
     away) where nothing else is made at construction: every tensor ends up real, and the
     model computes what the eagerly built one loaded with the same weights computes."""

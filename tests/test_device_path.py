@@ -2,6 +2,7 @@
 decoded on the model's device (torchvision's decoder, libjpeg-turbo here: Pillow's pixels to the
 bit), EXIF orientation applied there, the whole-frame crop made by torch, and the pipeline fed
 bytes giving what it gives for pixels. Tests marked cuda run the same on a GPU."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,8 +53,9 @@ def decoded(path: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("orientation", [None, 1, 2, 3, 4, 5, 6, 7, 8])
-def test_device_decoding_gives_pillows_upright_pixels(orientation: int | None,
-                                                      tmp_path: Path) -> None:
+def test_device_decoding_gives_pillows_upright_pixels(
+    orientation: int | None, tmp_path: Path
+) -> None:
     path = save_jpeg(photo(), tmp_path / "x.jpg", orientation)
     assert np.array_equal(decoded(path), np.asarray(load_image(path)))
 
@@ -67,8 +69,10 @@ def test_grey_and_subsampled_jpegs_decode_as_pillow_does(tmp_path: Path) -> None
 
 
 def test_a_batch_decodes_like_its_files_one_by_one(tmp_path: Path) -> None:
-    paths = [save_jpeg(photo(80 + 16 * n, 60 + 8 * n, seed=n), tmp_path / f"{n}.jpg", n % 8 + 1)
-             for n in range(6)]
+    paths = [
+        save_jpeg(photo(80 + 16 * n, 60 + 8 * n, seed=n), tmp_path / f"{n}.jpg", n % 8 + 1)
+        for n in range(6)
+    ]
     batch = decode_jpegs([read_jpeg(p)[0] for p in paths], CPU)
     for path, image in zip(paths, batch):
         assert np.array_equal(image.numpy(), np.asarray(load_image(path))), path.name
@@ -90,7 +94,8 @@ def test_jpegs_the_device_should_not_decode_are_left_to_pillow(tmp_path: Path) -
 
 
 def test_files_read_for_the_device_fail_with_pillows_reasons(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ImageError, match="no such file"):
         read_jpeg(tmp_path / "missing.jpg")
     (tmp_path / "folder.jpg").mkdir()
@@ -120,8 +125,9 @@ def test_damaged_exif_is_read_as_load_image_reads_it(tmp_path: Path) -> None:
             assert np.array_equal(image.numpy(), np.asarray(load_image(tmp_path / name))), name
 
 
-def test_a_jpeg_the_decoder_refuses_falls_back_to_pillow(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_jpeg_the_decoder_refuses_falls_back_to_pillow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """nvJPEG may refuse a file Pillow reads (or a batch for one such file): the batch is
     decoded file by file, and the refused file by Pillow, upright like the rest."""
     import torchvision.io
@@ -150,8 +156,11 @@ def test_decode_hands_over_bytes_for_jpegs_and_pixels_for_the_rest(tmp_path: Pat
     jpeg = save_jpeg(photo(), tmp_path / "a.jpg", 6)
     png = tmp_path / "b.png"
     photo().save(png)
-    items = [InputItem(str(jpeg), "image"), InputItem(str(png), "image"),
-             InputItem(str(tmp_path / "gone.jpg"), "image")]
+    items = [
+        InputItem(str(jpeg), "image"),
+        InputItem(str(png), "image"),
+        InputItem(str(tmp_path / "gone.jpg"), "image"),
+    ]
     dataset = Decode(items, EvalTransform(), pixels=True, prepare=False, encoded=True)
     (_, a, _), (_, b, _), (_, gone, why) = dataset[0], dataset[1], dataset[2]
     assert a.encoded is not None and a.image is None and a.size == (120, 160)
@@ -161,8 +170,13 @@ def test_decode_hands_over_bytes_for_jpegs_and_pixels_for_the_rest(tmp_path: Pat
 
 @pytest.mark.parametrize("size", [(320, 480), (640, 300), (256, 256), (100, 90), (2000, 3)])
 def test_whole_frame_crop_on_the_device_is_pillows_within_a_grey_level(size) -> None:
-    image = photo(*size) if min(size) >= 8 else Image.fromarray(
-        np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    image = (
+        photo(*size)
+        if min(size) >= 8
+        else Image.fromarray(
+            np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        )
+    )
     want = EvalTransform().pixels(image).int()
     got = EvalTransform().tensor_pixels(torch.from_numpy(np.array(image)).permute(2, 0, 1))
     assert got.shape == want.shape == (3, 224, 224) and got.dtype == torch.uint8
@@ -194,9 +208,9 @@ def frames_of(paths: list[Path], *, encoded: bool) -> list[Frame]:
 
 
 @pytest.mark.parametrize("detect", [True, False])
-def test_the_pipeline_fed_bytes_gives_what_it_gives_for_pixels(detect: bool,
-                                                               resnet18_s2: Path,
-                                                               jpeg_photos: list[Path]) -> None:
+def test_the_pipeline_fed_bytes_gives_what_it_gives_for_pixels(
+    detect: bool, resnet18_s2: Path, jpeg_photos: list[Path]
+) -> None:
     model = load_model(resnet18_s2)
     pipeline = Pipeline(model, detector=FaceDetector() if detect else None, crop="tensor")
     from_bytes = pipeline(frames_of(jpeg_photos, encoded=True))
@@ -212,13 +226,16 @@ def test_the_pipeline_fed_bytes_gives_what_it_gives_for_pixels(detect: bool,
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("detect", [True, False])
-def test_the_gpu_road_agrees_with_the_cpus(detect: bool, resnet18_s2: Path,
-                                           jpeg_photos: list[Path]) -> None:
+def test_the_gpu_road_agrees_with_the_cpus(
+    detect: bool, resnet18_s2: Path, jpeg_photos: list[Path]
+) -> None:
     """Decoded by nvJPEG, searched, cropped and resized on the GPU: the CPU's faces, with
     probabilities within what a grey level of the pixels moves."""
     cpu = Pipeline(load_model(resnet18_s2), detector=FaceDetector() if detect else None)
-    gpu = Pipeline(load_model(resnet18_s2, device="cuda"),
-                   detector=FaceDetector(device="cuda") if detect else None)
+    gpu = Pipeline(
+        load_model(resnet18_s2, device="cuda"),
+        detector=FaceDetector(device="cuda") if detect else None,
+    )
     want = cpu(frames_of(jpeg_photos, encoded=False))
     for frames in (frames_of(jpeg_photos, encoded=True), frames_of(jpeg_photos, encoded=False)):
         got = gpu(frames)

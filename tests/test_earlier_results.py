@@ -1,6 +1,7 @@
 """No run silently loses an earlier run's results: a named folder that holds files is refused
 (exit 2, one line offering --skip-existing or --overwrite), --overwrite replaces them and their
 pictures, the default folder is numbered, and a run that stops before it starts creates nothing."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def photos(tmp_path: Path) -> list[str]:
     return [str(folder / "a.jpg"), str(folder / "b.jpg")]
 
 
-def test_a_second_run_into_a_named_folder_is_refused(photos: list[str], tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_second_run_into_a_named_folder_is_refused(
+    photos: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     assert run_main(*QUICK, "--output-dir", str(out), "--input", *photos) == 0
     before = (out / "predictions.csv").read_bytes()
@@ -40,8 +42,12 @@ def test_a_second_run_into_a_named_folder_is_refused(photos: list[str], tmp_path
     # Continuing is still allowed, and replacing and continuing exclude each other.
     assert run_main(*QUICK, "--output-dir", str(out), "--skip-existing", "--input", *photos) == 0
     assert len(read_rows(out)) == 2
-    assert run_main(*QUICK, "--output-dir", str(out), "--skip-existing", "--overwrite",
-                    "--input", *photos) == 2
+    assert (
+        run_main(
+            *QUICK, "--output-dir", str(out), "--skip-existing", "--overwrite", "--input", *photos
+        )
+        == 2
+    )
     assert "--overwrite" in capsys.readouterr().err
 
 
@@ -50,15 +56,20 @@ def test_overwrite_replaces_results_and_stale_pictures(photos: list[str], tmp_pa
     assert run_main(*QUICK, "--draw_text", "--output-dir", str(out), "--input", *photos) == 0
     assert (out / "b_pred.jpg").is_file()
     (out / "notes.txt").write_text("mine")
-    assert run_main(*QUICK, "--draw_text", "--overwrite", "--output-dir", str(out),
-                    "--input", photos[0]) == 0
+    assert (
+        run_main(
+            *QUICK, "--draw_text", "--overwrite", "--output-dir", str(out), "--input", photos[0]
+        )
+        == 0
+    )
     assert [r["file"] for r in read_rows(out)] == [photos[0]]
     assert (out / "a_pred.jpg").is_file() and not (out / "b_pred.jpg").exists()
     assert (out / "notes.txt").read_text() == "mine"  # not a result: it stays
 
 
 def test_the_default_folder_is_numbered_so_a_command_runs_twice(
-        photos: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    photos: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     for _ in range(3):
         assert run_main(*QUICK, "--input", photos[0]) == 0
@@ -72,18 +83,28 @@ def test_the_default_folder_is_numbered_so_a_command_runs_twice(
 
 
 def test_a_run_that_stops_before_it_starts_creates_nothing(
-        photos: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    photos: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
-    assert run_main("--quiet", "--checkpoint-dir", str(tmp_path / "none"),
-                    "--input", photos[0]) == 2
+    assert (
+        run_main("--quiet", "--checkpoint-dir", str(tmp_path / "none"), "--input", photos[0]) == 2
+    )
     assert "no checkpoint" in capsys.readouterr().err
     assert not Path("results").exists()
 
 
 def test_the_api_names_the_parameter(photos: list[str], tmp_path: Path) -> None:
-    options = Options(inputs=(photos[0],), output_dir=tmp_path / "o", untrained=True,
-                      arch="resnet18", detect=False, workers=0)
+    options = Options(
+        inputs=(photos[0],),
+        output_dir=tmp_path / "o",
+        untrained=True,
+        arch="resnet18",
+        detect=False,
+        workers=0,
+    )
     with pytest.warns(UserWarning):
         run(options)
     with pytest.raises(ResultsExistError) as caught:

@@ -1,6 +1,7 @@
 """`opengraphau evaluate` end to end: the reference's list format on generated images, a CSV with
 intensities over a video and a photo of two faces, a results folder scored without rerunning,
 --calibrate then --thresholds in a normal run, and every bad input as one line with exit 2."""
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,7 @@ def generated_set(root: Path, count: int = 12, seed: int = 0) -> tuple[Path, Pat
     lines = []
     for n in range(count):
         left, top, side = 120 + 7 * (n % 5), 20 + 6 * (n % 4), 180 - 9 * (n % 3)
-        crop = Image.fromarray(photo[top:top + side, left:left + side])
+        crop = Image.fromarray(photo[top : top + side, left : left + side])
         if n % 2:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         rel = Path(f"F{n % 3:03d}") / f"T{n}" / f"{n:04d}.jpg"
@@ -52,9 +53,14 @@ def generated_set(root: Path, count: int = 12, seed: int = 0) -> tuple[Path, Pat
 
 def expected_table(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> dict:
     """Per AU, independently: F1 and counts by the reference's transcription, the mean."""
-    f1s = [reference_f1(reference_statistics(scores[:, [a]].tolist(), labels[:, [a]].tolist(),
-                                             float(thresholds[a])))[1][0]
-           for a in range(labels.shape[1])]
+    f1s = [
+        reference_f1(
+            reference_statistics(
+                scores[:, [a]].tolist(), labels[:, [a]].tolist(), float(thresholds[a])
+            )
+        )[1][0]
+        for a in range(labels.shape[1])
+    ]
     return {"f1": np.array(f1s)}
 
 
@@ -80,9 +86,24 @@ def test_reference_lists_end_to_end_then_predictions_then_thresholds(
     data_root = tmp_path / "bp4d"
     images, label_file, labels = generated_set(data_root)
     out = tmp_path / "eval"
-    assert run_main("evaluate", "--image-list", str(images), "--label-list", str(label_file),
-                    "--root", str(data_root), "--no-detect", "--resume", str(resnet18_s1),
-                    "--output-dir", str(out), "--quiet") == 0
+    assert (
+        run_main(
+            "evaluate",
+            "--image-list",
+            str(images),
+            "--label-list",
+            str(label_file),
+            "--root",
+            str(data_root),
+            "--no-detect",
+            "--resume",
+            str(resnet18_s1),
+            "--output-dir",
+            str(out),
+            "--quiet",
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     rows = read_rows(out)
     listed = [str(data_root / line) for line in images.read_text().split()]
@@ -91,8 +112,9 @@ def test_reference_lists_end_to_end_then_predictions_then_thresholds(
     want = expected_table(scores, labels, np.full(41, 0.5))
     table = {r["au"]: r for r in read_rows(out, "evaluation.csv")}
     assert list(table) == list(AU_COLUMNS)
-    np.testing.assert_allclose([float(table[c]["f1"]) for c in AU_COLUMNS], want["f1"],
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        [float(table[c]["f1"]) for c in AU_COLUMNS], want["f1"], rtol=0, atol=1e-12
+    )
     for a, au in enumerate(AU_COLUMNS):
         y = labels[:, a]
         assert int(table[au]["positives"]) == (y == 1).sum()
@@ -111,13 +133,14 @@ def test_reference_lists_end_to_end_then_predictions_then_thresholds(
     assert f"over all 41 AUs scored: {np.mean(want['f1']) * 100:.1f}" in printed
     document = json.loads((out / "evaluation.json").read_text())
     assert document["means"]["f1_mean"] == pytest.approx(np.mean(want["f1"]), abs=1e-12)
-    assert document["means"]["f1_mean_labelled"] == pytest.approx(want["f1"][has].mean(),
-                                                                   abs=1e-12)
+    assert document["means"]["f1_mean_labelled"] == pytest.approx(want["f1"][has].mean(), abs=1e-12)
     hashes = {Path(f["path"]).name: f["sha256"] for f in document["labels"]}
-    assert hashes == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                      for p in (images, label_file)}
-    assert document["checkpoints"][0]["sha256"] == hashlib.sha256(
-        resnet18_s1.read_bytes()).hexdigest()
+    assert hashes == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (images, label_file)
+    }
+    assert (
+        document["checkpoints"][0]["sha256"] == hashlib.sha256(resnet18_s1.read_bytes()).hexdigest()
+    )
     assert document["thresholds"]["per_au"] == dict.fromkeys(AU_COLUMNS, 0.5)
     for name in ("evaluation.png", "pr_curves.png"):
         with Image.open(out / name) as picture:
@@ -126,13 +149,30 @@ def test_reference_lists_end_to_end_then_predictions_then_thresholds(
     # The same folder scored without rerunning: the same numbers, the folder's results untouched.
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".csv", ".json")}
     again = tmp_path / "again"
-    assert run_main("evaluate", "--image-list", str(images), "--label-list", str(label_file),
-                    "--root", str(data_root), "--predictions", str(out), "--output-dir",
-                    str(again), "--calibrate", "--folds", "3") == 0
+    assert (
+        run_main(
+            "evaluate",
+            "--image-list",
+            str(images),
+            "--label-list",
+            str(label_file),
+            "--root",
+            str(data_root),
+            "--predictions",
+            str(out),
+            "--output-dir",
+            str(again),
+            "--calibrate",
+            "--folds",
+            "3",
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert (again / "evaluation.csv").read_text() == before["evaluation.csv"].decode()
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".csv", ".json")} \
-        == before
+    assert {
+        p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".csv", ".json")
+    } == before
     assert not (again / "predictions.csv").exists()
     assert "F1 cal. (CV)" in printed and "thresholds.json" in printed
     # The Python API gives the same table.
@@ -146,22 +186,39 @@ def test_reference_lists_end_to_end_then_predictions_then_thresholds(
     run_out = tmp_path / "run"
     first = data_root / images.read_text().split()[0]
     for extra in ((), ("--thresholds", str(again / "thresholds.json"), "--overwrite")):
-        assert run_main("--input", str(first), "--no-detect", "--resume", str(resnet18_s1),
-                        "--output-dir", str(run_out), *extra) == 0
-        marked = [ln.split()[0] for ln in capsys.readouterr().out.splitlines()
-                  if re.match(r"\s+AU\S+ .*\d\.\d{3}  \*$", ln)]
+        assert (
+            run_main(
+                "--input",
+                str(first),
+                "--no-detect",
+                "--resume",
+                str(resnet18_s1),
+                "--output-dir",
+                str(run_out),
+                *extra,
+            )
+            == 0
+        )
+        marked = [
+            ln.split()[0]
+            for ln in capsys.readouterr().out.splitlines()
+            if re.match(r"\s+AU\S+ .*\d\.\d{3}  \*$", ln)
+        ]
         probs = probs_of(read_rows(run_out))[0]
         want_marked = probs >= (cuts if extra else 0.5)
         assert marked == [f"AU{i}" for i, m in zip(AU_IDS, want_marked) if m]
     assert (probs >= cuts).tolist() != (probs >= 0.5).tolist()  # the marks did change
     run = json.loads((run_out / "run.json").read_text())["runs"][-1]
     assert run["thresholds"]["per_au"] == dict(zip(AU_COLUMNS, cuts.tolist()))
-    assert run["thresholds"]["sha256"] == hashlib.sha256(
-        (again / "thresholds.json").read_bytes()).hexdigest()
+    assert (
+        run["thresholds"]["sha256"]
+        == hashlib.sha256((again / "thresholds.json").read_bytes()).hexdigest()
+    )
 
 
 def _labels_of(images: Path, label_file: Path, root: Path):
     from opengraphau.evaluation import read_label_lists
+
     return read_label_lists(images, label_file, root=root)
 
 
@@ -179,9 +236,21 @@ def test_intensity_csv_over_a_video_and_two_faces(
     lines.append("two_faces.jpg,0,S2," + ",".join(map(str, intensity[10])))
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    assert run_main("evaluate", "--labels", str(tmp_path / "labels.csv"), "--positive-from",
-                    "2", "--resume", str(resnet18_s1), "--output-dir", str(out),
-                    "--quiet") == 0
+    assert (
+        run_main(
+            "evaluate",
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--positive-from",
+            "2",
+            "--resume",
+            str(resnet18_s1),
+            "--output-dir",
+            str(out),
+            "--quiet",
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     rows = read_rows(out)
     video = {int(r["frame"]): r for r in rows if r["file"].endswith("clip.mp4")}
@@ -206,39 +275,42 @@ def test_intensity_csv_over_a_video_and_two_faces(
 
     # A label for a frame past the video's end: one line naming the file and line, exit 2.
     (tmp_path / "late.csv").write_text("file,frame,AU12\nclip.mp4,3,1\nclip.mp4,15,0\n")
-    assert run_main("evaluate", "--labels", str(tmp_path / "late.csv"),
-                    "--predictions", str(out)) == 2
+    assert (
+        run_main("evaluate", "--labels", str(tmp_path / "late.csv"), "--predictions", str(out)) == 2
+    )
     err = one_error_line(capsys.readouterr().err)
     assert f"{tmp_path / 'late.csv'}:3:" in err and "past the end" in err and "10 frames" in err
     assert clip.exists()
 
 
-@pytest.mark.parametrize(("content", "line", "words"), [
-    ("file,AU1,AU99\na.jpg,1,0\n", 1, "unknown column 'AU99'"),
-    ("file,AU1,AU12\na.jpg,1,0\nb.jpg,1\n", 3, "2 cells where the header has 3"),
-    ("file,AU1\na.jpg,yes\n", 2, "AU1 is 'yes', not a number"),
-    ("file,AU1\na.jpg,3\n", 2, "positive-from"),
-    ("file,frame,AU1\na.jpg,-2,1\n", 2, "frame is -2"),
-    ("file,AU1\na.jpg,1\na.jpg,0\n", 3, "same file, frame and face as line 2"),
-    ("image,AU1\na.jpg,1\n", 1, "must be 'file'"),
-])
+@pytest.mark.parametrize(
+    ("content", "line", "words"),
+    [
+        ("file,AU1,AU99\na.jpg,1,0\n", 1, "unknown column 'AU99'"),
+        ("file,AU1,AU12\na.jpg,1,0\nb.jpg,1\n", 3, "2 cells where the header has 3"),
+        ("file,AU1\na.jpg,yes\n", 2, "AU1 is 'yes', not a number"),
+        ("file,AU1\na.jpg,3\n", 2, "positive-from"),
+        ("file,frame,AU1\na.jpg,-2,1\n", 2, "frame is -2"),
+        ("file,AU1\na.jpg,1\na.jpg,0\n", 3, "same file, frame and face as line 2"),
+        ("image,AU1\na.jpg,1\n", 1, "must be 'file'"),
+    ],
+)
 def test_bad_label_csv_is_one_line_naming_file_and_line(
     content: str, line: int, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text(content)
     out = tmp_path / "out"
-    assert run_main("evaluate", "--labels", str(labels), "--untrained", "--output-dir",
-                    str(out)) == 2
+    assert (
+        run_main("evaluate", "--labels", str(labels), "--untrained", "--output-dir", str(out)) == 2
+    )
     err = one_error_line(capsys.readouterr().err)
     assert f"{labels}:{line}:" in err and words in err, err
     assert labels.read_text() == content  # inputs are never touched
     assert not out.exists()
 
 
-def test_bad_inputs_of_every_other_kind(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_inputs_of_every_other_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.jpg").write_bytes(FACE.read_bytes())
     labels = tmp_path / "labels.csv"
 
@@ -268,33 +340,53 @@ def test_bad_inputs_of_every_other_kind(
     results = tmp_path / "results"
     results.mkdir()
     (results / "predictions.csv").write_text(
-        "file,frame,timestamp,face_id,success,confidence,x,y,w,h," + ",".join(AU_COLUMNS)
-        + "\n" + f"{tmp_path / 'a.jpg'},0,0.0,0,1,1,0,0,9,9," + ",".join(["0.7"] * 41) + "\n")
+        "file,frame,timestamp,face_id,success,confidence,x,y,w,h,"
+        + ",".join(AU_COLUMNS)
+        + "\n"
+        + f"{tmp_path / 'a.jpg'},0,0.0,0,1,1,0,0,9,9,"
+        + ",".join(["0.7"] * 41)
+        + "\n"
+    )
     labels.write_text("file,AU1\na.jpg,1\nother.jpg,0\n")
     err = fails("--labels", str(labels), "--predictions", str(results))
     assert f"{labels}:3:" in err and "other.jpg has no rows in" in err
     # Usage.
     assert "give --labels CSV" in fails("--untrained")
-    assert "--positive-from" in fails("--image-list", str(images), "--label-list", str(rows),
-                                      "--positive-from", "2")
-    assert "must be between 1 and 5" in fails("--labels", str(labels), "--positive-from", "9",
-                                              "--predictions", str(results))
+    assert "--positive-from" in fails(
+        "--image-list", str(images), "--label-list", str(rows), "--positive-from", "2"
+    )
+    assert "must be between 1 and 5" in fails(
+        "--labels", str(labels), "--positive-from", "9", "--predictions", str(results)
+    )
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    ('{"thresholds": {"AU99": 0.4}}', "unknown AU 'AU99'"),
-    ('{"thresholds": {"AU12": 1.5}}', "AU12 is 1.5; a threshold is a number between 0 and 1"),
-    ('{"thresholds": {"AU12": "high"}}', "AU12 is 'high'"),
-    ("AU12=0.4", "is not valid JSON"),
-    ("[0.4]", 'expected {"thresholds"'),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"thresholds": {"AU99": 0.4}}', "unknown AU 'AU99'"),
+        ('{"thresholds": {"AU12": 1.5}}', "AU12 is 1.5; a threshold is a number between 0 and 1"),
+        ('{"thresholds": {"AU12": "high"}}', "AU12 is 'high'"),
+        ("AU12=0.4", "is not valid JSON"),
+        ("[0.4]", 'expected {"thresholds"'),
+    ],
+)
 def test_bad_thresholds_file_is_refused_in_one_line(
     content: str, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "t.json"
     bad.write_text(content)
-    assert run_main("--input", str(FACE), "--untrained", "--thresholds", str(bad),
-                    "--output-dir", str(tmp_path / "out")) == 2
+    assert (
+        run_main(
+            "--input",
+            str(FACE),
+            "--untrained",
+            "--thresholds",
+            str(bad),
+            "--output-dir",
+            str(tmp_path / "out"),
+        )
+        == 2
+    )
     err = one_error_line(capsys.readouterr().err)
     assert f"--thresholds {bad}: " in err and words in err, err
     assert not (tmp_path / "out").exists()
@@ -309,9 +401,26 @@ def test_thresholds_file_sets_every_mark(
     cuts.write_text(json.dumps({"thresholds": dict.fromkeys(AU_COLUMNS[:20], 0.0)}))
     clip = write_video(tmp_path / "clip.mp4", 4, face_until=4)
     out = tmp_path / "out"
-    assert run_main("--input", str(FACE), str(clip), "--no-detect", "--resume",
-                    str(resnet18_s1), "--threshold", "1", "--thresholds", str(cuts),
-                    "--format", "csv,jsonl", "--draw_text", "--output-dir", str(out)) == 0
+    assert (
+        run_main(
+            "--input",
+            str(FACE),
+            str(clip),
+            "--no-detect",
+            "--resume",
+            str(resnet18_s1),
+            "--threshold",
+            "1",
+            "--thresholds",
+            str(cuts),
+            "--format",
+            "csv,jsonl",
+            "--draw_text",
+            "--output-dir",
+            str(out),
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     marked = [ln.split()[0] for ln in printed.splitlines() if ln.rstrip().endswith("*")]
     assert marked == list(AU_COLUMNS[:20])
@@ -324,8 +433,9 @@ def test_thresholds_file_sets_every_mark(
         assert [float(row[f"{c}_rate"]) for c in AU_COLUMNS] == [1.0] * 20 + [0.0] * 21
     run = json.loads((out / "run.json").read_text())["runs"][-1]
     assert run["threshold"] == 1.0
-    assert run["thresholds"]["per_au"] == {c: 0.0 if i < 20 else 1.0
-                                           for i, c in enumerate(AU_COLUMNS)}
+    assert run["thresholds"]["per_au"] == {
+        c: 0.0 if i < 20 else 1.0 for i, c in enumerate(AU_COLUMNS)
+    }
     assert run["thresholds"]["file"] == str(cuts.resolve())
     drawn = next(out.rglob("astronaut_face_pred.jpg"))  # mirrors the inputs' folders
     picture = np.asarray(Image.open(drawn).convert("RGB")).astype(int)
@@ -345,14 +455,22 @@ def test_the_docs_worked_example_runs_as_written(tmp_path: Path) -> None:
     """In a copy's folder layout: demo_imgs/ beside it, `opengraphau` as this Python's module."""
     (tmp_path / "demo_imgs").symlink_to(ROOT / "demo_imgs")
     script = "\n".join(doc_commands())
-    script = re.sub(r"(?m)(^|\s)opengraphau ", rf"\1{shlex.quote(sys.executable)} -m opengraphau ",
-                    script)
-    result = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    script = re.sub(
+        r"(?m)(^|\s)opengraphau ", rf"\1{shlex.quote(sys.executable)} -m opengraphau ", script
+    )
+    result = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = tmp_path / "results" / "eval-demo"
-    for name in ("evaluation.csv", "evaluation.json", "evaluation.png", "pr_curves.png",
-                 "thresholds.json", "calibration.csv"):
+    for name in (
+        "evaluation.csv",
+        "evaluation.json",
+        "evaluation.png",
+        "pr_curves.png",
+        "thresholds.json",
+        "calibration.csv",
+    ):
         assert (out / name).is_file(), name
     assert "| F1" in result.stdout and "Avg" in result.stdout
 

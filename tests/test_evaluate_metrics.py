@@ -2,6 +2,7 @@
 `statistics` / `calc_f1_score` / `calc_acc` (OpenGraphAU/utils.py) and against scikit-learn, on
 random labels with unlabelled (-1) entries and AUs without positives; the bootstrap against
 resampling by copying rows; calibration on scores with a known best threshold and on noise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,9 +72,11 @@ def test_metrics_equal_scikit_learn(seed: int) -> None:
         predicted = (s >= thresholds[a]).astype(int)
         assert row["f1"] == pytest.approx(f1_score(y, predicted, zero_division=0), abs=1e-12)
         assert row["precision"] == pytest.approx(
-            precision_score(y, predicted, zero_division=0), abs=1e-12)
+            precision_score(y, predicted, zero_division=0), abs=1e-12
+        )
         assert row["recall"] == pytest.approx(
-            recall_score(y, predicted, zero_division=0), abs=1e-12)
+            recall_score(y, predicted, zero_division=0), abs=1e-12
+        )
         assert row["accuracy"] == pytest.approx(accuracy_score(y, predicted), abs=1e-12)
         if 0 < y.sum() < y.size:
             assert row["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
@@ -103,13 +106,17 @@ def test_ranking_by_subject_equals_scikit_learn_weights_and_copied_rows() -> Non
         assert ap[b] == pytest.approx(want_ap, abs=1e-12, nan_ok=True)
         if b < 4:
             assert auc[b] == pytest.approx(
-                roc_auc_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12)
+                roc_auc_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12
+            )
             assert ap[b] == pytest.approx(
-                average_precision_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12)
+                average_precision_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12
+            )
     # The whole set, by subject or as one group: the same.
     whole = Ranking(s, y, subject)(np.ones((1, 9)))
-    assert (whole[0][0], whole[1][0]) == (pytest.approx(ranking_scores(s, y)[0], abs=1e-12),
-                                          pytest.approx(ranking_scores(s, y)[1], abs=1e-12))
+    assert (whole[0][0], whole[1][0]) == (
+        pytest.approx(ranking_scores(s, y)[0], abs=1e-12),
+        pytest.approx(ranking_scores(s, y)[1], abs=1e-12),
+    )
 
 
 def test_bootstrap_intervals_equal_resampling_by_copying_rows() -> None:
@@ -130,8 +137,10 @@ def test_bootstrap_intervals_equal_resampling_by_copying_rows() -> None:
         f1_means.append(one.per_au["f1"].to_numpy()[keep].mean())
         auc_means.append(np.nanmean(one.per_au["auc"].to_numpy()))
     low, high = result.intervals["f1_mean_labelled"]
-    assert (low, high) == (pytest.approx(np.percentile(f1_means, 2.5), abs=1e-12),
-                           pytest.approx(np.percentile(f1_means, 97.5), abs=1e-12))
+    assert (low, high) == (
+        pytest.approx(np.percentile(f1_means, 2.5), abs=1e-12),
+        pytest.approx(np.percentile(f1_means, 97.5), abs=1e-12),
+    )
     low, high = result.intervals["auc_mean"]
     assert low == pytest.approx(np.percentile(auc_means, 2.5), abs=1e-12)
     assert high == pytest.approx(np.percentile(auc_means, 97.5), abs=1e-12)
@@ -151,8 +160,14 @@ def test_calibration_recovers_known_thresholds() -> None:
     scores = np.where(labels == 1, truth + u * (1 - truth), u * truth)
     labels[rng.random(labels.shape) < 0.1] = -1
     groups = np.arange(rows) % 40
-    result = calibrate(scores, labels, np.full(truth.size, 0.5),
-                       tuple(f"AU{i}" for i in range(truth.size)), groups, folds=5)
+    result = calibrate(
+        scores,
+        labels,
+        np.full(truth.size, 0.5),
+        tuple(f"AU{i}" for i in range(truth.size)),
+        groups,
+        folds=5,
+    )
     np.testing.assert_allclose(result.table["threshold"], truth, atol=0.005)
     assert result.table["calibrated"].all()
     np.testing.assert_allclose(result.table["f1_in_sample"], 1.0)
@@ -165,8 +180,14 @@ def test_cross_validated_f1_is_below_in_sample_on_noise() -> None:
     scores = rng.random((rows, aus))
     labels = (rng.random((rows, aus)) < 0.1).astype(np.int8)
     labels[:, 7] = 0  # no positives: keeps its default, not calibrated
-    result = calibrate(scores, labels, np.full(aus, 0.5), tuple(f"AU{i}" for i in range(aus)),
-                       np.arange(rows) % 30, folds=5)
+    result = calibrate(
+        scores,
+        labels,
+        np.full(aus, 0.5),
+        tuple(f"AU{i}" for i in range(aus)),
+        np.arange(rows) % 30,
+        folds=5,
+    )
     calibrated = result.table[result.table["calibrated"]]
     assert len(calibrated) == 7 and result.table["threshold"].iloc[7] == 0.5
     assert (calibrated["f1_cv"] <= calibrated["f1_in_sample"]).all()

@@ -1,4 +1,5 @@
 """Face detection and cropping on real photos (skimage's public-domain astronaut and cat)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -122,7 +123,8 @@ def test_astronaut_one_face_on_her_face(detector: FaceDetector, astronaut: Image
 
 
 def test_grayscale_photo_still_gives_rgb_crop(
-        detector: FaceDetector, astronaut: Image.Image) -> None:
+    detector: FaceDetector, astronaut: Image.Image
+) -> None:
     (found,) = detector.detect([astronaut.convert("L")])
     assert len(found) == 1 and iou(found[0].box, ASTRO_FACE) > 0.6
 
@@ -154,7 +156,8 @@ def test_tiny_image_and_empty_input(detector: FaceDetector) -> None:
 
 
 def test_large_photo_boxes_in_original_pixels(
-        detector: FaceDetector, astronaut: Image.Image) -> None:
+    detector: FaceDetector, astronaut: Image.Image
+) -> None:
     factor = 3000 / 512
     big = astronaut.resize((3000, 3000), Image.Resampling.BICUBIC)
     (small_faces,) = detector.detect([astronaut])
@@ -207,7 +210,8 @@ def test_batched_matches_one_by_one(
 
 
 def test_well_framed_crop_stays_nearly_unchanged(
-        detector: FaceDetector, well_framed: Image.Image) -> None:
+    detector: FaceDetector, well_framed: Image.Image
+) -> None:
     frame = (0.0, 0.0, float(CROP_SIZE), float(CROP_SIZE))
     (found,) = detector.detect([well_framed])
     assert len(found) == 1

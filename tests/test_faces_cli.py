@@ -1,4 +1,5 @@
 """Face detection through demo.py: one row per face, face-less images, big photos, crops."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,15 +37,36 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _run(ck: Path, out: Path, *inputs: Path, extra: tuple[str, ...] = ()) -> int:
-    return run_main("--resume", str(ck), "--quiet", "--workers", "0", "--output-dir", str(out),
-                    "--input", *map(str, inputs), *extra)
+    return run_main(
+        "--resume",
+        str(ck),
+        "--quiet",
+        "--workers",
+        "0",
+        "--output-dir",
+        str(out),
+        "--input",
+        *map(str, inputs),
+        *extra,
+    )
 
 
-def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path,
-                                      capsys) -> None:
+def test_faces_rows_boxes_and_summary(
+    resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "out"
-    assert _run(resnet18_s1, out, photos["one"], photos["two"], photos["none"], photos["large"],
-                extra=("--save-crops", "--draw_text")) == 0
+    assert (
+        _run(
+            resnet18_s1,
+            out,
+            photos["one"],
+            photos["two"],
+            photos["none"],
+            photos["large"],
+            extra=("--save-crops", "--draw_text"),
+        )
+        == 0
+    )
     rows = read_rows(out)
     by_file: dict[str, list[dict[str, str]]] = {}
     for row in rows:
@@ -71,16 +93,19 @@ def test_faces_rows_boxes_and_summary(resnet18_s1: Path, photos: dict[str, Path]
 
 
 def test_max_faces_keeps_the_largest(
-        resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path) -> None:
+    resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path
+) -> None:
     assert _run(resnet18_s1, tmp_path / "o", photos["two"], extra=("--max-faces", "1")) == 0
     rows = read_rows(tmp_path / "o")
     assert len(rows) == 1 and _box(rows[0])[0] > 170
 
 
-def test_no_detect_is_the_reference_behaviour(resnet18_s1: Path, photos: dict[str, Path],
-                                              tmp_path: Path) -> None:
+def test_no_detect_is_the_reference_behaviour(
+    resnet18_s1: Path, photos: dict[str, Path], tmp_path: Path
+) -> None:
     """--no-detect predicts on the whole image: equal to the API on the whole image."""
     from opengraphau.predictor import AUPredictor
+
     assert _run(resnet18_s1, tmp_path / "o", photos["one"], extra=("--no-detect",)) == 0
     row = read_rows(tmp_path / "o")[0]
     assert _box(row) == (0, 0, 512, 512)

@@ -1,4 +1,5 @@
 """The fast heads in model/ against the literal reference equations in tests/oracle.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,11 +32,17 @@ def tokens(batch: int, num_tokens: int, channels: int, seed: int) -> torch.Tenso
 
 
 @pytest.mark.parametrize("stage", [1, 2])
-@pytest.mark.parametrize("channels,batch,num_tokens", [
-    (8, 1, 49), (32, 3, 49), (64, 2, 49), (96, 5, 49),
-    (16, 2, 196),  # MAE's 14 x 14 tokens
-    (24, 3, 7),
-])
+@pytest.mark.parametrize(
+    "channels,batch,num_tokens",
+    [
+        (8, 1, 49),
+        (32, 3, 49),
+        (64, 2, 49),
+        (96, 5, 49),
+        (16, 2, 196),  # MAE's 14 x 14 tokens
+        (24, 3, 7),
+    ],
+)
 def test_head_matches_oracle(stage: int, channels: int, batch: int, num_tokens: int) -> None:
     head = make_head(stage, channels, seed=channels + batch)
     x = tokens(batch, num_tokens, channels, seed=batch)
@@ -105,9 +112,15 @@ def test_stage2_head_refuses_training_mode() -> None:
         head(tokens(2, 49, 8, seed=0))
 
 
-@pytest.mark.parametrize("arch,stage,batch", [
-    ("resnet18", 1, 3), ("resnet18", 2, 2), ("swin_transformer_tiny", 2, 1), ("mae", 1, 1),
-])
+@pytest.mark.parametrize(
+    "arch,stage,batch",
+    [
+        ("resnet18", 1, 3),
+        ("resnet18", 2, 2),
+        ("swin_transformer_tiny", 2, 1),
+        ("mae", 1, 1),
+    ],
+)
 def test_whole_model_matches_oracle(arch: str, stage: int, batch: int) -> None:
     model = random_model(arch, stage)
     images = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))

@@ -5,6 +5,7 @@ Every case asserts the exit status, stderr's exact lines (never a traceback, nev
 the rows kept, and that the inputs are untouched. `hostile_fuzz.py` (run by hand) tries many
 random cases of the same kinds against the same invariants.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,6 +60,7 @@ class Result:
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
     """A case that blocks (a pipe opened for reading) fails instead of hanging CI."""
+
     def timeout(*_: object) -> None:
         raise TimeoutError("hung")
 
@@ -69,19 +71,28 @@ def no_hang() -> Iterator[None]:
     signal.signal(signal.SIGALRM, previous)
 
 
-def _run(capsys: pytest.CaptureFixture, out: Path, *inputs: str | Path,
-         extra: tuple[str, ...] = (), flags: tuple[str, ...] = FAST) -> Result:
+def _run(
+    capsys: pytest.CaptureFixture,
+    out: Path,
+    *inputs: str | Path,
+    extra: tuple[str, ...] = (),
+    flags: tuple[str, ...] = FAST,
+) -> Result:
     """One run into `out`, replacing what an earlier case left there (unless it continues)."""
     again = () if "--skip-existing" in extra else ("--overwrite",)
-    code = run_main(*flags, *again, "--output-dir", str(out), "--input", *map(str, inputs),
-                    *extra)
+    code = run_main(*flags, *again, "--output-dir", str(out), "--input", *map(str, inputs), *extra)
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return Result(code, [ln for ln in captured.err.splitlines() if ln != BANNER], captured.out)
 
 
-def _image(path: str | Path | bytes, seed: int = 0, size: tuple[int, int] = (24, 20),
-           mode: str = "RGB", fmt: str = "PNG") -> str:
+def _image(
+    path: str | Path | bytes,
+    seed: int = 0,
+    size: tuple[int, int] = (24, 20),
+    mode: str = "RGB",
+    fmt: str = "PNG",
+) -> str:
     """A small random picture at `path` (bytes paths for names that are not UTF-8)."""
     rng = np.random.default_rng(seed)
     image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
@@ -121,6 +132,7 @@ def _files(out: Path) -> list[str]:
 
 # -- files that are not images, or not files ---------------------------------------------------
 
+
 def test_special_files_in_a_folder_are_refused_unopened(capsys, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -138,8 +150,14 @@ def test_special_files_in_a_folder_are_refused_unopened(capsys, tmp_path: Path) 
     result = _run(capsys, tmp_path / "out", data)
     server.close()
     assert result.code == 1
-    expected = {"pipe.jpg": PIPE, "sock.png": SOCKET, "null.jpg": DEVICE, "loop1.jpg": LOOP,
-                "loop2.jpg": LOOP, "dangling.jpg": DANGLING}
+    expected = {
+        "pipe.jpg": PIPE,
+        "sock.png": SOCKET,
+        "null.jpg": DEVICE,
+        "loop1.jpg": LOOP,
+        "loop2.jpg": LOOP,
+        "dangling.jpg": DANGLING,
+    }
     assert sorted(result.err) == sorted(f"error: {data / n}: {why}" for n, why in expected.items())
     assert _errors(tmp_path / "out") == {str(data / n): why for n, why in expected.items()}
     assert _files(tmp_path / "out") == [str(data / "folder.jpg" / "inner.png"), ok]
@@ -157,10 +175,20 @@ def test_special_files_named_on_the_command_line(capsys, tmp_path: Path) -> None
     (tmp_path / "dir.jpg").mkdir()
     (tmp_path / "binary.txt").write_bytes(b"a.png\n\x00\x01\x02")
     before = _tree(tmp_path)
-    result = _run(capsys, tmp_path / "out", ok, "/dev/null", tmp_path / "pipe.mp4",
-                  tmp_path / "l1.png", tmp_path / "dangling.png", tmp_path / "zero.jpg",
-                  tmp_path / "dir.jpg", "@/dev/zero", f"@{tmp_path / 'binary.txt'}",
-                  f"@{tmp_path / 'missing.txt'}")
+    result = _run(
+        capsys,
+        tmp_path / "out",
+        ok,
+        "/dev/null",
+        tmp_path / "pipe.mp4",
+        tmp_path / "l1.png",
+        tmp_path / "dangling.png",
+        tmp_path / "zero.jpg",
+        tmp_path / "dir.jpg",
+        "@/dev/zero",
+        f"@{tmp_path / 'binary.txt'}",
+        f"@{tmp_path / 'missing.txt'}",
+    )
     assert result.code == 1
     assert result.err == [
         "error: /dev/null: not an image or video file (unknown extension)",
@@ -209,8 +237,14 @@ def test_bad_image_files_are_listed_and_the_run_goes_on(capsys, tmp_path: Path) 
     result = _run(capsys, tmp_path / "out", data)
     assert result.code == 1
     errors = _errors(tmp_path / "out")
-    assert sorted(Path(f).name for f in errors) == ["empty.png", "half.jpg", "noise.webp",
-                                                   "png-header.png", "samples.tif", "text.tif"]
+    assert sorted(Path(f).name for f in errors) == [
+        "empty.png",
+        "half.jpg",
+        "noise.webp",
+        "png-header.png",
+        "samples.tif",
+        "text.tif",
+    ]
     assert len(result.err) == 6 and all(ln.startswith("error: ") for ln in result.err)
     assert _files(tmp_path / "out") == [good]
     assert _tree(data) == before
@@ -218,27 +252,33 @@ def test_bad_image_files_are_listed_and_the_run_goes_on(capsys, tmp_path: Path) 
 
 # -- bit depths and colour modes ---------------------------------------------------------------
 
+
 def test_wide_samples_are_scaled_not_clipped(tmp_path: Path) -> None:
     gradient = np.array([[0, 257, 32896, 65535]], np.uint16).repeat(3, axis=0)
     Image.fromarray(gradient).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode == "I;16"
     assert load_image(tmp_path / "g16.png").getpixel((2, 1)) == (128, 128, 128)
-    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "g16.png"))[0, :, 0],
-                                  [0, 1, 128, 255])
+    np.testing.assert_array_equal(
+        np.asarray(load_image(tmp_path / "g16.png"))[0, :, 0], [0, 1, 128, 255]
+    )
     Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32)).save(tmp_path / "f.tif")
-    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "f.tif"))[0, :, 1],
-                                  [0, 128, 255])
+    np.testing.assert_array_equal(
+        np.asarray(load_image(tmp_path / "f.tif"))[0, :, 1], [0, 128, 255]
+    )
     Image.fromarray(np.array([[-1.0, 0.0, 3.0]], np.float32)).save(tmp_path / "wide.tif")
-    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "wide.tif"))[0, :, 0],
-                                  [0, 64, 255])
+    np.testing.assert_array_equal(
+        np.asarray(load_image(tmp_path / "wide.tif"))[0, :, 0], [0, 64, 255]
+    )
     Image.fromarray(np.array([[0, 1000, 70000]], np.int32)).save(tmp_path / "i32.tif")
-    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "i32.tif"))[0, :, 2],
-                                  [0, 4, 255])
+    np.testing.assert_array_equal(
+        np.asarray(load_image(tmp_path / "i32.tif"))[0, :, 2], [0, 4, 255]
+    )
     rgb16 = np.zeros((2, 3, 3), np.uint16)
     rgb16[..., 2] = [[0, 32896, 65535]] * 2  # OpenCV writes BGR: this is red
     cv2.imwrite(str(tmp_path / "rgb16.png"), rgb16)
-    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "rgb16.png"))[0, :, 0],
-                                  [0, 128, 255])
+    np.testing.assert_array_equal(
+        np.asarray(load_image(tmp_path / "rgb16.png"))[0, :, 0], [0, 128, 255]
+    )
 
 
 def test_every_mode_runs_and_16_bit_matches_its_8_bit_twin(capsys, tmp_path: Path) -> None:
@@ -268,8 +308,7 @@ def test_every_mode_runs_and_16_bit_matches_its_8_bit_twin(capsys, tmp_path: Pat
     rows = {Path(r["file"]).name: r for r in read_rows(tmp_path / "out")}
     assert len(rows) == 13 and all(r["success"] == "1" for r in rows.values())
     for wide in ("gray16.png", "gray16be.tif"):
-        np.testing.assert_allclose(probs_of([rows[wide]]), probs_of([rows["gray8.png"]]),
-                                   atol=1e-6)
+        np.testing.assert_allclose(probs_of([rows[wide]]), probs_of([rows["gray8.png"]]), atol=1e-6)
     assert _tree(data) == before
 
 
@@ -289,13 +328,24 @@ def test_exif_garbage_is_ignored_quietly(capsys, tmp_path: Path) -> None:
 
 # -- names of any bytes ----------------------------------------------------------------------
 
-ODD_NAMES = [b"line\nbreak.png", b"carriage\rreturn.png", b"both\r\n.png", b"latin\xe9\xff.png",
-             b"literal\\xe9\\xff.png", b'quote",comma.png', b"-dash.png", b"esc\x1b[2J.png",
-             b"tab\there.png", b"x" * 250 + b".png", "unicode-é-😀.png".encode()]
+ODD_NAMES = [
+    b"line\nbreak.png",
+    b"carriage\rreturn.png",
+    b"both\r\n.png",
+    b"latin\xe9\xff.png",
+    b"literal\\xe9\\xff.png",
+    b'quote",comma.png',
+    b"-dash.png",
+    b"esc\x1b[2J.png",
+    b"tab\there.png",
+    b"x" * 250 + b".png",
+    "unicode-é-😀.png".encode(),
+]
 
 
-def test_names_of_any_bytes_survive_a_resumed_run(capsys, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_names_of_any_bytes_survive_a_resumed_run(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     names = [os.fsdecode(os.path.join(os.fsencode(data), n)) for n in ODD_NAMES]
@@ -307,8 +357,11 @@ def test_names_of_any_bytes_survive_a_resumed_run(capsys, tmp_path: Path,
     full = _run(capsys, tmp_path / "full", data, extra=extra)
     broken = display_name(str(data / "broken\nfile.png"))
     assert full.code == 1
-    assert full.err == [f"error: {broken}: not an image Pillow can read (corrupt, empty or "
-                        "another format)".replace("\n", "\\n")]
+    assert full.err == [
+        f"error: {broken}: not an image Pillow can read (corrupt, empty or another format)".replace(
+            "\n", "\\n"
+        )
+    ]
     shown = sorted(display_name(n) for n in names)
     assert sorted(_files(tmp_path / "full")) == shown
     jsonl = (tmp_path / "full" / "predictions.jsonl").read_text(encoding="utf-8")
@@ -316,6 +369,7 @@ def test_names_of_any_bytes_survive_a_resumed_run(capsys, tmp_path: Path,
     assert len(list((tmp_path / "full").glob("*_pred.jpg"))) == len(names)
 
     from opengraphau.pipeline import Pipeline
+
     original, calls = Pipeline.submit, {"n": 0}
 
     def interrupted(self, frames):
@@ -369,20 +423,33 @@ def test_odd_names_on_a_real_terminal_stay_one_line(tmp_path: Path) -> None:
     with open(data + b"/samples.tif", "wb") as f:
         f.write(_tiff_with_samples_per_pixel(2048))
     out = os.fsdecode(os.fsencode(tmp_path) + b"/out\xfe")
-    result = subprocess.run([sys.executable, str(ROOT / "demo.py"), *FAST, "--input",
-                             os.fsdecode(data), "--output-dir", out], capture_output=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "demo.py"),
+            *FAST,
+            "--input",
+            os.fsdecode(data),
+            "--output-dir",
+            out,
+        ],
+        capture_output=True,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stderr
     err = [ln for ln in result.stderr.decode().splitlines() if ln != BANNER]
     shown = display_name(os.fsdecode(data))
     unreadable = "not an image Pillow can read (corrupt, empty or another format)"
-    assert err == [f"error: {shown}/bad\\nname.jpg: {unreadable}",
-                   f"error: {shown}/samples.tif: {unreadable}"]
+    assert err == [
+        f"error: {shown}/bad\\nname.jpg: {unreadable}",
+        f"error: {shown}/samples.tif: {unreadable}",
+    ]
     assert b"\x1b" not in result.stderr + result.stdout
     assert f"outputs in {display_name(out)}/" in result.stdout.decode()
 
 
 # -- pictures ------------------------------------------------------------------------------------
+
 
 def test_every_picture_has_its_own_name(capsys, tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -393,12 +460,18 @@ def test_every_picture_has_its_own_name(capsys, tmp_path: Path) -> None:
     result = _run(capsys, tmp_path / "out", data, extra=("--draw_text",))
     assert (result.code, result.err) == (0, [])
     pictures = sorted(p.name for p in (tmp_path / "out").glob("*_pred.jpg"))
-    assert pictures == ["A_PNG_pred.jpg", "a_jpg_2_pred.jpg", "a_jpg_pred.jpg", "a_png_2_pred.jpg",
-                        "b_pred.jpg"]
+    assert pictures == [
+        "A_PNG_pred.jpg",
+        "a_jpg_2_pred.jpg",
+        "a_jpg_pred.jpg",
+        "a_png_2_pred.jpg",
+        "b_pred.jpg",
+    ]
 
 
-def test_strips_are_drawn_and_a_picture_too_big_for_jpeg_is_skipped(capsys, tmp_path: Path,
-                                                                     monkeypatch) -> None:
+def test_strips_are_drawn_and_a_picture_too_big_for_jpeg_is_skipped(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     Image.new("RGB", (12000, 8), (10, 20, 30)).save(data / "strip.png")
@@ -411,43 +484,50 @@ def test_strips_are_drawn_and_a_picture_too_big_for_jpeg_is_skipped(capsys, tmp_
     for name in ("strip", "tall", "wide"):
         assert max(Image.open(out / f"{name}_pred.jpg").size) < 65500
     from opengraphau.render import pictures
+
     monkeypatch.setattr(pictures, "MAX_PHOTO_WIDTH", 100000)  # the panel outgrows JPEG
-    result = _run(capsys, out, data / "wide.png", _image(data / "z.png"),
-                  extra=("--draw_text",))
+    result = _run(capsys, out, data / "wide.png", _image(data / "z.png"), extra=("--draw_text",))
     assert result.code == 0
-    assert result.err == [f"warning: {out / 'wide_pred.jpg'}: picture skipped (ValueError: "
-                          "100708 x 564 pixels, more than JPEG's 65500 a side)"]
+    assert result.err == [
+        f"warning: {out / 'wide_pred.jpg'}: picture skipped (ValueError: "
+        "100708 x 564 pixels, more than JPEG's 65500 a side)"
+    ]
     assert len(read_rows(out)) == 2 and (out / "z_pred.jpg").is_file()
     assert not list(out.glob(".*tmp*"))
     before[b"z.png"] = _tree(data)[b"z.png"]
     assert _tree(data) == before
 
 
-def test_a_drawing_that_fails_skips_only_the_picture(capsys, tmp_path: Path,
-                                                     monkeypatch) -> None:
+def test_a_drawing_that_fails_skips_only_the_picture(capsys, tmp_path: Path, monkeypatch) -> None:
     from opengraphau.render import pictures
+
     monkeypatch.setattr(pictures, "annotate_image", _raises(RuntimeError("boom\nsecond line")))
     image = _image(tmp_path / "a.png")
     result = _run(capsys, tmp_path / "out", image, extra=("--draw_text",))
     assert result.code == 0
-    assert result.err == [f"warning: {tmp_path / 'out' / 'a_pred.jpg'}: picture skipped "
-                          "(RuntimeError: boom)"]
+    assert result.err == [
+        f"warning: {tmp_path / 'out' / 'a_pred.jpg'}: picture skipped (RuntimeError: boom)"
+    ]
     assert _files(tmp_path / "out") == [image]
 
 
 def _raises(exc: BaseException):
     def fail(*_: object, **__: object) -> None:
         raise exc
+
     return fail
 
 
 # -- one input's unexpected failure ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("workers", ["0", "1"])  # a worker is forked: it has the fakes too
-def test_unexpected_errors_fail_only_their_input(workers: str, capsys, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_fail_only_their_input(
+    workers: str, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from opengraphau.engines import local
     from opengraphau.pipeline import Pipeline
+
     data = tmp_path / "data"
     data.mkdir()
     for n in range(5):
@@ -466,18 +546,19 @@ def test_unexpected_errors_fail_only_their_input(workers: str, capsys, tmp_path:
 
     monkeypatch.setattr(local, "load_image", load)
     monkeypatch.setattr(Pipeline, "submit", submit)
-    result = _run(capsys, tmp_path / "out", data, extra=("--batch-size", "2",
-                                                         "--workers", workers))
+    result = _run(capsys, tmp_path / "out", data, extra=("--batch-size", "2", "--workers", workers))
     assert result.code == 1
     assert result.err == [
         f"error: {data / 'i1.png'}: could not be prepared (RuntimeError: a plugin bug)",
-        f"error: {data / 'i3.png'}: could not be processed (IndexError: a model bug)"]
+        f"error: {data / 'i3.png'}: could not be processed (IndexError: a model bug)",
+    ]
     assert _files(tmp_path / "out") == [str(data / f"i{n}.png") for n in (0, 2, 4)]
     completed = (tmp_path / "out" / "completed.csv").read_text()
     assert "i1.png" not in completed and "i3.png" not in completed
 
 
 # -- videos --------------------------------------------------------------------------------------
+
 
 def _video(path: Path, frames: int = 12, size: tuple[int, int] = (32, 24)) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, size)
@@ -498,9 +579,21 @@ def test_damaged_videos_say_so_once(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "demo.py"), *FAST, "--output-dir", str(out), "--input",
-         *(str(tmp_path / n) for n in ("cut.avi", "head.mp4", "empty.mkv", "noise.mov")),
-         "--draw_text"], capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            str(ROOT / "demo.py"),
+            *FAST,
+            "--output-dir",
+            str(out),
+            "--input",
+            *(str(tmp_path / n) for n in ("cut.avi", "head.mp4", "empty.mkv", "noise.mov")),
+            "--draw_text",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     code = result.returncode
     err = [ln for ln in result.stderr.splitlines() if ln != BANNER]  # FFmpeg's too
     assert code == 1
@@ -530,8 +623,10 @@ def test_a_video_whose_name_is_not_utf8(capsys, tmp_path: Path) -> None:
 
 
 def test_a_video_that_fails_half_way_keeps_its_rows_and_is_retried(
-        capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from opengraphau.pipeline import Pipeline
+
     clip = _video(tmp_path / "clip.avi", 12)
     original, calls = Pipeline.submit, {"n": 0}
 
@@ -552,15 +647,18 @@ def test_a_video_that_fails_half_way_keeps_its_rows_and_is_retried(
     assert [r["frame"] for r in read_rows(out)] == [str(n) for n in range(12)]
 
 
-def test_a_video_frame_that_cannot_be_drawn_ends_only_the_drawing(capsys, tmp_path: Path,
-                                                                  monkeypatch) -> None:
+def test_a_video_frame_that_cannot_be_drawn_ends_only_the_drawing(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
     from opengraphau.render import pictures
+
     clip = _video(tmp_path / "clip.avi", 6)
     monkeypatch.setattr(pictures, "annotate_frame", _raises(ValueError("odd frame")))
     result = _run(capsys, tmp_path / "out", clip, extra=("--draw_text",))
     assert result.code == 0
-    assert result.err == [f"warning: {clip}: annotated video stopped at frame 0 "
-                          "(ValueError: odd frame)"]
+    assert result.err == [
+        f"warning: {clip}: annotated video stopped at frame 0 (ValueError: odd frame)"
+    ]
     assert len(read_rows(tmp_path / "out")) == 6
 
 
@@ -585,6 +683,7 @@ def _checkpoint(good: Path, path: Path, change) -> Path:
 def _set(key: str, make):
     def change(state: dict) -> None:
         state[key] = make(state[key])
+
     return change
 
 
@@ -596,47 +695,75 @@ def _nan(value: torch.Tensor) -> torch.Tensor:
 
 BROKEN_CHECKPOINTS = {
     "zero.pth": (lambda p, good: p.write_bytes(b""), "is empty (0 bytes); download it again"),
-    "text.pth": (lambda p, good: p.write_text("hello\n"), "not a PyTorch checkpoint (it is "
-                 "neither the zip archive nor the pickle torch.save writes: a text, JSON or "
-                 "other file)"),
-    "json.pth": (lambda p, good: p.write_text('{"state_dict": {}}'), "not a PyTorch checkpoint "
-                 "(it is neither the zip archive nor the pickle torch.save writes: a text, JSON or "
-                 "other file)"),
-    "noise.pth": (lambda p, good: p.write_bytes(b"\x80\x02" + np.random.default_rng(0).bytes(900)),
-                  "not a PyTorch checkpoint (damaged, or a pickle of something else); download it "
-                  "again"),
-    "code.pth": (lambda p, good: torch.save({"state_dict": _RunsCode()}, p), "not a safe PyTorch "
-                 "checkpoint: it holds Python objects that would run code when loaded, so it was "
-                 "refused"),
-    "list.pth": (lambda p, good: torch.save([torch.zeros(2)], p), "not a model checkpoint (no "
-                 "'state_dict' of tensors found)"),
-    "int64.pth": (lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.long())),
-                  "tensor head.gnn.U.weight holds torch.int64, not floating-point weights"),
-    "nan.pth": (lambda p, good: _checkpoint(good, p, _set(KEY, _nan)),
-                "tensor head.gnn.U.weight holds 1 NaN or infinite values; the file is damaged or "
-                "from a diverged training run"),
-    "inf.pth": (lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.clamp(max=0) / 0)),
-                f"tensor head.gnn.U.weight holds {128 * 128} NaN or infinite values; the file is "
-                "damaged or from a diverged training run"),
-    "sparse.pth": (lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.to_sparse())),
-                   "tensor head.gnn.U.weight is sparse (torch.sparse_coo); save dense tensors"),
-    "meta.pth": (lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.to("meta"))),
-                 "tensor head.gnn.U.weight has no data (a meta tensor); save the real weights"),
-    "missing.pth": (lambda p, good: _checkpoint(good, p, lambda s: s.pop(
-                    "module.head.main_sc")), "does not match the resnet18 stage-1 model: 1 "
-                    "missing (e.g. head.main_sc)"),
-    "foreign.pth": (lambda p, good: torch.save({"state_dict": {"fc.weight": torch.zeros(2)}}, p),
-                    f"not an OpenGraphAU checkpoint (its keys match none of the {len(VARIANTS)} "
-                    "backbones with a stage-1 or stage-2 head)"),
+    "text.pth": (
+        lambda p, good: p.write_text("hello\n"),
+        "not a PyTorch checkpoint (it is "
+        "neither the zip archive nor the pickle torch.save writes: a text, JSON or "
+        "other file)",
+    ),
+    "json.pth": (
+        lambda p, good: p.write_text('{"state_dict": {}}'),
+        "not a PyTorch checkpoint "
+        "(it is neither the zip archive nor the pickle torch.save writes: a text, JSON or "
+        "other file)",
+    ),
+    "noise.pth": (
+        lambda p, good: p.write_bytes(b"\x80\x02" + np.random.default_rng(0).bytes(900)),
+        "not a PyTorch checkpoint (damaged, or a pickle of something else); download it again",
+    ),
+    "code.pth": (
+        lambda p, good: torch.save({"state_dict": _RunsCode()}, p),
+        "not a safe PyTorch "
+        "checkpoint: it holds Python objects that would run code when loaded, so it was "
+        "refused",
+    ),
+    "list.pth": (
+        lambda p, good: torch.save([torch.zeros(2)], p),
+        "not a model checkpoint (no 'state_dict' of tensors found)",
+    ),
+    "int64.pth": (
+        lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.long())),
+        "tensor head.gnn.U.weight holds torch.int64, not floating-point weights",
+    ),
+    "nan.pth": (
+        lambda p, good: _checkpoint(good, p, _set(KEY, _nan)),
+        "tensor head.gnn.U.weight holds 1 NaN or infinite values; the file is damaged or "
+        "from a diverged training run",
+    ),
+    "inf.pth": (
+        lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.clamp(max=0) / 0)),
+        f"tensor head.gnn.U.weight holds {128 * 128} NaN or infinite values; the file is "
+        "damaged or from a diverged training run",
+    ),
+    "sparse.pth": (
+        lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.to_sparse())),
+        "tensor head.gnn.U.weight is sparse (torch.sparse_coo); save dense tensors",
+    ),
+    "meta.pth": (
+        lambda p, good: _checkpoint(good, p, _set(KEY, lambda v: v.to("meta"))),
+        "tensor head.gnn.U.weight has no data (a meta tensor); save the real weights",
+    ),
+    "missing.pth": (
+        lambda p, good: _checkpoint(good, p, lambda s: s.pop("module.head.main_sc")),
+        "does not match the resnet18 stage-1 model: 1 missing (e.g. head.main_sc)",
+    ),
+    "foreign.pth": (
+        lambda p, good: torch.save({"state_dict": {"fc.weight": torch.zeros(2)}}, p),
+        f"not an OpenGraphAU checkpoint (its keys match none of the {len(VARIANTS)} "
+        "backbones with a stage-1 or stage-2 head)",
+    ),
     "folder.pth": (lambda p, good: p.mkdir(), "is a folder, not a checkpoint file"),
-    "pipe.pth": (lambda p, good: os.mkfifo(p), "is not a regular file (a pipe or a device?); "
-                 "give a checkpoint file"),
+    "pipe.pth": (
+        lambda p, good: os.mkfifo(p),
+        "is not a regular file (a pipe or a device?); give a checkpoint file",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", BROKEN_CHECKPOINTS)
-def test_broken_checkpoints_are_refused_in_one_line(name: str, capsys, resnet18_s1: Path,
-                                                    tmp_path: Path) -> None:
+def test_broken_checkpoints_are_refused_in_one_line(
+    name: str, capsys, resnet18_s1: Path, tmp_path: Path
+) -> None:
     make, reason = BROKEN_CHECKPOINTS[name]
     (tmp_path / "inputs").mkdir()
     path = tmp_path / "inputs" / name
@@ -646,32 +773,49 @@ def test_broken_checkpoints_are_refused_in_one_line(name: str, capsys, resnet18_
     assert _run(capsys, out, image, flags=("--resume", str(resnet18_s1), *FAST[3:])).code == 0
     kept = (out / "predictions.csv").read_bytes()
     before = _tree(tmp_path / "inputs")
-    result = _run(capsys, out, image, flags=("--resume", str(path), "--precision", "fp32",
-                                              *FAST[3:]))
+    result = _run(
+        capsys, out, image, flags=("--resume", str(path), "--precision", "fp32", *FAST[3:])
+    )
     assert (result.code, result.err) == (2, [f"demo.py: error: --resume {path}: {reason}"])
     assert (out / "predictions.csv").read_bytes() == kept
     assert _tree(tmp_path / "inputs") == before
     assert not os.path.exists("/tmp/opengraphau-hostile-pwned")
 
 
-def test_a_bad_checkpoint_found_in_a_folder_blames_no_flag(capsys, resnet18_s1: Path,
-                                                           tmp_path: Path) -> None:
+def test_a_bad_checkpoint_found_in_a_folder_blames_no_flag(
+    capsys, resnet18_s1: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     path = _checkpoint(resnet18_s1, folder / "mine.pth", _set(KEY, _nan))
-    result = _run(capsys, tmp_path / "out", _image(tmp_path / "a.png"),
-                  flags=("--checkpoint-dir", str(folder), *FAST[3:]))
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: {path}: tensor head.gnn.U.weight holds 1 NaN or infinite values; the "
-        "file is damaged or from a diverged training run"])
+    result = _run(
+        capsys,
+        tmp_path / "out",
+        _image(tmp_path / "a.png"),
+        flags=("--checkpoint-dir", str(folder), *FAST[3:]),
+    )
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: {path}: tensor head.gnn.U.weight holds 1 NaN or infinite values; the "
+            "file is damaged or from a diverged training run"
+        ],
+    )
     (folder / "mine.pth").write_bytes(b"")
-    result = _run(capsys, tmp_path / "out", _image(tmp_path / "a.png"),
-                  flags=("--checkpoint-dir", str(folder), *FAST[3:]))
-    assert (result.code, result.err) == (2, [f"demo.py: error: {path}: is empty (0 bytes); "
-                                             "download it again"])
+    result = _run(
+        capsys,
+        tmp_path / "out",
+        _image(tmp_path / "a.png"),
+        flags=("--checkpoint-dir", str(folder), *FAST[3:]),
+    )
+    assert (result.code, result.err) == (
+        2,
+        [f"demo.py: error: {path}: is empty (0 bytes); download it again"],
+    )
 
 
 # -- the output folder -------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def done(capsys, tmp_path: Path) -> tuple[Path, str]:
@@ -681,11 +825,13 @@ def done(capsys, tmp_path: Path) -> tuple[Path, str]:
     return tmp_path / "out", image
 
 
-@pytest.mark.parametrize("name", ["predictions.csv", "errors.csv", "completed.csv",
-                                  "predictions.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["predictions.csv", "errors.csv", "completed.csv", "predictions.jsonl"]
+)
 @pytest.mark.parametrize("resume", [False, True])
-def test_a_folder_where_a_result_file_should_be(name: str, resume: bool, capsys,
-                                                done: tuple[Path, str]) -> None:
+def test_a_folder_where_a_result_file_should_be(
+    name: str, resume: bool, capsys, done: tuple[Path, str]
+) -> None:
     out, image = done
     (out / name).unlink()
     (out / name).mkdir()
@@ -693,9 +839,13 @@ def test_a_folder_where_a_result_file_should_be(name: str, resume: bool, capsys,
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     extra = ("--format", "csv,jsonl") + (("--skip-existing",) if resume else ())
     result = _run(capsys, out, image, extra=extra)
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {out / name}: a folder stands where the file should be; "
-        "move it away"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {out / name}: a folder stands where the file should be; "
+            "move it away"
+        ],
+    )
     assert (out / name / "keep.txt").read_text() == "mine"
     if resume:  # rewritten identically up to the failure, or not at all
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
@@ -704,9 +854,13 @@ def test_a_folder_where_a_result_file_should_be(name: str, resume: bool, capsys,
 def test_a_file_where_the_output_folder_should_be(capsys, tmp_path: Path) -> None:
     (tmp_path / "out").write_text("mine")
     result = _run(capsys, tmp_path / "out", _image(tmp_path / "a.png"))
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {tmp_path / 'out'}: exists and is not a folder; choose "
-        "another output folder"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {tmp_path / 'out'}: exists and is not a folder; choose "
+            "another output folder"
+        ],
+    )
     assert (tmp_path / "out").read_text() == "mine"
 
 
@@ -731,9 +885,14 @@ def test_planted_links_are_replaced_never_written_through(capsys, tmp_path: Path
     (out / "predictions.csv").unlink()
     os.symlink(outside / "victim.csv", out / "predictions.csv")
     result = _run(capsys, out, image, extra=("--skip-existing",))
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {out / 'predictions.csv'}: is a symbolic link; remove it "
-        "(links are never written through)"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {out / 'predictions.csv'}: "
+            "is a symbolic link; remove it "
+            "(links are never written through)"
+        ],
+    )
     assert _tree(outside) == before
 
 
@@ -748,9 +907,14 @@ def test_a_linked_subfolder_leading_outside_stops_the_run(capsys, tmp_path: Path
     out.mkdir()
     os.symlink(outside, out / "sub")
     result = _run(capsys, out, data, extra=("--draw_text",))
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {out / 'sub'}: leads outside the output folder through a "
-        "symbolic link; remove the link"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {out / 'sub'}: "
+            "leads outside the output folder through a "
+            "symbolic link; remove the link"
+        ],
+    )
     assert list(outside.iterdir()) == []
     assert len(read_rows(out)) == 2  # written before the picture failed, and kept
     (out / "sub").unlink()
@@ -772,26 +936,36 @@ def test_planted_lock_or_pipe_in_the_output_folder(planted: str, capsys, tmp_pat
     before = _tree(tmp_path)
     result = _run(capsys, out, image)
     assert (result.code, result.err) == (
-        2, [f"demo.py: error: --output-dir {out / '.opengraphau.lock'}: {reason}"])
+        2,
+        [f"demo.py: error: --output-dir {out / '.opengraphau.lock'}: {reason}"],
+    )
     assert _tree(tmp_path) == before
     (out / ".opengraphau.lock").unlink()
     assert _run(capsys, out, image).code == 0
     (out / "completed.csv").unlink()
     os.mkfifo(out / "completed.csv")
     result = _run(capsys, out, image, extra=("--skip-existing",))
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {out / 'completed.csv'}: is not a regular file (a pipe, a "
-        "device or a socket); move it away"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {out / 'completed.csv'}: "
+            "is not a regular file (a pipe, a "
+            "device or a socket); move it away"
+        ],
+    )
 
 
 def _os_error(code: int, when):
     """A stand-in for an os function that fails with `code` when `when(args)` holds."""
+
     def wrap(real):
         def fake(*args, **kwargs):
             if when(*args):
                 raise OSError(code, os.strerror(code), str(args[0]))
             return real(*args, **kwargs)
+
         return fake
+
     return wrap
 
 
@@ -799,36 +973,57 @@ def test_a_read_only_file_system(capsys, tmp_path: Path, monkeypatch: pytest.Mon
     writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT
     image = _image(tmp_path / "a.png")
     (tmp_path / "old").mkdir()
-    monkeypatch.setattr(os, "open", _os_error(errno.EROFS, lambda path, flags, *_: flags & writes)(
-        os.open))
+    monkeypatch.setattr(
+        os, "open", _os_error(errno.EROFS, lambda path, flags, *_: flags & writes)(os.open)
+    )
     monkeypatch.setattr(os, "mkdir", _os_error(errno.EROFS, lambda *_: True)(os.mkdir))
     result = _run(capsys, tmp_path / "old", image)
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {tmp_path / 'old' / '.opengraphau.lock'}: the file system "
-        "is read-only; choose another output folder"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {tmp_path / 'old' / '.opengraphau.lock'}: "
+            "the file system "
+            "is read-only; choose another output folder"
+        ],
+    )
     result = _run(capsys, tmp_path / "new", image)
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {tmp_path / 'new'}: cannot create it (Read-only file "
-        "system); choose another folder"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {tmp_path / 'new'}: cannot create it (Read-only file "
+            "system); choose another folder"
+        ],
+    )
 
 
-def test_a_full_disk_while_saving_pictures_then_resuming(capsys, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_while_saving_pictures_then_resuming(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     for n in range(5):
         _image(data / f"i{n}.png", n)
     before = _tree(data)
     out = tmp_path / "out"
-    monkeypatch.setattr(os, "replace", _os_error(
-        errno.ENOSPC, lambda src, dst: str(dst).endswith("i3_pred.jpg"))(os.replace))
+    monkeypatch.setattr(
+        os,
+        "replace",
+        _os_error(errno.ENOSPC, lambda src, dst: str(dst).endswith("i3_pred.jpg"))(os.replace),
+    )
     result = _run(capsys, out, data, extra=("--draw_text", "--batch-size", "2"))
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {out / 'i3_pred.jpg'}: the disk is full; free some space, "
-        "then continue with --skip-existing"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {out / 'i3_pred.jpg'}: "
+            "the disk is full; free some space, "
+            "then continue with --skip-existing"
+        ],
+    )
     assert len(read_rows(out)) == 4  # all written before the picture; i2, i3 not completed
     assert [r[0] for r in csv.reader(open(out / "completed.csv"))][1:] == [
-        str(data / "i0.png"), str(data / "i1.png")]
+        str(data / "i0.png"),
+        str(data / "i1.png"),
+    ]
     assert not list(out.glob(".*tmp*"))
     monkeypatch.undo()
     result = _run(capsys, out, data, extra=("--draw_text", "--skip-existing"))
@@ -838,11 +1033,13 @@ def test_a_full_disk_while_saving_pictures_then_resuming(capsys, tmp_path: Path,
     assert _tree(data) == before
 
 
-def test_a_full_disk_while_writing_rows(capsys, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_while_writing_rows(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The disk fills up in the middle of a batch's rows: the file is cut back to its last
     whole row (a cut-off row would read as a real one with a wrong value)."""
     from opengraphau.sinks.files import OutputFolder
+
     data = tmp_path / "data"
     data.mkdir()
     for n in range(6):
@@ -868,9 +1065,13 @@ def test_a_full_disk_while_writing_rows(capsys, tmp_path: Path,
     monkeypatch.setattr(OutputFolder, "open_append", open_append)
     out = tmp_path / "out"
     result = _run(capsys, out, data, extra=("--batch-size", "2"))
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {out / 'predictions.csv'}: the disk is full; free some "
-        "space, then continue with --skip-existing"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {out / 'predictions.csv'}: the disk is full; free some "
+            "space, then continue with --skip-existing"
+        ],
+    )
     assert len(read_rows(out)) == 4
     assert (out / "predictions.csv").read_bytes().endswith(b"\r\n")
     assert len(pd.read_csv(out / "predictions.csv")) == 4
@@ -895,19 +1096,20 @@ def test_an_output_folder_that_holds_the_inputs(capsys, tmp_path: Path) -> None:
     assert result.err == [
         f"demo.py: error: --input: no images or videos found ({out}: all 4 files found are "
         f"inside the output folder {out}, which is not searched for inputs; choose an output "
-        "folder outside the inputs (or name those files themselves))"]
+        "folder outside the inputs (or name those files themselves))"
+    ]
     # An input named inside it is never replaced by a picture: c.png's would be c_pred.jpg.
     c = _image(out / "c.png", 3)
     victim = _image(out / "c_pred.jpg", 4, fmt="JPEG")
     kept = Path(victim).read_bytes()
     result = _run(capsys, out, c, victim, extra=("--draw_text",))
     assert result.code == 0
-    assert result.err == [f"warning: {out / 'c_pred.jpg'}: not written, it would replace an "
-                          "input"]
+    assert result.err == [f"warning: {out / 'c_pred.jpg'}: not written, it would replace an input"]
     assert Path(victim).read_bytes() == kept and (out / "c_pred_pred.jpg").is_file()
 
 
 # -- concurrency and signals ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, str]]]:
@@ -917,15 +1119,32 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str,
         Image.new("RGB", (20, 16), (4 * n, 255 - n, n // 2)).save(data / f"i{n:03d}.png")
     out = data.parent / f"{data.name}-full"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        assert run_main(*FAST, "--batch-size", "4", "--output-dir", str(out), "--input",
-                        str(data)) == 0
+        assert (
+            run_main(*FAST, "--batch-size", "4", "--output-dir", str(out), "--input", str(data))
+            == 0
+        )
     return data, read_rows(out)
 
 
 def _start(data: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "demo.py"), *FAST[:-3], "--quiet",
-                             "--batch-size", "4", "--output-dir", str(out), "--input", str(data),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "demo.py"),
+            *FAST[:-3],
+            "--quiet",
+            "--batch-size",
+            "4",
+            "--output-dir",
+            str(out),
+            "--input",
+            str(data),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_rows(out: Path, rows: int, process: subprocess.Popen) -> None:
@@ -941,8 +1160,9 @@ def _wait_for_rows(out: Path, rows: int, process: subprocess.Popen) -> None:
 def _same_rows(rows: list[dict[str, str]], full: list[dict[str, str]]) -> None:
     by_file = {r["file"]: r for r in full}
     assert len({r["file"] for r in rows}) == len(rows)
-    np.testing.assert_allclose(probs_of(rows), probs_of([by_file[r["file"]] for r in rows]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        probs_of(rows), probs_of([by_file[r["file"]] for r in rows]), atol=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -952,9 +1172,13 @@ def test_two_runs_into_one_folder(capsys, many, tmp_path: Path) -> None:
     first = _start(data, out, "--workers", "0")
     _wait_for_rows(out, 4, first)
     result = _run(capsys, out, data)
-    assert (result.code, result.err) == (2, [
-        f"demo.py: error: --output-dir {out}: is in use by another run (process {first.pid}); "
-        "wait for it to finish or choose another output folder"])
+    assert (result.code, result.err) == (
+        2,
+        [
+            f"demo.py: error: --output-dir {out}: is in use by another run (process {first.pid}); "
+            "wait for it to finish or choose another output folder"
+        ],
+    )
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     rows = read_rows(out)

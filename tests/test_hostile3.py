@@ -3,6 +3,7 @@ files swapped under the run, standard streams closed, full or gone, locales, ful
 paths, lists of lists, odd numbers in flags, memory per batch, pictures without pixels, and
 library noise under odd HOME/TMPDIR. Cases that depend on privileges run as root and, forked,
 as the user nobody; those need root and are skipped without it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,9 @@ NOBODY = 65534
 def _command(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     """`python -m opengraphau ARGS` as a user starts it (this tree's package)."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "opengraphau", *args], cwd=ROOT,
-                            env=environment, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "opengraphau", *args], cwd=ROOT, env=environment, **kwargs
+    )
 
 
 def _as_nobody(body: Callable[[], int]) -> tuple[int, str]:
@@ -77,10 +79,12 @@ def shared_dir() -> Iterator[Path]:
 
 # -- writes where they must not go -------------------------------------------------------------
 
+
 @ROOT_ONLY
 def test_export_onto_a_device_or_pipe_is_refused(capsys, tmp_path: Path) -> None:
     from opengraphau.export import export_onnx
     from opengraphau.model.opengraphau import untrained_model
+
     full = tmp_path / "full"
     os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # a /dev/full of its own
     fifo = tmp_path / "fifo.onnx"
@@ -88,9 +92,14 @@ def test_export_onto_a_device_or_pipe_is_refused(capsys, tmp_path: Path) -> None
     for target in (full, fifo):
         code = run_main("--untrained", "--arc", "resnet18", "--export-onnx", str(target))
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln != BANNER]
-        assert (code, err) == (2, [
-            f"demo.py: error: --export-onnx {target}: is not a regular file (a pipe, a device or "
-            "a socket); not replaced, choose a file"])
+        assert (code, err) == (
+            2,
+            [
+                f"demo.py: error: --export-onnx {target}: "
+                "is not a regular file (a pipe, a device or "
+                "a socket); not replaced, choose a file"
+            ],
+        )
         with pytest.raises(ExportError, match="not replaced"):
             export_onnx(untrained_model("resnet18", 1), target)
     assert stat.S_ISCHR(os.lstat(full).st_mode) and stat.S_ISFIFO(os.lstat(fifo).st_mode)
@@ -100,12 +109,20 @@ def test_export_onto_a_device_or_pipe_is_refused(capsys, tmp_path: Path) -> None
 @ROOT_ONLY
 def test_export_onto_the_systems_dev_full_as_nobody() -> None:
     from opengraphau.cli.main import main
+
     before = os.lstat("/dev/full")
-    code, err = _as_nobody(lambda: main(["--untrained", "--arc", "resnet18", "--export-onnx",
-                                         "/dev/full"], prog="demo.py"))
-    assert (code, err.splitlines()) == (2, [
-        "demo.py: error: --export-onnx /dev/full: is not a regular file (a pipe, a device or a "
-        "socket); not replaced, choose a file"])
+    code, err = _as_nobody(
+        lambda: main(
+            ["--untrained", "--arc", "resnet18", "--export-onnx", "/dev/full"], prog="demo.py"
+        )
+    )
+    assert (code, err.splitlines()) == (
+        2,
+        [
+            "demo.py: error: --export-onnx /dev/full: is not a regular file (a pipe, a device or a "
+            "socket); not replaced, choose a file"
+        ],
+    )
     after = os.lstat("/dev/full")
     assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
 
@@ -113,6 +130,7 @@ def test_export_onto_the_systems_dev_full_as_nobody() -> None:
 def test_export_never_writes_through_a_planted_link(tmp_path: Path) -> None:
     from opengraphau.export import export_onnx
     from opengraphau.model.opengraphau import untrained_model
+
     outside = tmp_path / "outside.txt"
     outside.write_text("precious")
     folder = tmp_path / "models"
@@ -127,8 +145,9 @@ def test_export_never_writes_through_a_planted_link(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == [f".m.{os.getpid()}.tmp.onnx", "m.onnx"]
 
 
-def test_postscript_named_jpg_never_reaches_ghostscript(capsys, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postscript_named_jpg_never_reaches_ghostscript(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     marker = tmp_path / "gs-ran"
@@ -140,21 +159,25 @@ def test_postscript_named_jpg_never_reaches_ghostscript(capsys, tmp_path: Path,
     data.mkdir()
     (data / "photo.jpg").write_bytes(
         b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n0 0 moveto 16 16 lineto stroke\n"
-        b"showpage\n%%EOF\n")
+        b"showpage\n%%EOF\n"
+    )
     good = _image(data / "good.png")
     result = _run(capsys, tmp_path / "out", data)
     assert result.code == 1
     assert _errors(tmp_path / "out") == {
-        str(data / "photo.jpg"): "not an image Pillow can read (corrupt, empty or another format)"}
+        str(data / "photo.jpg"): "not an image Pillow can read (corrupt, empty or another format)"
+    }
     assert _files(tmp_path / "out") == [good]
     assert not marker.exists()
 
 
 # -- a file swapped for a pipe between the check and the open ----------------------------------
 
+
 def _swap_after_check(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
     """The check of a name passes, then the file becomes a named pipe before it is opened."""
     import importlib
+
     target = importlib.import_module(module)
     real = target.special_file_reason
 
@@ -168,8 +191,9 @@ def _swap_after_check(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
     monkeypatch.setattr(target, "special_file_reason", check_then_swap)
 
 
-def test_a_file_swapped_for_a_pipe_after_its_check(capsys, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_swapped_for_a_pipe_after_its_check(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     _image(data / "swap.png")
@@ -190,9 +214,11 @@ def test_a_file_swapped_for_a_pipe_after_its_check(capsys, tmp_path: Path,
 
 
 @ROOT_ONLY
-def test_a_file_swapped_for_a_pipe_as_nobody(shared_dir: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_swapped_for_a_pipe_as_nobody(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from opengraphau.sources.images import load_image
+
     path = shared_dir / "swap.png"
     _image(path)
     path.chmod(0o666)
@@ -208,10 +234,13 @@ def test_a_file_swapped_for_a_pipe_as_nobody(shared_dir: Path,
 
     code, err = _as_nobody(body)
     assert (code, err.strip()) == (
-        3, "is a named pipe, not a regular file (it was replaced after the inputs were listed)")
+        3,
+        "is a named pipe, not a regular file (it was replaced after the inputs were listed)",
+    )
 
 
 # -- standard streams closed, full or gone ---------------------------------------------------
+
 
 def _images(folder: Path, count: int) -> Path:
     folder.mkdir()
@@ -220,8 +249,16 @@ def _images(folder: Path, count: int) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("stream", ["stderr closed", "stdout reader gone", "stdout reader gone "
-                                    "--quiet", "stdout full", "both closed"])
+@pytest.mark.parametrize(
+    "stream",
+    [
+        "stderr closed",
+        "stdout reader gone",
+        "stdout reader gone --quiet",
+        "stdout full",
+        "both closed",
+    ],
+)
 def test_standard_streams_closed_full_or_gone(stream: str, tmp_path: Path) -> None:
     data = _images(tmp_path / "data", 8)
     out = tmp_path / "out"
@@ -242,8 +279,9 @@ def test_standard_streams_closed_full_or_gone(stream: str, tmp_path: Path) -> No
         for fd in closed:
             os.close(fd)
 
-    process = _command(*flags, "--output-dir", str(out), "--input", str(data),
-                       preexec_fn=close_them, **stdio)
+    process = _command(
+        *flags, "--output-dir", str(out), "--input", str(data), preexec_fn=close_them, **stdio
+    )
     _, err = process.communicate(timeout=300)
     if not isinstance(stdio["stdout"], int):
         stdio["stdout"].close()
@@ -256,24 +294,30 @@ def test_standard_streams_closed_full_or_gone(stream: str, tmp_path: Path) -> No
 
 # -- names are bytes, whatever the locale ------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def latin1_locale(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of a Latin-1 locale, built here (few machines install one)."""
     folder = tmp_path_factory.mktemp("locales")
     if shutil.which("localedef") is None:
         pytest.skip("no localedef to build a Latin-1 locale")
-    made = subprocess.run(["localedef", "-i", "en_US", "-f", "ISO-8859-1",
-                           str(folder / "en_US.ISO-8859-1")], capture_output=True)
+    made = subprocess.run(
+        ["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(folder / "en_US.ISO-8859-1")],
+        capture_output=True,
+    )
     env = {"LOCPATH": str(folder), "LANG": "en_US.ISO-8859-1", "LC_ALL": ""}
-    check = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
-                           env={**os.environ, **env}, capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
     if made.returncode not in (0, 1) or check.stdout.strip() != "iso8859-1":
         pytest.skip("cannot build a Latin-1 locale here")
     return env
 
 
-def test_names_do_not_depend_on_the_locale(latin1_locale: dict[str, str],
-                                           tmp_path: Path) -> None:
+def test_names_do_not_depend_on_the_locale(latin1_locale: dict[str, str], tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     utf8 = _image(data / "日本語 é.jpg", fmt="JPEG")
@@ -285,9 +329,18 @@ def test_names_do_not_depend_on_the_locale(latin1_locale: dict[str, str],
         # Tables too: their UTF-8 names are escaped on a Latin-1 terminal, not an error.
         flags = [f for f in FAST if f != "--quiet" or env is not latin1_locale]
         flags += ["--tables"] if env is latin1_locale else []
-        process = _command(*flags, "--output-dir", str(out), "--input", str(data),
-                           f"@{tmp_path / 'list.txt'}", "--skip-existing", env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = _command(
+            *flags,
+            "--output-dir",
+            str(out),
+            "--input",
+            str(data),
+            f"@{tmp_path / 'list.txt'}",
+            "--skip-existing",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         shown, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
         if env is latin1_locale:
@@ -295,18 +348,24 @@ def test_names_do_not_depend_on_the_locale(latin1_locale: dict[str, str],
             assert "\\u65e5\\u672c\\u8a9e \xe9.jpg".encode("latin-1") in shown
         assert sorted(_files(out)) == sorted([utf8, str(data / "caf\\xe9.png")])
         with open(out / "completed.csv", newline="", encoding="utf-8") as f:
-            assert sorted(map(tuple, csv.reader(f))) == sorted([
-                ("file", "name_bytes_hex"), (utf8, ""),
-                (str(data / "caf\\xe9.png"), os.fsencode(data / "caf").hex() + "e92e706e67")])
+            assert sorted(map(tuple, csv.reader(f))) == sorted(
+                [
+                    ("file", "name_bytes_hex"),
+                    (utf8, ""),
+                    (str(data / "caf\\xe9.png"), os.fsencode(data / "caf").hex() + "e92e706e67"),
+                ]
+            )
 
 
 # -- full disks --------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def _small_disk(folder: Path, size: str) -> Iterator[Path]:
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
     if mounted.returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
@@ -327,8 +386,9 @@ def _fill(folder: Path, leave: int) -> Path:
 
 @ROOT_ONLY
 @pytest.mark.parametrize("leave", [12_000, 30_000])
-def test_a_real_full_disk_leaves_whole_rows_then_resumes(leave: int, capsys,
-                                                          tmp_path: Path) -> None:
+def test_a_real_full_disk_leaves_whole_rows_then_resumes(
+    leave: int, capsys, tmp_path: Path
+) -> None:
     data = _images(tmp_path / "data", 40)
     with _small_disk(tmp_path / "disk", "2m") as disk:
         out = disk / "out"
@@ -336,8 +396,9 @@ def test_a_real_full_disk_leaves_whole_rows_then_resumes(leave: int, capsys,
         filler = _fill(disk, leave)
         result = _run(capsys, out, data, extra=("--batch-size", "3", "--format", "csv,jsonl"))
         assert result.code == 2
-        assert result.err[-1].endswith("the disk is full; free some space, then continue with "
-                                       "--skip-existing"), result.err
+        assert result.err[-1].endswith(
+            "the disk is full; free some space, then continue with --skip-existing"
+        ), result.err
         for name in ("predictions.csv", "completed.csv", "errors.csv"):
             if (out / name).exists():
                 text = (out / name).read_bytes()
@@ -357,6 +418,7 @@ def test_a_real_full_disk_leaves_whole_rows_then_resumes(leave: int, capsys,
 @ROOT_ONLY
 def test_an_annotated_video_cut_by_a_full_disk_is_removed(tmp_path: Path) -> None:
     from opengraphau.render.video import VideoWriter
+
     rng = np.random.default_rng(0)
     with _small_disk(tmp_path / "disk", "1m") as disk:
         writer = VideoWriter(disk / "clip_pred.mp4", 25.0)
@@ -368,6 +430,7 @@ def test_an_annotated_video_cut_by_a_full_disk_is_removed(tmp_path: Path) -> Non
 
 
 # -- paths and lists ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def deep_room() -> Iterator[Path]:
@@ -413,12 +476,14 @@ def test_lists_naming_lists(capsys, tmp_path: Path) -> None:
     result = _run(capsys, out, f"@{data / 'outer.txt'}")
     assert result.code == 1
     cycle = data / "sub" / ".." / "outer.txt"
-    assert result.err == [f"error: @{cycle}: list file includes itself (through the lists it "
-                          "names)"]
+    assert result.err == [
+        f"error: @{cycle}: list file includes itself (through the lists it names)"
+    ]
     assert _files(out) == [a, b, c]
 
 
 # -- videos, flags, workers --------------------------------------------------------------------
+
 
 def test_every_far_beyond_the_video_keeps_rows_and_video(capsys, tmp_path: Path) -> None:
     clip = _video(tmp_path / "clip.mp4", frames=12)
@@ -436,16 +501,20 @@ def test_every_far_beyond_the_video_keeps_rows_and_video(capsys, tmp_path: Path)
 def test_nan_and_inf_are_refused(flag: str, value: str, capsys, tmp_path: Path) -> None:
     result = _run(capsys, tmp_path / "out", _image(tmp_path / "a.png"), extra=(f"{flag}={value}",))
     assert (result.code, result.err) == (
-        2, [f"demo.py: error: {flag} {value}: must be a finite number"])
+        2,
+        [f"demo.py: error: {flag} {value}: must be a finite number"],
+    )
 
 
-def test_workers_beyond_the_machine(capsys, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_beyond_the_machine(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--workers 1000 starts no more processes than cores (nor inputs); a system that cannot
     start even those (fork fails: EAGAIN) decodes in the main process instead."""
     from torch.utils.data import DataLoader
 
     import opengraphau.engines.local as local
+
     data = _images(tmp_path / "data", 3)
     flags = tuple(f for f in FAST if f not in ("--workers", "0"))
     asked: list[int] = []
@@ -466,9 +535,12 @@ def test_workers_beyond_the_machine(capsys, tmp_path: Path,
 
 # -- memory per batch --------------------------------------------------------------------------
 
-def test_batches_are_bounded_by_pixels(capsys, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_batches_are_bounded_by_pixels(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import opengraphau.pipeline as pipeline
+
     data = tmp_path / "data"
     data.mkdir()
     for n, size in enumerate([(20, 10)] * 4 + [(60, 40)] + [(20, 10)] * 3):
@@ -483,8 +555,9 @@ def test_batches_are_bounded_by_pixels(capsys, tmp_path: Path,
         return real(self, frames, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.Pipeline, "submit", submit)
-    result = _run(capsys, tmp_path / "out", data, clip,
-                  extra=("--draw_text", "--batch-size", "100000"))
+    result = _run(
+        capsys, tmp_path / "out", data, clip, extra=("--draw_text", "--batch-size", "100000")
+    )
     assert (result.code, result.err) == (0, [])
     assert sizes[:4] == [[(20, 10)] * 3, [(20, 10)], [(60, 40)], [(20, 10)] * 3]
     assert sizes[4:] == [[(32, 24)]] * 10  # 768 pixels a frame: one a batch
@@ -493,6 +566,7 @@ def test_batches_are_bounded_by_pixels(capsys, tmp_path: Path,
 
 def test_pixel_batches_against_a_plain_transcription() -> None:
     from opengraphau.pipeline import MAX_BATCH_PIXELS, frames_per_batch, pixel_batches
+
     rng = np.random.default_rng(3)
     for _ in range(200):
         counts = [int(c) for c in rng.integers(0, MAX_BATCH_PIXELS // 2, rng.integers(0, 30))]
@@ -508,11 +582,20 @@ def test_pixel_batches_against_a_plain_transcription() -> None:
 
 # -- the API on pictures without pixels --------------------------------------------------------
 
-@pytest.mark.parametrize("image", [np.zeros((0, 0, 3), np.uint8), np.zeros((0, 10, 3), np.uint8),
-                                   np.zeros((10, 0), np.uint8), Image.new("RGB", (0, 0))],
-                         ids=["0x0x3", "0x10x3", "10x0", "PIL 0x0"])
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((0, 0, 3), np.uint8),
+        np.zeros((0, 10, 3), np.uint8),
+        np.zeros((10, 0), np.uint8),
+        Image.new("RGB", (0, 0)),
+    ],
+    ids=["0x0x3", "0x10x3", "10x0", "PIL 0x0"],
+)
 def test_predict_on_pictures_without_pixels(image) -> None:
     from opengraphau import AUPredictor
+
     predictor = AUPredictor(arch="resnet18", stage=1, untrained=True)
     with pytest.raises(ImageError, match="has no pixels"):
         predictor.predict([image])
@@ -520,15 +603,34 @@ def test_predict_on_pictures_without_pixels(image) -> None:
 
 # -- no library noise, whatever HOME or TMPDIR -------------------------------------------------
 
+
 @pytest.mark.parametrize("home,tmp", [("/proc", "/nonexistent"), ("/nonexistent", "/proc")])
 def test_no_library_noise_under_odd_home_or_tmpdir(home: str, tmp: str, tmp_path: Path) -> None:
     clip = _video(tmp_path / "clip.mp4", frames=6)
-    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CACHE_HOME",
-                                                             "XDG_CONFIG_HOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")
+    }
     env.update(HOME=home, TMPDIR=tmp, PYTHONPATH=str(ROOT))
-    process = subprocess.run([sys.executable, "-m", "opengraphau", *FAST, "--draw_text",
-                              "--output-dir", str(tmp_path / "out"), "--input", str(clip),
-                              _image(tmp_path / "a.png")],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opengraphau",
+            *FAST,
+            "--draw_text",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--input",
+            str(clip),
+            _image(tmp_path / "a.png"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == 0
     assert process.stderr.splitlines() == [BANNER]

@@ -1,5 +1,6 @@
 """BatchedMTCNN against facenet-pytorch's own `detect_face`, with the same loaded networks, on
 real photos (skimage's public-domain astronaut and cat) and on the edge cases facenet fails on."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,8 +58,14 @@ def reference(det, photos):
         if (name, min_face) not in cache:
             with torch.inference_mode():
                 boxes, points = facenet.detect_face(
-                    photos[name], min_face, det.pnet, det.rnet, det.onet,
-                    list(det.thresholds), det.factor, "cpu",
+                    photos[name],
+                    min_face,
+                    det.pnet,
+                    det.rnet,
+                    det.onet,
+                    list(det.thresholds),
+                    det.factor,
+                    "cpu",
                 )
             cache[name, min_face] = (
                 torch.as_tensor(np.asarray(boxes[0], np.float32).reshape(-1, 5)),
@@ -188,7 +195,7 @@ def test_no_images(det):
 def test_image_too_small_for_a_face(det, height, width, min_face):
     """No pyramid level holds a 12 px window: no faces (facenet raises on an empty pyramid)."""
     img = torch.full((height, width, 3), 128, dtype=torch.uint8)
-    (boxes, marks), = det.detect_with_landmarks([img], min_face)
+    ((boxes, marks),) = det.detect_with_landmarks([img], min_face)
     assert boxes.shape == (0, 5) and marks.shape == (0, 5, 2)
 
 
@@ -277,8 +284,11 @@ def test_pyramid_levels_are_area_interpolation(photos, out_h, out_w):
     sizes = tables.heights, tables.widths
     zero = torch.zeros(2, dtype=torch.long)
     mtcnn._area_resize(
-        tables, torch.tensor([0, 1]), (zero, zero, *sizes), (torch.tensor([20, out_h]),
-        torch.tensor([30, out_w])), canvas
+        tables,
+        torch.tensor([0, 1]),
+        (zero, zero, *sizes),
+        (torch.tensor([20, out_h]), torch.tensor([30, out_w])),
+        canvas,
     )
     want = F.interpolate(img.permute(2, 0, 1)[None].float(), (out_h, out_w), mode="area")
     assert torch.equal(canvas[1, :out_h, :out_w].permute(2, 0, 1), (want[0] - 127.5) * 0.0078125)
@@ -306,7 +316,8 @@ def test_buckets_share_calls_within_their_padding_limits(kind):
         height, width = shape
         padding = height * width - level.height * level.width
         return (
-            level.height <= height and level.width <= width
+            level.height <= height
+            and level.width <= width
             and padding <= max(tuning.pad_waste * height * width, tuning.pad_slack)
             and (count + 1) * height * width <= tuning.pnet_pixels
         )
@@ -420,8 +431,7 @@ def test_detection_work_does_not_grow_with_the_batch(photos):
     det = BatchedMTCNN()
     det.tuning = mtcnn._TUNING["cuda"]
     base = [photos["astronaut"], photos["two_faces"], photos["cat"], photos["head_30x40"]]
-    many = [image(resized(p.numpy(), 400 + 37 * n, 300 + 23 * n)) for n, p in
-            enumerate(base * 4)]
+    many = [image(resized(p.numpy(), 400 + 37 * n, 300 + 23 * n)) for n, p in enumerate(base * 4)]
 
     def operations(images):
         with profile(activities=[ProfilerActivity.CPU]) as prof:

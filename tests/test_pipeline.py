@@ -1,5 +1,6 @@
 """The one pipeline: the same records from every way of feeding it, crops on the device equal to
 Pillow's within rounding, and the GPU formulation of stage 2's pair scores equal to the CPU's."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,11 @@ def photos() -> list[Frame]:
     pair = Image.new("RGB", (400, 230), (128, 128, 128))
     pair.paste(head.resize((120, 120)), (10, 60))
     pair.paste(head.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (190, 15))
-    return [Frame.of("astronaut", astronaut), Frame.of("pair", np.asarray(pair)),
-            Frame.of("cat", data.chelsea())]
+    return [
+        Frame.of("astronaut", astronaut),
+        Frame.of("pair", np.asarray(pair)),
+        Frame.of("cat", data.chelsea()),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +57,9 @@ def test_records_per_frame(resnet18_s2: Path, photos: list[Frame], detector: Fac
     assert pipeline.times.detect > 0 and pipeline.times.model > 0
 
 
-def test_submit_then_result_equals_a_call(resnet18_s1: Path, photos: list[Frame],
-                                          detector: FaceDetector) -> None:
+def test_submit_then_result_equals_a_call(
+    resnet18_s1: Path, photos: list[Frame], detector: FaceDetector
+) -> None:
     pipeline = Pipeline(load_model(resnet18_s1), detector=detector)
     first, second = pipeline.submit(photos[:2]), pipeline.submit(photos[2:])
     together = first.result() + second.result()
@@ -65,12 +70,13 @@ def test_submit_then_result_equals_a_call(resnet18_s1: Path, photos: list[Frame]
                 np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
 
 
-def test_whole_frame_from_pixels_or_prepared_crop(resnet18_s1: Path,
-                                                  photos: list[Frame]) -> None:
+def test_whole_frame_from_pixels_or_prepared_crop(resnet18_s1: Path, photos: list[Frame]) -> None:
     """Without detection a decoding worker may hand over only the model's crop."""
     pipeline = Pipeline(load_model(resnet18_s1))
-    prepared = [Frame(f.source, 0, 0.0, None, f.size,
-                      pipeline.preprocess.pixels(Image.fromarray(f.image))) for f in photos]
+    prepared = [
+        Frame(f.source, 0, 0.0, None, f.size, pipeline.preprocess.pixels(Image.fromarray(f.image)))
+        for f in photos
+    ]
     for frame, a, b in zip(photos, pipeline(photos), pipeline(prepared)):
         assert a[0].box == b[0].box == (0.0, 0.0, float(frame.size[0]), float(frame.size[1]))
         np.testing.assert_array_equal(a[0].probs, b[0].probs)
@@ -87,8 +93,9 @@ def test_tensor_crops_match_pillow_within_rounding(photos: list[Frame]) -> None:
         assert diff.max() <= 2 and diff.mean() < 0.2
 
 
-def test_tensor_crop_mode_gives_nearly_the_pillow_numbers(resnet18_s2: Path, photos: list[Frame],
-                                                          detector: FaceDetector) -> None:
+def test_tensor_crop_mode_gives_nearly_the_pillow_numbers(
+    resnet18_s2: Path, photos: list[Frame], detector: FaceDetector
+) -> None:
     """The GPU's crop path, run on the CPU: same boxes, probabilities within rounding."""
     model = load_model(resnet18_s2)
     pil = Pipeline(model, detector=detector, crop="pil")(photos)
@@ -112,8 +119,8 @@ def test_predictor_is_a_thin_caller(resnet18_s1: Path, photos: list[Frame]) -> N
 
 
 def test_a_batch_too_large_for_the_device_is_split_until_it_fits(
-        resnet18_s1: Path, photos: list[Frame], detector: FaceDetector,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    resnet18_s1: Path, photos: list[Frame], detector: FaceDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pipeline = Pipeline(load_model(resnet18_s1), detector=detector)
     frames = photos * 2
     expected = pipeline(frames)
@@ -138,8 +145,12 @@ def test_a_batch_too_large_for_the_device_is_split_until_it_fits(
     assert [len(r) for r in pipeline(photos)] == [1, 2, 1] and sizes == [2, 1]
     cat = photos[2]  # a part without faces joins one with faces
     records = pipeline([cat, cat, *photos[:2]])
-    assert [[r.success for r in frame] for frame in records] == [[False], [False], [True],
-                                                                 [True, True]]
+    assert [[r.success for r in frame] for frame in records] == [
+        [False],
+        [False],
+        [True],
+        [True, True],
+    ]
     np.testing.assert_allclose(records[2][0].probs, expected[0][0].probs, atol=1e-6)
     # A frame too large on its own fails alone; the batches keep the size that fitted.
     monkeypatch.setattr(Pipeline, "locate", lambda self, batch, images=None: tight(self, batch * 3))

@@ -1,4 +1,5 @@
 """plot_timeline writes a 1600 x 900 PNG for ordinary, gappy, single-frame and long inputs."""
+
 from __future__ import annotations
 
 from pathlib import Path

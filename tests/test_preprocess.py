@@ -1,4 +1,5 @@
 """Preprocessing: the reference's eval transform, any image mode, EXIF orientation, bad files."""
+
 from __future__ import annotations
 
 from pathlib import Path

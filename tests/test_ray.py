@@ -1,5 +1,6 @@
 """--engine ray against --engine local on one local Ray (2 CPUs, shared by the module): the same
 rows, errors, pictures, resuming, exit codes and summary; videos; cameras; the FaceAUs snippet."""
+
 from __future__ import annotations
 
 import contextlib
@@ -63,17 +64,30 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray_engine, "_BATCHES_PER_BLOCK", 1)
 
 
-def _run(ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = (), capture_factory=None
-         ) -> int:
-    return run_main("--resume", str(ck), "--quiet", "--workers", "0", "--batch-size", "2",
-                    "--output-dir", str(out), "--input", *inputs, *extra,
-                    capture_factory=capture_factory)
+def _run(
+    ck: Path, out: Path, *inputs: str, extra: tuple[str, ...] = (), capture_factory=None
+) -> int:
+    return run_main(
+        "--resume",
+        str(ck),
+        "--quiet",
+        "--workers",
+        "0",
+        "--batch-size",
+        "2",
+        "--output-dir",
+        str(out),
+        "--input",
+        *inputs,
+        *extra,
+        capture_factory=capture_factory,
+    )
 
 
 def _summary(text: str) -> str:
     """The summary (wrapped on lines or not) without its times and output folder."""
     flat = " ".join(text.split())
-    line = flat[max(flat.rfind("done:"), flat.rfind("interrupted:")):].split("; outputs in")[0]
+    line = flat[max(flat.rfind("done:"), flat.rfind("interrupted:")) :].split("; outputs in")[0]
     return re.sub(r"[\d.]+ s\b|[\d.]+ images(\+frames)?/s", "T", line)
 
 
@@ -93,8 +107,9 @@ def _same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def local(folder: Path, resnet18_s1: Path, tmp_path_factory: pytest.TempPathFactory
-          ) -> tuple[Path, str]:
+def local(
+    folder: Path, resnet18_s1: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
     """The local engine's run on `folder`, pictures included, and its summary line: what Ray
     must reproduce."""
     out = tmp_path_factory.mktemp("local") / "out"
@@ -104,8 +119,13 @@ def local(folder: Path, resnet18_s1: Path, tmp_path_factory: pytest.TempPathFact
     return out, _summary(printed.getvalue())
 
 
-def test_images_match_local(folder: Path, resnet18_s1: Path, local: tuple[Path, str],
-                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_images_match_local(
+    folder: Path,
+    resnet18_s1: Path,
+    local: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     expected, summary = local
     out = tmp_path / "ray"
     capsys.readouterr()
@@ -116,20 +136,29 @@ def test_images_match_local(folder: Path, resnet18_s1: Path, local: tuple[Path, 
     rows = read_rows(out)
     _same_rows(rows, read_rows(expected))
     assert {r["file"] for r in rows if r["success"] == "1"} >= {
-        str(folder / "a" / "astronaut_face.jpg"), str(folder / "a" / "two_faces.jpg")}
+        str(folder / "a" / "astronaut_face.jpg"),
+        str(folder / "a" / "two_faces.jpg"),
+    }
     assert _errors(out) == _errors(expected)
     assert {Path(f).name for f, _ in _errors(out)} == {"broken.jpg", "truncated.jpg"}
     assert (out / "completed.csv").read_text() == (expected / "completed.csv").read_text()
 
 
-def test_faces_found_in_the_actors_with_pictures(folder: Path, resnet18_s1: Path,
-                                                 local: tuple[Path, str], tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_faces_found_in_the_actors_with_pictures(
+    folder: Path,
+    resnet18_s1: Path,
+    local: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The GPU layout (the model's actors search for faces), here on CPU actors."""
     expected = local[0]
     placement = ray_engine._placement
-    monkeypatch.setattr(ray_engine, "_placement", lambda options: dataclasses.replace(
-        placement(options), search_in_tasks=False))
+    monkeypatch.setattr(
+        ray_engine,
+        "_placement",
+        lambda options: dataclasses.replace(placement(options), search_in_tasks=False),
+    )
     out = tmp_path / "ray"
     assert _run(resnet18_s1, out, str(folder), extra=("--engine", "ray", "--draw_text")) == 1
     _same_rows(read_rows(out), read_rows(expected))
@@ -138,9 +167,9 @@ def test_faces_found_in_the_actors_with_pictures(folder: Path, resnet18_s1: Path
     assert pictures and sorted(p.relative_to(out) for p in out.rglob("*.jpg")) == pictures
 
 
-def test_whole_frames_resumed_with_skip_existing(folder: Path, resnet18_s1: Path,
-                                                 tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_whole_frames_resumed_with_skip_existing(
+    folder: Path, resnet18_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     whole = ("--no-detect",)
     assert _run(resnet18_s1, tmp_path / "local", str(folder), extra=whole) == 1
     out = tmp_path / "ray"
@@ -149,6 +178,7 @@ def test_whole_frames_resumed_with_skip_existing(folder: Path, resnet18_s1: Path
     capsys.readouterr()
     assert _run(resnet18_s1, out, str(folder), extra=ray_args) == 1
     assert "2 already done" in capsys.readouterr().out
+
     def by_file(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         return sorted(rows, key=lambda r: (r["file"], r["face_id"]))
 
@@ -173,8 +203,15 @@ def test_videos_match_local(resnet18_s1: Path, tmp_path: Path) -> None:
     assert {Path(f).name for f, _ in _errors(out)} == {"garbage.mp4", "cut.mkv"}
     # Frames travel too when they are drawn.
     drawn = tmp_path / "drawn"
-    assert _run(resnet18_s1, drawn, str(clip), extra=(*video, "--engine", "ray", "--draw_text",
-                                                      "--max-frames", "6")) == 0
+    assert (
+        _run(
+            resnet18_s1,
+            drawn,
+            str(clip),
+            extra=(*video, "--engine", "ray", "--draw_text", "--max-frames", "6"),
+        )
+        == 0
+    )
     _same_rows(read_rows(drawn), expected[:6])
     capture = cv2.VideoCapture(str(drawn / "clip_pred.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
@@ -188,9 +225,16 @@ def test_webcam_stays_local(resnet18_s1: Path, tmp_path: Path) -> None:
         cameras.append(FakeCamera())
         return cameras[-1]
 
-    assert _run(resnet18_s1, tmp_path / "out", "webcam:0",
-                extra=("--engine", "ray", "--no-detect", "--max-frames", "5"),
-                capture_factory=factory) == 0
+    assert (
+        _run(
+            resnet18_s1,
+            tmp_path / "out",
+            "webcam:0",
+            extra=("--engine", "ray", "--no-detect", "--max-frames", "5"),
+            capture_factory=factory,
+        )
+        == 0
+    )
     assert len(read_rows(tmp_path / "out")) == 5 and cameras[0].released
 
 
@@ -199,27 +243,44 @@ def test_face_aus_snippet_of_the_docs(folder: Path, resnet18_s1: Path, tmp_path:
     import pyarrow.parquet as pq
 
     from opengraphau.predictor import AUPredictor
+
     text = doc_section("docs/ray.md", "Many machines: Ray")
-    snippet = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S)
-                   if "FaceAUs" in block)
+    snippet = next(
+        block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "FaceAUs" in block
+    )
     photos = tmp_path / "photos"
     shutil.copytree(folder / "a", photos)
     checkpoint = '"checkpoints/OpenGprahAU-ResNet50_first_stage.pth"'
-    snippet = (snippet.replace('"photos/"', repr(str(photos)))
-               .replace(checkpoint, repr(str(resnet18_s1)))
-               .replace('"aus/"', repr(str(tmp_path / "aus"))))
+    snippet = (
+        snippet.replace('"photos/"', repr(str(photos)))
+        .replace(checkpoint, repr(str(resnet18_s1)))
+        .replace('"aus/"', repr(str(tmp_path / "aus")))
+    )
     exec(compile(snippet, "docs/ray.md", "exec"), {})
     table = pq.read_table(tmp_path / "aus").to_pandas().sort_values(["file", "face_id"])
     expected = AUPredictor(resnet18_s1, detect_faces=True, batch_size=16).predict(
-        sorted(photos.iterdir()))
+        sorted(photos.iterdir())
+    )
     faces = [face for result in expected for face in result.faces]
     assert list(table["file"]) == [face.source for face in faces]
-    assert list(table.columns[:10]) == ["file", "frame", "timestamp", "face_id", "success",
-                                        "confidence", "x", "y", "w", "h"]
-    np.testing.assert_allclose(table[list(AU_COLUMNS)].to_numpy(),
-                               np.stack([face.probs for face in faces]), atol=1e-5)
-    np.testing.assert_allclose(table[["x", "y", "w", "h"]].to_numpy(),
-                               np.array([face.box for face in faces]), atol=1e-5)
+    assert list(table.columns[:10]) == [
+        "file",
+        "frame",
+        "timestamp",
+        "face_id",
+        "success",
+        "confidence",
+        "x",
+        "y",
+        "w",
+        "h",
+    ]
+    np.testing.assert_allclose(
+        table[list(AU_COLUMNS)].to_numpy(), np.stack([face.probs for face in faces]), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        table[["x", "y", "w", "h"]].to_numpy(), np.array([face.box for face in faces]), atol=1e-5
+    )
 
 
 def test_a_worker_without_the_checkpoint_is_one_error(folder: Path, tmp_path: Path) -> None:
@@ -231,19 +292,23 @@ def test_a_worker_without_the_checkpoint_is_one_error(folder: Path, tmp_path: Pa
     from opengraphau.pipeline import Pipeline
     from opengraphau.predictor import build_model_for
     from opengraphau.sources.inputs import collect_inputs
+
     options = Options(inputs=(str(folder / "b"),), untrained=True, arch="resnet18", engine="ray")
-    model = build_model_for(None, arch="resnet18", stage=None, device=torch.device("cpu"),
-                            precision="fp32")
-    engine = ray_engine.RayEngine(Pipeline(model), options,
-                                  weights=Weights(tmp_path / "elsewhere.pth"), keep_pixels=False)
+    model = build_model_for(
+        None, arch="resnet18", stage=None, device=torch.device("cpu"), precision="fp32"
+    )
+    engine = ray_engine.RayEngine(
+        Pipeline(model), options, weights=Weights(tmp_path / "elsewhere.pth"), keep_pixels=False
+    )
     with pytest.raises(OpenGraphAUError, match=r"a Ray worker failed \(.*no such checkpoint"):
         list(engine.images(collect_inputs(options.inputs).items))
     engine.close()
     assert ray.is_initialized()  # the module's connection, which the engine did not open
 
 
-def test_an_actor_out_of_memory_reaches_the_runs_warning(folder: Path, resnet18_s1: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_actor_out_of_memory_reaches_the_runs_warning(
+    folder: Path, resnet18_s1: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An actor whose device held fewer frames than its batch reports how many fit, and where;
     the engine keeps the smallest report for the run's warning. (The actor is built in this
     process, where its device can be made to run out of memory.)"""
@@ -256,17 +321,34 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(folder: Path, resnet18_
     from opengraphau.sources.inputs import InputItem
 
     monkeypatch.setattr(ray_engine, "_use_assigned_cpus", lambda: None)  # none assigned here
-    spec = ray_engine._ModelSpec(str(resnet18_s1), "resnet18", 1, "fp32", 3, False, search=True,
-                                 min_face_size=20, max_faces=None, exact_pixels=False)
+    spec = ray_engine._ModelSpec(
+        str(resnet18_s1),
+        "resnet18",
+        1,
+        "fp32",
+        3,
+        False,
+        search=True,
+        min_face_size=20,
+        max_faces=None,
+        exact_pixels=False,
+    )
     actor = ray_engine._Model(spec, pixels=False)
-    paths = [folder / "a" / "astronaut_face.jpg", folder / "a" / "two_faces.jpg",
-             folder / "c" / "astronaut.jpg"]
+    paths = [
+        folder / "a" / "astronaut_face.jpg",
+        folder / "a" / "two_faces.jpg",
+        folder / "c" / "astronaut.jpg",
+    ]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    batch = {"index": np.arange(3), "error": ray_engine._bytes([""] * 3),
-             "image": ray_engine._ragged(images),
-             "width": np.array([i.shape[1] for i in images]),
-             "height": np.array([i.shape[0] for i in images]),
-             "detect_s": np.zeros(3), "task_node": np.array(["node"] * 3, dtype=object)}
+    batch = {
+        "index": np.arange(3),
+        "error": ray_engine._bytes([""] * 3),
+        "image": ray_engine._ragged(images),
+        "width": np.array([i.shape[1] for i in images]),
+        "height": np.array([i.shape[0] for i in images]),
+        "detect_s": np.zeros(3),
+        "task_node": np.array(["node"] * 3, dtype=object),
+    }
     fitted = actor(batch)
     locate = Pipeline.locate
 
@@ -281,10 +363,15 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(folder: Path, resnet18_
     assert fitted["fit"].tolist() == [0, 0, 0] and split["fit"].tolist() == [1, 1, 1]
     assert {ray_engine._text(w) for w in split["fit_on"]} == {where}
     assert [len(f) for f in split["face_id"]] == [len(f) for f in fitted["face_id"]] == [1, 2, 1]
-    np.testing.assert_allclose(np.concatenate(split["probs"]), np.concatenate(fitted["probs"]),
-                               atol=1e-6)
-    engine = ray_engine.RayEngine(actor.pipeline, Options((str(folder),), engine="ray"),
-                                  weights=Weights(resnet18_s1), keep_pixels=False)
+    np.testing.assert_allclose(
+        np.concatenate(split["probs"]), np.concatenate(fitted["probs"]), atol=1e-6
+    )
+    engine = ray_engine.RayEngine(
+        actor.pipeline,
+        Options((str(folder),), engine="ray"),
+        weights=Weights(resnet18_s1),
+        keep_pixels=False,
+    )
     try:
         items = [InputItem(str(p), "image") for p in paths]
         engine._outcomes(items, {**fitted, "node": fitted["task_node"]})

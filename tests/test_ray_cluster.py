@@ -1,5 +1,6 @@
 """--engine ray joining a cluster: a bad --ray-address ends in one line; two nodes (simulated on
 this machine) share the work and give the local engine's records."""
+
 from __future__ import annotations
 
 import os
@@ -27,17 +28,36 @@ import opengraphau.engines.ray as ray_engine  # noqa: E402
 pytestmark = pytest.mark.ray
 
 
-@pytest.mark.parametrize(("address", "reason"), [
-    ("127.0.0.1:1", "no Ray cluster answers there"),
-    ("nonsense", "not a Ray address"),
-])
-def test_bad_address_is_one_line(address: str, reason: str, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1:1", "no Ray cluster answers there"),
+        ("nonsense", "not a Ray address"),
+    ],
+)
+def test_bad_address_is_one_line(
+    address: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
-    assert run_main("--untrained", "--arc", "resnet18", "--no-detect", "--quiet", "--engine",
-                    "ray", "--ray-address", address, "--output-dir", str(tmp_path / "out"),
-                    "--input", str(image)) == 2
+    assert (
+        run_main(
+            "--untrained",
+            "--arc",
+            "resnet18",
+            "--no-detect",
+            "--quiet",
+            "--engine",
+            "ray",
+            "--ray-address",
+            address,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--input",
+            str(image),
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "UNTRAINED" not in line]
     assert len(lines) == 1 and lines[0].startswith(f"demo.py: error: --ray-address {address}: ")
@@ -59,14 +79,25 @@ def test_two_nodes_share_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        options = Options(inputs=(str(folder),), untrained=True, arch="resnet18", batch_size=2,
-                          workers=0, engine="ray", ray_address=cluster.address)
-        model = build_model_for(None, arch="resnet18", stage=None, device=torch.device("cpu"),
-                                precision="fp32")
+        options = Options(
+            inputs=(str(folder),),
+            untrained=True,
+            arch="resnet18",
+            batch_size=2,
+            workers=0,
+            engine="ray",
+            ray_address=cluster.address,
+        )
+        model = build_model_for(
+            None, arch="resnet18", stage=None, device=torch.device("cpu"), precision="fp32"
+        )
         pipeline = Pipeline(model, detector=FaceDetector(), batch_size=2)
         items = collect_inputs(options.inputs).items
-        expected = [o for batch in LocalEngine(pipeline, options, keep_pixels=False).images(items)
-                    for o in batch]
+        expected = [
+            o
+            for batch in LocalEngine(pipeline, options, keep_pixels=False).images(items)
+            for o in batch
+        ]
         engine = ray_engine.RayEngine(pipeline, options, weights=None, keep_pixels=False)
         try:
             outcomes = [o for batch in engine.images(items) for o in batch]
@@ -80,15 +111,19 @@ def test_two_nodes_share_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     got = [r for o in outcomes for r in o.records]
     want = [r for o in expected for r in o.records]
     assert [(r.face_id, r.success, r.box is None) for r in got] == [
-        (r.face_id, r.success, r.box is None) for r in want]
+        (r.face_id, r.success, r.box is None) for r in want
+    ]
     assert any(r.success for r in got)
-    np.testing.assert_allclose([r.probs for r in got if r.success],
-                               [r.probs for r in want if r.success], atol=1e-5)
-    np.testing.assert_allclose([r.box for r in got if r.box], [r.box for r in want if r.box],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        [r.probs for r in got if r.success], [r.probs for r in want if r.success], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        [r.box for r in got if r.box], [r.box for r in want if r.box], atol=1e-5
+    )
 
 
 def test_an_address_needs_the_ray_engine() -> None:
     from opengraphau.errors import ConfigError
+
     with pytest.raises(ConfigError, match="ray_address='h:6379': .*only with the ray engine"):
         Options(inputs=("a.jpg",), ray_address="h:6379")

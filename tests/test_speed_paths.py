@@ -1,4 +1,5 @@
 """load_model()'s fast default path, bf16/fp16, GPU and ONNX export, against the oracle."""
+
 from __future__ import annotations
 
 import copy
@@ -16,8 +17,9 @@ from oracle import oracle_forward, random_model
 FP32_TOL = 1e-4
 LOW_PRECISION_TOL = 1e-2
 
-needs_bf16 = pytest.mark.skipif(not cpu_supports_bf16(),
-                                reason="this CPU has no native bf16 (AVX512-BF16/AMX)")
+needs_bf16 = pytest.mark.skipif(
+    not cpu_supports_bf16(), reason="this CPU has no native bf16 (AVX512-BF16/AMX)"
+)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
@@ -111,13 +113,17 @@ def test_load_model_default_and_plain(resnet18_s2: Path) -> None:
         assert max_dp(fast(x), oracle_forward(plain, x)) <= FP32_TOL
 
 
-@pytest.mark.parametrize("precision,device,error,message", [
-    ("fp16", "cpu", DeviceError, "fp16 runs on CUDA only"),
-    ("int8", "cpu", ConfigError, "choose one of fp32, bf16, fp16"),
-    ("bf16", "meta", DeviceError, "bf16 runs on CPU or CUDA"),
-])
+@pytest.mark.parametrize(
+    "precision,device,error,message",
+    [
+        ("fp16", "cpu", DeviceError, "fp16 runs on CUDA only"),
+        ("int8", "cpu", ConfigError, "choose one of fp32, bf16, fp16"),
+        ("bf16", "meta", DeviceError, "bf16 runs on CPU or CUDA"),
+    ],
+)
 def test_unsupported_precision_is_one_line_naming_the_parameter(
-        precision: str, device: str, error: type, message: str) -> None:
+    precision: str, device: str, error: type, message: str
+) -> None:
     with pytest.raises(error, match=message) as info:
         check_precision(precision, device)
     assert "\n" not in str(info.value)
@@ -153,8 +159,9 @@ def test_bf16_stage1_close_to_fp32_where_the_graph_agrees() -> None:
     fast, low = optimize_for_inference(model), optimize_for_inference(model, precision="bf16")
     nodes = {}
     for name, m in (("fp32", fast), ("bf16", low)):
-        m.head.gnn.register_forward_hook(lambda mod, args, out, name=name:
-                                         nodes.__setitem__(name, args[0]))
+        m.head.gnn.register_forward_hook(
+            lambda mod, args, out, name=name: nodes.__setitem__(name, args[0])
+        )
     x = images(6)
     with torch.inference_mode():
         dp = (low(x) - fast(x)).abs().amax(dim=1)
@@ -170,8 +177,9 @@ def test_bf16_stage1_close_to_fp32_where_the_graph_agrees() -> None:
 
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("precision,tol", [("fp32", FP32_TOL), ("fp16", LOW_PRECISION_TOL),
-                                           ("bf16", LOW_PRECISION_TOL)])
+@pytest.mark.parametrize(
+    "precision,tol", [("fp32", FP32_TOL), ("fp16", LOW_PRECISION_TOL), ("bf16", LOW_PRECISION_TOL)]
+)
 @pytest.mark.parametrize("stage", [1, 2])
 def test_cuda_paths(stage: int, precision: str, tol: float) -> None:
     """fp32 on CUDA is fp32 (no TF32) and equals the CPU oracle; at low precision, stage 1's
@@ -190,8 +198,9 @@ def test_cuda_paths(stage: int, precision: str, tol: float) -> None:
         nodes = {}
         reference = optimize_for_inference(model, device="cuda")
         for name, m in (("fp32", reference), ("low", fast)):
-            m.head.gnn.register_forward_hook(lambda mod, args, out, name=name:
-                                             nodes.__setitem__(name, args[0]))
+            m.head.gnn.register_forward_hook(
+                lambda mod, args, out, name=name: nodes.__setitem__(name, args[0])
+            )
         with torch.inference_mode():
             reference(x.cuda()), fast(x.cuda())
             gnn = reference.head.gnn

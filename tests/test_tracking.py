@@ -1,5 +1,6 @@
 """FaceTracker ids on synthetic records (boxes and real faces' embeddings in, ids out), and
 Smoother numbers against plain NumPy."""
+
 from __future__ import annotations
 
 import math
@@ -30,11 +31,22 @@ def box(cx: float, cy: float, size: float = SIZE) -> Box:
     return (cx - size / 2, cy - size / 2, size, size)
 
 
-def faces(boxes: list[Box], t: int = 0, embeddings: list | None = None,
-          confidence: float = 0.999) -> list[FaceRecord]:
-    return [FaceRecord("clip", t, t / FPS, i, b, confidence, np.zeros(41, np.float32),
-                       None if embeddings is None else embeddings[i])
-            for i, b in enumerate(boxes)]
+def faces(
+    boxes: list[Box], t: int = 0, embeddings: list | None = None, confidence: float = 0.999
+) -> list[FaceRecord]:
+    return [
+        FaceRecord(
+            "clip",
+            t,
+            t / FPS,
+            i,
+            b,
+            confidence,
+            np.zeros(41, np.float32),
+            None if embeddings is None else embeddings[i],
+        )
+        for i, b in enumerate(boxes)
+    ]
 
 
 def ids_of(tracker: FaceTracker, boxes: list[Box], t: int) -> list[int]:
@@ -45,22 +57,38 @@ def ids_of(tracker: FaceTracker, boxes: list[Box], t: int) -> list[int]:
 def looks(resnet18_s1: Path) -> dict[str, np.ndarray]:
     """Per person, VIEWS embeddings (the calibrated ResNet-18's) of their face cropped a few
     pixels and percent apart, as a detector frames one face from frame to frame."""
-    model = build_model_for(resnet18_s1, arch=None, stage=None, device=torch.device("cpu"),
-                            precision="fp32")
+    model = build_model_for(
+        resnet18_s1, arch=None, stage=None, device=torch.device("cpu"), precision="fp32"
+    )
     pipeline = Pipeline(model)
     found = {}
     for name, sprite in face_sprites().items():
         x, y, w, h = SPRITE_FACES[name]
         picture = Image.fromarray(sprite)
-        views = [Frame.of(name, np.asarray(square_crop(picture, (
-            x + 3 * math.sin(k), y + 3 * math.cos(1.3 * k), w * (1 + 0.05 * math.sin(k)),
-            h * (1 + 0.05 * math.sin(k)))))) for k in range(VIEWS)]
+        views = [
+            Frame.of(
+                name,
+                np.asarray(
+                    square_crop(
+                        picture,
+                        (
+                            x + 3 * math.sin(k),
+                            y + 3 * math.cos(1.3 * k),
+                            w * (1 + 0.05 * math.sin(k)),
+                            h * (1 + 0.05 * math.sin(k)),
+                        ),
+                    )
+                ),
+            )
+            for k in range(VIEWS)
+        ]
         found[name] = np.stack([records[0].embedding for records in pipeline(views)])
     return found
 
 
-def play(tracker: FaceTracker, script: Script, looks: dict[str, np.ndarray] | None,
-         every: int = 1) -> dict[str, list[int]]:
+def play(
+    tracker: FaceTracker, script: Script, looks: dict[str, np.ndarray] | None, every: int = 1
+) -> dict[str, list[int]]:
     """Per person, the ids it got in the frames it was in (every `every`-th frame)."""
     given: dict[str, list[int]] = {}
     for t in range(0, len(script), every):
@@ -106,12 +134,19 @@ def hidden(frames: int) -> Script:
 def swap(gap: int) -> Script:
     """The astronaut stands for 30 frames and leaves; `gap` frames later the cameraman stands
     where she was."""
-    return [{"astronaut": box(160, 120)} if t < 30 else
-            {"cameraman": box(160, 120)} if t >= 30 + gap else {} for t in range(70)]
+    return [
+        {"astronaut": box(160, 120)}
+        if t < 30
+        else {"cameraman": box(160, 120)}
+        if t >= 30 + gap
+        else {}
+        for t in range(70)
+    ]
 
 
 def test_people_look_further_apart_than_one_face_from_frame_to_frame(
-        looks: dict[str, np.ndarray]) -> None:
+    looks: dict[str, np.ndarray],
+) -> None:
     """What the tests below rely on: the random but calibrated backbone tells these two people
     apart (the closest pair of their crops is twice as far apart as two crops of one face are at
     most), though at a scale of 1e-7."""
@@ -130,8 +165,9 @@ def test_moving_face_keeps_its_id() -> None:
     ids = []
     for t in range(60):
         jitter = rng.uniform(-3, 3, size=2)
-        ids += ids_of(tracker, [box(100 + 8 * t + jitter[0], 200 + 2 * t + jitter[1],
-                                    SIZE + t / 2)], t)
+        ids += ids_of(
+            tracker, [box(100 + 8 * t + jitter[0], 200 + 2 * t + jitter[1], SIZE + t / 2)], t
+        )
     assert ids == [UNCONFIRMED] * 2 + [0] * 58
 
 
@@ -139,7 +175,11 @@ def test_confirmation_takes_three_frames_or_a_sure_detection() -> None:
     tracker = FaceTracker()
     # seen in frames 0, 2, 3 (one missed in between): confirmed at its third
     assert [ids_of(tracker, [box(100, 100)] if t != 1 else [], t) for t in range(4)] == [
-        [UNCONFIRMED], [], [UNCONFIRMED], [0]]
+        [UNCONFIRMED],
+        [],
+        [UNCONFIRMED],
+        [0],
+    ]
     # seen in frames 10 and 13 (two missed): the second sighting starts over
     assert ids_of(tracker, [box(100, 100), box(300, 100)], 10) == [0, UNCONFIRMED]
     assert ids_of(tracker, [box(100, 100)], 11) == [0]
@@ -200,8 +240,7 @@ def test_hidden_face_at_a_coarser_frame_step(looks: dict[str, np.ndarray]) -> No
 
 
 @pytest.mark.parametrize("gap", [1, 5, 20])
-def test_new_person_where_one_left_gets_a_new_id(looks: dict[str, np.ndarray],
-                                                 gap: int) -> None:
+def test_new_person_where_one_left_gets_a_new_id(looks: dict[str, np.ndarray], gap: int) -> None:
     given = play(FaceTracker(), swap(gap), looks)
     assert confirmed(given["astronaut"]) == {0} and confirmed(given["cameraman"]) == {1}
     # by motion alone the newcomer would take her id: the appearance makes the difference
@@ -225,16 +264,19 @@ def test_much_smaller_face_at_the_same_place_is_another_face() -> None:
 def test_timestamps_that_stall_go_back_or_are_not_numbers() -> None:
     tracker = FaceTracker()
     times = [0.0, 0.04, 0.04, 0.02, math.nan, math.inf, 0.2, 0.24]
-    ids = [tracker.update(faces([box(100 + 3 * t, 100)], t), time)[0]
-           for t, time in enumerate(times)]
+    ids = [
+        tracker.update(faces([box(100 + 3 * t, 100)], t), time)[0] for t, time in enumerate(times)
+    ]
     assert ids == [UNCONFIRMED] * 2 + [0] * 6
 
 
 def test_unusable_embeddings_are_ignored() -> None:
     tracker = FaceTracker()
     bad = [np.zeros(512), np.full(512, np.nan), np.full(512, np.inf), np.zeros(0)]
-    ids = [tracker.update(faces([box(100 + 2 * t, 100)], t, [bad[t % 4]]), t / FPS)[0]
-           for t in range(8)]
+    ids = [
+        tracker.update(faces([box(100 + 2 * t, 100)], t, [bad[t % 4]]), t / FPS)[0]
+        for t in range(8)
+    ]
     assert ids == [UNCONFIRMED] * 2 + [0] * 6
 
 
@@ -253,9 +295,16 @@ def test_tracks_end_and_say_so() -> None:
     assert ids_of(tracker, [box(100, 100)], 10) == [UNCONFIRMED]  # ids are never reused
 
 
-@pytest.mark.parametrize("param, value", [
-    ("max_distance", 0.0), ("confirm_frames", 0), ("confirm_score", 1.5), ("max_lost_s", -1.0),
-    ("reid_s", 0.5)])
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("max_distance", 0.0),
+        ("confirm_frames", 0),
+        ("confirm_score", 1.5),
+        ("max_lost_s", -1.0),
+        ("reid_s", 0.5),
+    ],
+)
 def test_bad_settings_name_their_parameter(param: str, value: float) -> None:
     with pytest.raises(ConfigError) as caught:
         FaceTracker(**{param: value})
@@ -269,15 +318,18 @@ def test_tracked_faces_smooth_per_track_from_the_first_frame() -> None:
     levels = {"left": [0.1, 0.2, 0.9, 0.3], "right": [0.8, 0.7, 0.0, 0.6]}
     out: dict[str, list[FaceRecord]] = {"left": [], "right": []}
     for t in range(4):
-        records = [FaceRecord("clip", t, t / FPS, i, box(x, 100), 0.999,
-                              np.full(41, levels[side][t], np.float32))
-                   for i, (side, x) in enumerate((("right", 400), ("left", 100)))]
+        records = [
+            FaceRecord(
+                "clip", t, t / FPS, i, box(x, 100), 0.999, np.full(41, levels[side][t], np.float32)
+            )
+            for i, (side, x) in enumerate((("right", 400), ("left", 100)))
+        ]
         for record, side in zip(tracked(records), ("right", "left")):
             out[side].append(record)
     assert [r.face_id for r in out["right"]] == [UNCONFIRMED, UNCONFIRMED, 0, 0]
     assert [r.face_id for r in out["left"]] == [UNCONFIRMED, UNCONFIRMED, 1, 1]
     for side, values in levels.items():
-        expected = [np.median(values[max(0, t - 2):t + 1]) for t in range(4)]
+        expected = [np.median(values[max(0, t - 2) : t + 1]) for t in range(4)]
         np.testing.assert_allclose([r.probs[0] for r in out[side]], expected, rtol=1e-6)
     nothing = [FaceRecord.no_face(Frame.of("clip", np.zeros((4, 4, 3), np.uint8), 4, 0.16))]
     assert tracked(nothing) == nothing
@@ -294,7 +346,7 @@ def test_smoother_median_matches_numpy() -> None:
     for t in range(12):
         out = smoother(7, frames[t])
         smoother(8, other[t])  # another track must not mix in
-        expected = np.median(frames[max(0, t - k + 1):t + 1], axis=0)
+        expected = np.median(frames[max(0, t - k + 1) : t + 1], axis=0)
         assert out.shape == (41,) and out.dtype == np.float32
         np.testing.assert_allclose(out, expected, rtol=1e-6)
 
@@ -310,7 +362,7 @@ def test_smoother_ema_matches_numpy() -> None:
         out = smoother(3, frames[t])
         weights = alpha * (1 - alpha) ** np.arange(t, -1, -1)
         weights[0] = (1 - alpha) ** t
-        np.testing.assert_allclose(out, weights @ frames[:t + 1], rtol=1e-10)
+        np.testing.assert_allclose(out, weights @ frames[: t + 1], rtol=1e-10)
 
 
 def test_smoother_forget_and_identity() -> None:
@@ -353,6 +405,7 @@ def test_rows_wait_for_their_faces_confirmation() -> None:
     assert [[r.face_id for r in rows] for _, rows in held.flush()] == [[0, UNCONFIRMED]]
     assert held.flush() == []
     short: IdsFromFirstFrame[int] = IdsFromFirstFrame(
-        TrackedFaces(FaceTracker(confirm_frames=30), None), limit=2)
+        TrackedFaces(FaceTracker(confirm_frames=30), None), limit=2
+    )
     released = [t for n in range(6) for t, _ in short(n, faces([box(100, 100)], n))]
     assert released == [0, 1, 2, 3]

@@ -1,5 +1,6 @@
 """VideoSource and VideoWriter on real small videos written with OpenCV into tmp_path, and the
 labels drawn on annotated video frames."""
+
 from __future__ import annotations
 
 import threading
@@ -33,13 +34,13 @@ def encode(index: int) -> np.ndarray:
     image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
     for bit in range(BITS):
         if index >> bit & 1:
-            image[:, bit * STRIPE:(bit + 1) * STRIPE] = 255
+            image[:, bit * STRIPE : (bit + 1) * STRIPE] = 255
     return image
 
 
 def decode(image: np.ndarray) -> int:
     """The index drawn by encode(), read from the stripes' centres."""
-    centres = image[HEIGHT // 4:-HEIGHT // 4, STRIPE // 2::STRIPE].mean(axis=(0, 2))
+    centres = image[HEIGHT // 4 : -HEIGHT // 4, STRIPE // 2 :: STRIPE].mean(axis=(0, 2))
     return sum(1 << bit for bit, value in enumerate(centres[:BITS]) if value > 127)
 
 
@@ -134,22 +135,23 @@ def test_truncated_file_keeps_early_frames_and_sets_error(tmp_path: Path) -> Non
     path = write_video(tmp_path / "full.mkv", 60)
     data = path.read_bytes()
     cut = tmp_path / "cut.mkv"
-    cut.write_bytes(data[:len(data) // 2])
+    cut.write_bytes(data[: len(data) // 2])
     with VideoSource(str(cut)) as source:
         assert source.frame_count == 60
         frames = list(source)
     assert 0 < len(frames) < 50
     assert indices(frames) == list(range(len(frames)))
     assert [decode(f.image) for f in frames] == list(range(len(frames)))
-    assert source.error == (f"decoding stopped at frame {len(frames)} of 60 "
-                            "(file damaged or truncated)")
+    assert source.error == (
+        f"decoding stopped at frame {len(frames)} of 60 (file damaged or truncated)"
+    )
 
 
 def test_truncated_mp4_is_an_error(tmp_path: Path) -> None:
     # MP4 from OpenCV has its index at the end: cut in half, nothing is decodable.
     data = write_video(tmp_path / "full.mp4", 60).read_bytes()
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[:len(data) // 2])
+    cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoError, match="cannot open as a video"):
         VideoSource(str(cut))
 
@@ -280,8 +282,10 @@ BACKGROUND = (30, 60, 90)
 
 def _faces(boxes: list[tuple[float, float, float, float]], ids: list[int]) -> list[FaceRecord]:
     rng = np.random.default_rng(len(boxes))
-    return [FaceRecord("clip", 0, 0.0, i, box, 0.99, rng.random(41).astype(np.float32))
-            for box, i in zip(boxes, ids)]
+    return [
+        FaceRecord("clip", 0, 0.0, i, box, 0.99, rng.random(41).astype(np.float32))
+        for box, i in zip(boxes, ids)
+    ]
 
 
 def _box_lines(faces: list[FaceRecord], shape: tuple[int, ...]) -> np.ndarray:
@@ -292,16 +296,20 @@ def _box_lines(faces: list[FaceRecord], shape: tuple[int, ...]) -> np.ndarray:
         x, y, w, h = face.box
         x0, y0 = int(np.floor(x)), int(np.floor(y))
         x1, y1 = int(np.ceil(x + w)), int(np.ceil(y + h))
-        mask[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
+        mask[max(0, y0) : y1 + 1, max(0, x0) : x1 + 1] = True
         inset = 1 if face.face_id == UNCONFIRMED else FRAME_BOX_PX
-        mask[max(0, y0 + inset):y1 + 1 - inset, max(0, x0 + inset):x1 + 1 - inset] = False
+        mask[max(0, y0 + inset) : y1 + 1 - inset, max(0, x0 + inset) : x1 + 1 - inset] = False
     return mask
 
 
-@pytest.mark.parametrize("size, boxes", [
-    ((320, 240), [(100, 80, 40, 48), (146, 84, 38, 46), (60, 170, 30, 36), (250, 20, 30, 30)]),
-    ((160, 120), [(10 + 18 * i, 40 + 6 * (i % 2), 16, 18) for i in range(8)]),
-    ((1920, 1080), [(300 + 70 * i, 400 + 30 * (i % 2), 60, 70) for i in range(9)])])
+@pytest.mark.parametrize(
+    "size, boxes",
+    [
+        ((320, 240), [(100, 80, 40, 48), (146, 84, 38, 46), (60, 170, 30, 36), (250, 20, 30, 30)]),
+        ((160, 120), [(10 + 18 * i, 40 + 6 * (i % 2), 16, 18) for i in range(8)]),
+        ((1920, 1080), [(300 + 70 * i, 400 + 30 * (i % 2), 60, 70) for i in range(9)]),
+    ],
+)
 def test_labels_never_overlap_and_hold_their_text(size: tuple[int, int], boxes: list) -> None:
     """Close faces: labels side by side, each wholly in the frame, every drawn pixel on a box
     outline or a label, and every label painted all over (no text on the picture)."""
@@ -317,7 +325,7 @@ def test_labels_never_overlap_and_hold_their_text(size: tuple[int, int], boxes: 
         assert len(labels) == len(ids) - 1  # room for all: every confirmed face has its label
     for i, (x0, y0, x1, y1) in enumerate(rects):
         assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
-        for u0, v0, u1, v1 in rects[i + 1:]:
+        for u0, v0, u1, v1 in rects[i + 1 :]:
             assert x1 <= u0 or u1 <= x0 or y1 <= v0 or v1 <= y0, "labels overlap"
         assert (drawn[y0:y1, x0:x1] != BACKGROUND).any(axis=-1).all(), "text on the picture"
     on_labels = np.zeros(frame.shape[:2], bool)
@@ -351,8 +359,9 @@ def test_labels_name_their_aus_where_there_is_room() -> None:
     assert roomy.named and len(roomy.aus) == 6
     index = roomy.aus[0]
     assert _au_text(index, 0.834, roomy.named) == f"AU{AU_IDS[index]} {AU_NAMES[index]} 0.83"
-    crowded = frame_labels(_faces([(10 + 18 * i, 40, 16, 18) for i in range(8)],
-                                  list(range(8))), (160, 120))
+    crowded = frame_labels(
+        _faces([(10 + 18 * i, 40, 16, 18) for i in range(8)], list(range(8))), (160, 120)
+    )
     assert crowded and not any(label.named for label in crowded)
 
 

@@ -1,6 +1,7 @@
 """--detect-every K: full face searches on key frames, a search around the known faces between
 (`faces.keyframes`), and ids on a person's rows from their first frame, on synthetic clips made
 from real photos (people walking, entering, leaving, crossing)."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,12 @@ def _people() -> list[Actor]:
     return [
         Actor(faces["astronaut"], 80, lambda t: (60 + 4 * t, 110), box["astronaut"]),
         Actor(faces["cameraman"], 80, lambda t: (270 - 4 * t, 130), box["cameraman"]),
-        Actor(faces["astronaut"], 64, lambda t: (250, 60 + math.sin(t / 3)) if 13 <= t < 31
-              else None, box["astronaut"]),
+        Actor(
+            faces["astronaut"],
+            64,
+            lambda t: (250, 60 + math.sin(t / 3)) if 13 <= t < 31 else None,
+            box["astronaut"],
+        ),
     ]
 
 
@@ -48,15 +53,31 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
 
 
 @pytest.fixture(scope="module")
-def runs(clip: tuple[Path, list], resnet18_s1: Path,
-         tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+def runs(
+    clip: tuple[Path, list], resnet18_s1: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[int, Path]:
     """The clip's output folder at K = 1 and K = 5."""
     folders = {}
     for k in (1, 5):
         out = tmp_path_factory.mktemp(f"k{k}")
-        assert run_main("--resume", str(resnet18_s1), "--quiet", "--workers", "0",
-                        "--batch-size", "8", "--detect-every", str(k),
-                        "--output-dir", str(out), "--input", str(clip[0])) == 0
+        assert (
+            run_main(
+                "--resume",
+                str(resnet18_s1),
+                "--quiet",
+                "--workers",
+                "0",
+                "--batch-size",
+                "8",
+                "--detect-every",
+                str(k),
+                "--output-dir",
+                str(out),
+                "--input",
+                str(clip[0]),
+            )
+            == 0
+        )
         folders[k] = out
     return folders
 
@@ -90,8 +111,9 @@ def test_detect_every_1_is_the_full_search_of_every_frame(clip: tuple[Path, list
     assert (search.frames, search.key_frames) == (12, 12)
 
 
-def test_key_frames_find_the_faces_the_full_search_finds(runs: dict[int, Path],
-                                                         clip: tuple[Path, list]) -> None:
+def test_key_frames_find_the_faces_the_full_search_finds(
+    runs: dict[int, Path], clip: tuple[Path, list]
+) -> None:
     """K = 5 against K = 1 on the same frames: every face found (recall >= 0.98; a face that
     enters may wait for the next key frame, `test_an_entering_face...`), boxes with IoU >= 0.75
     each and a median >= 0.9, AU probabilities within 0.02 at the median."""
@@ -108,8 +130,9 @@ def test_key_frames_find_the_faces_the_full_search_finds(runs: dict[int, Path],
             if best is not None and iou(_box(r), _box(best)) >= 0.5:
                 hits += 1
                 ious.append(iou(_box(r), _box(best)))
-                diffs.append(np.abs(np.array([float(r[c]) - float(best[c])
-                                              for c in AU_COLUMNS])).max())
+                diffs.append(
+                    np.abs(np.array([float(r[c]) - float(best[c]) for c in AU_COLUMNS])).max()
+                )
     assert total > 80 and hits / total >= 0.98
     assert min(ious) >= 0.75 and np.median(ious) >= 0.9
     assert np.median(diffs) <= 0.02
@@ -118,13 +141,17 @@ def test_key_frames_find_the_faces_the_full_search_finds(runs: dict[int, Path],
 
 
 def test_an_entering_face_is_found_within_k_frames_and_a_leaving_one_ends(
-        runs: dict[int, Path], clip: tuple[Path, list]) -> None:
+    runs: dict[int, Path], clip: tuple[Path, list]
+) -> None:
     """The second astronaut enters at frame 13, between key frames: found by frame 15, the next
     key frame; she leaves at frame 31 and no row of her follows; her rows carry one id."""
     truth = clip[1]
     keyed = _faces(runs[5])
-    hers = {t: [r for r in keyed[t] if iou(_box(r), truth[t][2]) >= 0.3]
-            for t in range(FRAMES) if truth[t][2] is not None}
+    hers = {
+        t: [r for r in keyed[t] if iou(_box(r), truth[t][2]) >= 0.3]
+        for t in range(FRAMES)
+        if truth[t][2] is not None
+    }
     seen = [t for t, rows in hers.items() if rows]
     assert 13 <= seen[0] <= 15 and seen[-1] == 30
     assert all(hers[t] for t in range(seen[0], 31))
@@ -133,8 +160,9 @@ def test_an_entering_face_is_found_within_k_frames_and_a_leaving_one_ends(
     assert len(ids) == 1 and ids != {"-1"}
 
 
-def test_ids_from_the_first_frame_and_one_per_person(runs: dict[int, Path],
-                                                     clip: tuple[Path, list]) -> None:
+def test_ids_from_the_first_frame_and_one_per_person(
+    runs: dict[int, Path], clip: tuple[Path, list]
+) -> None:
     """Every person's rows carry their id from their first row on, at K = 1 and K = 5: as many
     ids as people, none given to two of them, none -1."""
     truth = clip[1]
@@ -142,14 +170,21 @@ def test_ids_from_the_first_frame_and_one_per_person(runs: dict[int, Path],
         found = _faces(runs[k])
         ids: list[set[str]] = []
         for person in range(3):
-            ids.append({r["face_id"] for t in found for r in found[t]
-                        if truth[t][person] is not None and iou(_box(r), truth[t][person]) >= 0.3})
+            ids.append(
+                {
+                    r["face_id"]
+                    for t in found
+                    for r in found[t]
+                    if truth[t][person] is not None and iou(_box(r), truth[t][person]) >= 0.3
+                }
+            )
         assert all(len(i) == 1 and i != {"-1"} for i in ids), (k, ids)
         assert len(set.union(*ids)) == 3
 
 
-def test_ctrl_c_and_resume_keep_every_row_once(clip: tuple[Path, list], resnet18_s1: Path,
-                                               runs: dict[int, Path], tmp_path: Path) -> None:
+def test_ctrl_c_and_resume_keep_every_row_once(
+    clip: tuple[Path, list], resnet18_s1: Path, runs: dict[int, Path], tmp_path: Path
+) -> None:
     """Ctrl-C after the second batch: the rows held for confirmation are written; the video is
     not completed, so --skip-existing does it again, and the rows are those of a run never
     stopped, each once."""
@@ -162,8 +197,14 @@ def test_ctrl_c_and_resume_keep_every_row_once(clip: tuple[Path, list], resnet18
             self.asked += 1
             return self.asked == 2
 
-    options = Options(inputs=(str(clip[0]),), output_dir=tmp_path / "o", checkpoint=resnet18_s1,
-                      detect_every=5, batch_size=8, workers=0)
+    options = Options(
+        inputs=(str(clip[0]),),
+        output_dir=tmp_path / "o",
+        checkpoint=resnet18_s1,
+        detect_every=5,
+        batch_size=8,
+        workers=0,
+    )
     assert run(options, CtrlCAfterTwoBatches()).interrupted
     cut = read_rows(tmp_path / "o")
     assert sorted({int(r["frame"]) for r in cut}) == list(range(16))
@@ -173,16 +214,36 @@ def test_ctrl_c_and_resume_keep_every_row_once(clip: tuple[Path, list], resnet18
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ray_video_tasks_give_the_local_rows(clip: tuple[Path, list], resnet18_s1: Path,
-                                            runs: dict[int, Path], tmp_path: Path) -> None:
+def test_ray_video_tasks_give_the_local_rows(
+    clip: tuple[Path, list], resnet18_s1: Path, runs: dict[int, Path], tmp_path: Path
+) -> None:
     import os
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert run_main("--resume", str(resnet18_s1), "--quiet", "--workers", "0",
-                        "--batch-size", "8", "--detect-every", "5", "--engine", "ray",
-                        "--output-dir", str(tmp_path / "r"), "--input", str(clip[0])) == 0
+        assert (
+            run_main(
+                "--resume",
+                str(resnet18_s1),
+                "--quiet",
+                "--workers",
+                "0",
+                "--batch-size",
+                "8",
+                "--detect-every",
+                "5",
+                "--engine",
+                "ray",
+                "--output-dir",
+                str(tmp_path / "r"),
+                "--input",
+                str(clip[0]),
+            )
+            == 0
+        )
     finally:
         ray.shutdown()
     assert read_rows(tmp_path / "r") == read_rows(runs[5])
@@ -195,6 +256,7 @@ def test_the_search_around_faces_is_the_same_on_a_device(monkeypatch: pytest.Mon
     import torch
 
     import opengraphau.faces.detector as detector_module
+
     images = render_clip(_people(), 20, SIZE)[0]
     detector = FaceDetector()
     known = detector.detect(images[15:16])[0]
@@ -212,8 +274,9 @@ def test_a_bad_detect_every_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().err.strip() == "demo.py: error: --detect-every 0: must be at least 1"
 
 
-def test_detect_every_1_gives_todays_rows(runs: dict[int, Path], clip: tuple[Path, list],
-                                          resnet18_s1: Path) -> None:
+def test_detect_every_1_gives_todays_rows(
+    runs: dict[int, Path], clip: tuple[Path, list], resnet18_s1: Path
+) -> None:
     """--detect-every 1 against the road before key frames, rebuilt here: every frame searched
     in full by the pipeline, records tracked frame by frame. Every field is the same, byte for
     byte, but face_id: the same id where that road had one, and the person's id where it wrote
@@ -226,20 +289,21 @@ def test_detect_every_1_gives_todays_rows(runs: dict[int, Path], clip: tuple[Pat
     from opengraphau.sources.video import VideoSource
     from opengraphau.tracking import FaceTracker, TrackedFaces
 
-    model = build_model_for(resnet18_s1, arch=None, stage=None, device=torch.device("cpu"),
-                            precision="fp32")
+    model = build_model_for(
+        resnet18_s1, arch=None, stage=None, device=torch.device("cpu"), precision="fp32"
+    )
     pipeline = Pipeline(model, detector=FaceDetector(), batch_size=8)
     tracked = TrackedFaces(FaceTracker(), None)
     today: list[list[str]] = []
     with VideoSource(str(clip[0])) as source:
         frames = list(source)
     for start in range(0, len(frames), 8):
-        for records in pipeline(frames[start:start + 8]):
+        for records in pipeline(frames[start : start + 8]):
             today += [csv_fields(r, False) for r in tracked(records)]
     rows = [list(r.values()) for r in read_rows(runs[1])]
     face_id = list(read_rows(runs[1])[0]).index("face_id")
     assert len(rows) == len(today)
     for new, old in zip(rows, today):
-        assert new[:face_id] + new[face_id + 1:] == old[:face_id] + old[face_id + 1:]
+        assert new[:face_id] + new[face_id + 1 :] == old[:face_id] + old[face_id + 1 :]
         assert new[face_id] == old[face_id] or (old[face_id] == "-1" and new[face_id] != "-1")
     assert sum(old[face_id] == "-1" for old in today) >= 6  # 2 frames for each of 3 people

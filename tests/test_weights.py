@@ -1,6 +1,7 @@
 """Official models by name: fetched, checked, cached, resumed, shared between processes — against a
 local HTTP server (loopback only) that serves official-layout checkpoints and plays Google
 Drive's behaviours (a confirm page, a quota page, a cut transfer, 429, a stall)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -58,16 +59,21 @@ class _Handler(BaseHTTPRequestHandler):
         action = plan.pop(0) if plan else "serve"
         if url.path == "/uc" and action == "confirm":
             fields = {"id": "x", "export": "download", "confirm": "t", "uuid": "u-1"}
-            inputs = "".join(f'<input type="hidden" name="{k}" value="{v}">'
-                             for k, v in fields.items())
-            return self._page('<html><body>Google Drive can\'t scan this file for viruses.'
-                              f'<form id="download-form" action="/download" method="get">'
-                              f'{inputs}<input type="submit" value="Download anyway"></form>'
-                              "</body></html>")
+            inputs = "".join(
+                f'<input type="hidden" name="{k}" value="{v}">' for k, v in fields.items()
+            )
+            return self._page(
+                "<html><body>Google Drive can't scan this file for viruses."
+                f'<form id="download-form" action="/download" method="get">'
+                f'{inputs}<input type="submit" value="Download anyway"></form>'
+                "</body></html>"
+            )
         if action == "quota":
-            return self._page("<html><head><title>Google Drive - Quota exceeded</title></head>"
-                              "<body>Too many users have viewed or downloaded this file "
-                              "recently.</body></html>")
+            return self._page(
+                "<html><head><title>Google Drive - Quota exceeded</title></head>"
+                "<body>Too many users have viewed or downloaded this file "
+                "recently.</body></html>"
+            )
         if action == "429":
             self.send_response(429)
             self.end_headers()
@@ -104,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         step = 1 << 20
         for i in range(0, len(rest), step):
             try:
-                self.wfile.write(rest[i:i + step])
+                self.wfile.write(rest[i : i + step])
             except OSError:  # the client left (Ctrl-C)
                 return None
             if action == "slow":
@@ -138,8 +144,9 @@ def server(resnet18_s1: Path) -> Iterator[tuple[str, Served]]:
 
 
 @pytest.fixture()
-def cache(tmp_path: Path, server: tuple[str, Served],
-          monkeypatch: pytest.MonkeyPatch) -> ModelCache:
+def cache(
+    tmp_path: Path, server: tuple[str, Served], monkeypatch: pytest.MonkeyPatch
+) -> ModelCache:
     """An empty cache, online, with Google Drive's links pointed at the loopback server."""
     base, _ = server
     monkeypatch.setenv("OPENGRAPHAU_HOME", str(tmp_path / "cache"))
@@ -159,15 +166,23 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def _command(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "opengraphau", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "opengraphau", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # -- as a user meets it ------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_first_run_downloads_checks_and_runs_then_the_second_downloads_nothing(
-        server: tuple[str, Served], tmp_path: Path) -> None:
+    server: tuple[str, Served], tmp_path: Path
+) -> None:
     """The issue's "done when": a fresh HOME, the mirror variable at a local server."""
     base, served = server
     home = tmp_path / "home"
@@ -185,7 +200,10 @@ def test_first_run_downloads_checks_and_runs_then_the_second_downloads_nothing(
     assert index["source"] == base + "/files/" + R18.filename
     run = json.loads((tmp_path / "a" / "run.json").read_text())["runs"][0]["checkpoint"]
     assert (run["official"], run["sha256"], run["path"]) == (
-        "resnet18-s1", index["sha256"], str(cached))
+        "resnet18-s1",
+        index["sha256"],
+        str(cached),
+    )
     assert len(read_rows(tmp_path / "a")) == 1
 
     second = _command(*args, "--output-dir", str(tmp_path / "b"), env=env, cwd=tmp_path)
@@ -197,46 +215,72 @@ def test_first_run_downloads_checks_and_runs_then_the_second_downloads_nothing(
     assert listing.returncode == 0, listing.stderr
     line = next(ln for ln in listing.stdout.splitlines() if ln.startswith("resnet18-s1 "))
     assert " yes, " in line
-    assert next(ln for ln in listing.stdout.splitlines()
-                if ln.startswith("resnet18-s2 ")).endswith(" no")
+    assert next(ln for ln in listing.stdout.splitlines() if ln.startswith("resnet18-s2 ")).endswith(
+        " no"
+    )
     assert str(home / ".cache" / "opengraphau") in listing.stdout
 
 
 def test_without_any_checkpoint_offline_the_message_is_short_and_names_the_fix(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The suite runs offline with an empty cache: no checkpoint anywhere. Nothing is made in
     the output folder."""
     out = tmp_path / "out"
-    assert main(["--input", str(FACE), "--checkpoint-dir", str(tmp_path / "none"),
-                 "--output-dir", str(out)], prog="opengraphau") == 2
+    assert (
+        main(
+            [
+                "--input",
+                str(FACE),
+                "--checkpoint-dir",
+                str(tmp_path / "none"),
+                "--output-dir",
+                str(out),
+            ],
+            prog="opengraphau",
+        )
+        == 2
+    )
     (line,) = capsys.readouterr().err.strip().splitlines()
     root = os.environ["OPENGRAPHAU_HOME"]
-    assert line == (f"opengraphau: error: no checkpoint; resnet50-s2: not cached (offline); run "
-                    "`opengraphau download resnet50-s2`, or copy "
-                    f"OpenGprahAU-ResNet50_second_stage.pth into {root}/")
+    assert line == (
+        f"opengraphau: error: no checkpoint; resnet50-s2: not cached (offline); run "
+        "`opengraphau download resnet50-s2`, or copy "
+        f"OpenGprahAU-ResNet50_second_stage.pth into {root}/"
+    )
     assert len(line) - len(root) < 170  # under 200 with ~/.cache/opengraphau
     assert not out.exists()
 
 
 def test_a_model_name_given_to_resume_is_pointed_to_model(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--resume", "resnet50-s2", "--input", str(FACE), "--output-dir",
-                 str(tmp_path / "o")], prog="opengraphau") == 2
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            ["--resume", "resnet50-s2", "--input", str(FACE), "--output-dir", str(tmp_path / "o")],
+            prog="opengraphau",
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip() == (
         "opengraphau: error: --resume resnet50-s2: no such file; for the official model of "
-        "that name, give --model resnet50-s2")
+        "that name, give --model resnet50-s2"
+    )
 
 
 def test_an_unknown_model_name_lists_the_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--model", "resnet51-s1", "--input", str(FACE)], prog="opengraphau") == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("opengraphau: error: --model resnet51-s1: no official model of that "
-                           "name; choose one of resnet18-s1, resnet50-s1,")
+    assert line.startswith(
+        "opengraphau: error: --model resnet51-s1: no official model of that "
+        "name; choose one of resnet18-s1, resnet50-s1,"
+    )
     assert main(["download", "nope"], prog="opengraphau") == 2
     assert "no official model of that name" in capsys.readouterr().err
 
 
 # -- fetching ----------------------------------------------------------------------------------
+
 
 def test_google_drive_confirm_page_is_followed(cache: ModelCache, server) -> None:
     _, served = server
@@ -247,8 +291,9 @@ def test_google_drive_confirm_page_is_followed(cache: ModelCache, server) -> Non
     assert model.source.endswith("/uc?id=" + R18.drive_id)
 
 
-def test_a_quota_page_is_refused_in_one_line_with_the_browser_link(cache: ModelCache,
-                                                                    server) -> None:
+def test_a_quota_page_is_refused_in_one_line_with_the_browser_link(
+    cache: ModelCache, server
+) -> None:
     _, served = server
     served.plans["/uc"] = ["quota"]
     with pytest.raises(DownloadError) as caught:
@@ -259,12 +304,16 @@ def test_a_quota_page_is_refused_in_one_line_with_the_browser_link(cache: ModelC
     assert not cache.path_of(R18).exists()
 
 
-def test_a_page_saved_in_place_of_the_file_is_recognised_and_removed(cache: ModelCache,
-                                                                      server) -> None:
+def test_a_page_saved_in_place_of_the_file_is_recognised_and_removed(
+    cache: ModelCache, server
+) -> None:
     _, served = server
     served.plans["/uc"] = ["page-as-file"]
-    with pytest.raises(DownloadError, match=r"sent a web page, not the checkpoint; open "
-                                            r"https://drive\.google\.com/.*it was removed"):
+    with pytest.raises(
+        DownloadError,
+        match=r"sent a web page, not the checkpoint; open "
+        r"https://drive\.google\.com/.*it was removed",
+    ):
         cache.get("resnet18-s1", progress=False)
     assert not any(cache.root.glob("OpenGprahAU*"))
 
@@ -272,8 +321,11 @@ def test_a_page_saved_in_place_of_the_file_is_recognised_and_removed(cache: Mode
 def test_a_cut_transfer_resumes_to_a_byte_identical_file(cache: ModelCache, server) -> None:
     _, served = server
     served.plans["/uc"] = ["cut"]
-    with pytest.raises(DownloadError, match=r"the transfer was cut at .* MB .*run the same "
-                                            r"command again to resume"):
+    with pytest.raises(
+        DownloadError,
+        match=r"the transfer was cut at .* MB .*run the same "
+        r"command again to resume",
+    ):
         cache.get("resnet18-s1", progress=False)
     part = cache.path_of(R18).with_name(R18.filename + ".part")
     kept = part.stat().st_size
@@ -297,8 +349,9 @@ def test_429_and_a_stall_say_what_to_do_and_keep_what_came(cache: ModelCache, se
     assert cache.get("resnet18-s1", progress=False).path.read_bytes() == served.files["/uc"]
 
 
-def test_a_mirror_is_tried_first_then_google_drive(cache: ModelCache, server,
-                                                   tmp_path: Path) -> None:
+def test_a_mirror_is_tried_first_then_google_drive(
+    cache: ModelCache, server, tmp_path: Path
+) -> None:
     base, served = server
     model = cache.get("resnet18-s1", progress=False, mirror=base + "/nothing-here")
     assert [p for p, _ in served.requests] == [f"/nothing-here/{R18.filename}", "/uc"]
@@ -318,12 +371,16 @@ def test_a_mirror_is_tried_first_then_google_drive(cache: ModelCache, server,
     assert len(served.requests) == count and model.source == str(folder / R18.filename)
 
 
-def test_a_file_that_is_not_the_named_model_is_refused(cache: ModelCache, server,
-                                                       resnet18_s2: Path) -> None:
+def test_a_file_that_is_not_the_named_model_is_refused(
+    cache: ModelCache, server, resnet18_s2: Path
+) -> None:
     _, served = server
     served.files["/uc"] = resnet18_s2.read_bytes()
-    with pytest.raises(DownloadError, match=r"is not that model \(holds a resnet18 stage-2 "
-                                            r"model, not resnet18 stage-1.*it was removed"):
+    with pytest.raises(
+        DownloadError,
+        match=r"is not that model \(holds a resnet18 stage-2 "
+        r"model, not resnet18 stage-1.*it was removed",
+    ):
         cache.get("resnet18-s1", progress=False)
     assert not any(cache.root.glob("OpenGprahAU*"))
 
@@ -339,7 +396,8 @@ def test_a_cached_file_that_changed_is_fetched_again(cache: ModelCache, server) 
 
 
 def test_a_file_copied_into_the_cache_by_hand_is_checked_and_recorded(
-        cache: ModelCache, server, resnet18_s2: Path) -> None:
+    cache: ModelCache, server, resnet18_s2: Path
+) -> None:
     _, served = server
     cache.root.mkdir(parents=True)
     cache.path_of(R18).write_bytes(served.files["/uc"])
@@ -352,19 +410,39 @@ def test_a_file_copied_into_the_cache_by_hand_is_checked_and_recorded(
         cache.get("resnet18-s2", offline=True)
 
 
-def test_offline_never_opens_a_socket(cache: ModelCache, monkeypatch: pytest.MonkeyPatch,
-                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_offline_never_opens_a_socket(
+    cache: ModelCache,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a socket was opened")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    with pytest.raises(DownloadError, match=r"not cached \(offline\); run `opengraphau "
-                                            r"download resnet18-s1`, or copy "
-                                            r"OpenGprahAU-ResNet18_first_stage\.pth into"):
+    with pytest.raises(
+        DownloadError,
+        match=r"not cached \(offline\); run `opengraphau "
+        r"download resnet18-s1`, or copy "
+        r"OpenGprahAU-ResNet18_first_stage\.pth into",
+    ):
         cache.get("resnet18-s1", offline=True)
-    assert main(["--model", "resnet18-s1", "--offline", "--input", str(FACE), "--output-dir",
-                 str(tmp_path / "o")], prog="opengraphau") == 2
+    assert (
+        main(
+            [
+                "--model",
+                "resnet18-s1",
+                "--offline",
+                "--input",
+                str(FACE),
+                "--output-dir",
+                str(tmp_path / "o"),
+            ],
+            prog="opengraphau",
+        )
+        == 2
+    )
     assert "resnet18-s1: not cached (offline)" in capsys.readouterr().err
     monkeypatch.setenv("OPENGRAPHAU_OFFLINE", "1")
     with pytest.raises(DownloadError, match="offline"):
@@ -372,7 +450,8 @@ def test_offline_never_opens_a_socket(cache: ModelCache, monkeypatch: pytest.Mon
 
 
 def test_no_network_an_unwritable_cache_and_a_full_disk_are_one_line_each(
-        cache: ModelCache, server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: ModelCache, server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
@@ -381,31 +460,46 @@ def test_no_network_an_unwritable_cache_and_a_full_disk_are_one_line_each(
         cache.get("resnet18-s1", progress=False)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.raises(DownloadError, match=r"cannot write the model cache .*a-file/cache .*"
-                                            r"set OPENGRAPHAU_HOME to a writable folder"):
+    with pytest.raises(
+        DownloadError,
+        match=r"cannot write the model cache .*a-file/cache .*"
+        r"set OPENGRAPHAU_HOME to a writable folder",
+    ):
         ModelCache(blocker / "cache").get("resnet18-s1", progress=False)
     base, served = server
     monkeypatch.setattr(official_table, "DRIVE_DOWNLOAD", base + "/uc?id={}")
     monkeypatch.setattr("shutil.disk_usage", lambda path: SimpleNamespace(free=1000))
-    with pytest.raises(DownloadError, match=r"needs \d+ MB in .*, which has 0 MB free; free "
-                                            r"space or set OPENGRAPHAU_HOME"):
+    with pytest.raises(
+        DownloadError,
+        match=r"needs \d+ MB in .*, which has 0 MB free; free "
+        r"space or set OPENGRAPHAU_HOME",
+    ):
         cache.get("resnet18-s1", progress=False)
     assert not cache.path_of(R18).exists()
 
 
 def test_a_model_without_a_public_link_says_how_to_get_it(cache: ModelCache) -> None:
-    with pytest.raises(DownloadError, match=r"resnet101-s1: the reference gives no public link "
-                                            r".*set OPENGRAPHAU_MIRROR"):
+    with pytest.raises(
+        DownloadError,
+        match=r"resnet101-s1: the reference gives no public link "
+        r".*set OPENGRAPHAU_MIRROR",
+    ):
         cache.get("resnet101-s1", progress=False)
 
 
 # -- processes ---------------------------------------------------------------------------------
 
+
 def _start_download(home: Path, base: str, *names: str) -> subprocess.Popen:
     env = _env(home, OPENGRAPHAU_HOME=str(home / "cache"), OPENGRAPHAU_MIRROR=base + "/files")
-    return subprocess.Popen([sys.executable, "-m", "opengraphau", "download", *names,
-                             "--quiet"], env=env, cwd=home, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "opengraphau", "download", *names, "--quiet"],
+        env=env,
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -436,8 +530,9 @@ def test_ctrl_c_mid_transfer_then_the_next_try_resumes(server, tmp_path: Path) -
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert err.strip() == ("opengraphau download: resnet18-s1: interrupted; run the same command "
-                           "again to resume")
+    assert err.strip() == (
+        "opengraphau download: resnet18-s1: interrupted; run the same command again to resume"
+    )
     kept = part.stat().st_size
     assert not (tmp_path / "cache" / R18.filename).exists()
     resumed = _start_download(tmp_path, base, "resnet18-s1")
@@ -461,17 +556,42 @@ def test_ray_workers_take_the_model_from_their_cache(cache: ModelCache, server) 
     from opengraphau.engines.ray import _ModelSpec
 
     model = cache.get("resnet18-s1", progress=False)
-    spec = _ModelSpec(None, "resnet18", 1, "fp32", 2, False, False, 20, None, False,
-                      model="resnet18-s1", sha256=model.sha256)
+    spec = _ModelSpec(
+        None,
+        "resnet18",
+        1,
+        "fp32",
+        2,
+        False,
+        False,
+        20,
+        None,
+        False,
+        model="resnet18-s1",
+        sha256=model.sha256,
+    )
     assert spec._checkpoint() == str(model.path)
-    other = _ModelSpec(None, "resnet18", 1, "fp32", 2, False, False, 20, None, False,
-                       model="resnet18-s1", sha256="0" * 64)
+    other = _ModelSpec(
+        None,
+        "resnet18",
+        1,
+        "fp32",
+        2,
+        False,
+        False,
+        20,
+        None,
+        False,
+        model="resnet18-s1",
+        sha256="0" * 64,
+    )
     with pytest.raises(Exception, match=r"holds another file under this name"):
         other._checkpoint()
 
 
 def test_run_json_calls_a_file_official_by_its_hash_not_its_name(
-        cache: ModelCache, resnet18_s2: Path, tmp_path: Path) -> None:
+    cache: ModelCache, resnet18_s2: Path, tmp_path: Path
+) -> None:
     """The bytes the cache fetched for resnet18-s1, under any name, are that model; another
     file under the official name is not."""
     fetched = cache.get("resnet18-s1", progress=False)
@@ -483,11 +603,27 @@ def test_run_json_calls_a_file_official_by_its_hash_not_its_name(
     found = {}
     for name, path in (("renamed", renamed), ("impostor", impostor)):
         out = tmp_path / name
-        assert main(["--resume", str(path), "--input", str(FACE), "--no-detect", "--quiet",
-                     "--output-dir", str(out)], prog="opengraphau") == 0
+        assert (
+            main(
+                [
+                    "--resume",
+                    str(path),
+                    "--input",
+                    str(FACE),
+                    "--no-detect",
+                    "--quiet",
+                    "--output-dir",
+                    str(out),
+                ],
+                prog="opengraphau",
+            )
+            == 0
+        )
         found[name] = json.loads((out / "run.json").read_text())["runs"][0]["checkpoint"]
     assert (found["renamed"]["official"], found["renamed"]["official_file"]) == (
-        "resnet18-s1", R18.filename)
+        "resnet18-s1",
+        R18.filename,
+    )
     assert found["renamed"]["sha256"] == fetched.sha256
     assert (found["impostor"]["official"], found["impostor"]["official_file"]) == (None, None)
 
