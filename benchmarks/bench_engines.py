@@ -55,6 +55,7 @@ def run_cli(folder: Path, out: Path, engine: str, arch: str, batch: int, detect:
         str(folder),
         "--output-dir",
         str(out),
+        "--overwrite",  # repeats write into the same folder
     ] + ([] if detect else ["--no-detect"])
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = time.perf_counter()

@@ -233,6 +233,7 @@ def folder_throughput(
             str(batch),
             "--output-dir",
             out,
+            "--overwrite",  # repeats write into the same folder
         ]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)

@@ -97,6 +97,7 @@ def whole_run(
         str(folder),
         "--output-dir",
         str(out),
+        "--overwrite",  # repeats write into the same folder
         "--quiet",
         "--batch-size",
         str(args.batch_size),

@@ -78,6 +78,7 @@ def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> di
         str(clip),
         "--output-dir",
         str(out),
+        "--overwrite",  # repeats write into the same folder
         *extra,
     ]
     start = time.perf_counter()
