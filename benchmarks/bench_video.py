@@ -45,7 +45,7 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int] = (640, 480)) ->
     face = np.ascontiguousarray(data.astronaut()[20:240, 120:340][..., ::-1])
     frames = int(seconds * FPS)
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, size)
     for i in range(frames):
         frame = np.full((height, width, 3), 170, np.uint8)
         x = 20 + (3 * i) % (width - 260)

@@ -70,6 +70,7 @@ def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
     real face photos (a train-mode pass), in place in the official-layout `state`: with made-up
     statistics the outputs would barely depend on the image, and parity tests would prove little.
     """
+    from opengraphau.model.blocks import AUBlocks
     from opengraphau.model.checkpoint import checkpoint_filter_fn
     from opengraphau.model.opengraphau import build_model
 
@@ -95,6 +96,7 @@ def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
         }
     )
     blocks = model.head.au_linears
+    assert isinstance(blocks, AUBlocks)
     for i in range(blocks.weight.shape[0]):
         out = tokens @ blocks.weight[i].T + blocks.bias[i]
         new[f"head.main_class_linears.{i}.bn.running_mean"] = out.mean(dim=(0, 1))
@@ -137,7 +139,7 @@ def write_video(path: Path, frames: int, *, face_until: int, fourcc: str = "mp4v
     """A 480 x 320 clip at `VIDEO_FPS`: skimage's astronaut's face sliding right over a grey
     background, leaving the picture at frame `face_until`."""
     face = np.ascontiguousarray(data.astronaut()[20:240, 120:340][..., ::-1])
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (480, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), VIDEO_FPS, (480, 320))
     for i in range(frames):
         frame = np.full((320, 480, 3), 180, np.uint8)
         if i < face_until:
@@ -164,6 +166,12 @@ class FakeCamera:
     def read(self) -> tuple[bool, np.ndarray]:
         self.reads += 1
         return True, self.frame(self.reads)
+
+    def grab(self) -> bool:
+        raise AssertionError("a camera is read, never grabbed")
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        raise AssertionError("a camera is read, never retrieved")
 
     def get(self, prop: int) -> float:
         return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
