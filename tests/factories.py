@@ -8,7 +8,9 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -19,6 +21,7 @@ from skimage import data
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.cli import main
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 FACE = ROOT / "demo_imgs" / "astronaut_face.jpg"
 #: `tests/data/checkpoint-keys/ARCH_stageN.json`: [[key, shape], ...] of the official files.
@@ -207,6 +210,14 @@ def read_rows(out: Path, name: str = "predictions.csv") -> list[dict[str, str]]:
 def probs_of(rows: list[dict[str, str]]) -> np.ndarray:
     """(rows, 41) AU probabilities of CSV rows."""
     return np.array([[float(r[c]) for c in AU_COLUMNS] for r in rows])
+
+
+def present(values: Iterable[T | None]) -> list[T]:
+    """`values` as a list, none of which may be missing: what a test knows is there (the
+    probabilities of faces that were found, the pixels of decoded frames), typed so."""
+    items = list(values)
+    assert all(value is not None for value in items), "a value the test expects is None"
+    return [value for value in items if value is not None]
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
