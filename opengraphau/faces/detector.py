@@ -214,13 +214,21 @@ class FaceDetector:
                 side = math.sqrt(w / copy.scale_x * h / copy.scale_y)
                 cx, cy = (x + w / 2) / copy.scale_x, (y + h / 2) / copy.scale_y
                 half = reach * side
+                # A face at the frame's edge is searched down to a share of its visible part:
+                # its box there may be larger than the face that comes into the picture.
+                seen = math.sqrt(
+                    max(0.0, min(x + w, small_w * copy.scale_x) - max(x, 0.0))
+                    / copy.scale_x
+                    * max(0.0, min(y + h, small_h * copy.scale_y) - max(y, 0.0))
+                    / copy.scale_y
+                )
                 square = _Square(
                     n,
                     max(0, math.floor(cx - half)),
                     max(0, math.floor(cy - half)),
                     min(small_w, math.ceil(cx + half)),
                     min(small_h, math.ceil(cy + half)),
-                    max(copy.min_face, _SMALLEST_CHANGE * side),
+                    max(copy.min_face, _SMALLEST_CHANGE * min(side, seen)),
                 )
                 if min(square.right - square.left, square.bottom - square.top) < square.least:
                     continue  # the face has left the picture
