@@ -225,6 +225,7 @@ def compare_keyframes(
     finally:
         local.KeyFrameSearch = plain  # type: ignore[misc]
     base = found[ks[0]]
+    print(f"K={ks[0]}: ids per person %s, id switches %s" % _ids(base, truth), flush=True)
     for k in ks[1:]:
         hits = total = 0
         ious, diffs = [], []
@@ -253,16 +254,7 @@ def compare_keyframes(
             ]
             if first and first[0] > 0 and seen and seen0:
                 late.append(seen[0] - seen0[0])
-        per_person, switches = [], 0
-        for a in range(len(truth[0])):
-            ids = [
-                o["face_id"]
-                for t in sorted(found[k])
-                for o in found[k][t]
-                if truth[t][a] is not None and iou(_box(o), truth[t][a]) >= 0.3
-            ]
-            per_person.append(len(set(ids) - {"-1"}))
-            switches += sum(x != y for x, y in zip(ids, ids[1:]))
+        per_person, switches = _ids(found[k], truth)
         results[k].update(
             recall=hits / max(1, total),
             iou_min=min(ious, default=float("nan")),
@@ -278,6 +270,21 @@ def compare_keyframes(
             flush=True,
         )
     return results
+
+
+def _ids(found: dict[int, list[dict]], truth: list[list]) -> tuple[list[int], int]:
+    """Per person (by the drawn boxes) the ids given, and id changes along all people's rows."""
+    per_person, switches = [], 0
+    for a in range(len(truth[0])):
+        ids = [
+            o["face_id"]
+            for t in sorted(found)
+            for o in found[t]
+            if truth[t][a] is not None and iou(_box(o), truth[t][a]) >= 0.3
+        ]
+        per_person.append(len(set(ids) - {"-1"}))
+        switches += sum(x != y for x, y in zip(ids, ids[1:]))
+    return per_person, switches
 
 
 def main() -> None:

@@ -213,7 +213,7 @@ class FaceDetector:
             for (x, y, w, h), reach in faces:
                 side = math.sqrt(w / copy.scale_x * h / copy.scale_y)
                 cx, cy = (x + w / 2) / copy.scale_x, (y + h / 2) / copy.scale_y
-                half = reach * side
+                half = reach * side + MTCNN_MIN_FACE
                 # A face at the frame's edge is searched down to a share of its visible part:
                 # its box there may be larger than the face that comes into the picture.
                 seen = math.sqrt(
