@@ -180,7 +180,8 @@ class FaceDetector:
     ) -> list[list[Detection]]:
         """Faces per frame found only near known ones: `near[i]` lists, for frame i, face boxes
         (frame pixels) and how far around each to look (half the side of the square searched,
-        in face sizes). The cheap search between key frames of a video (`faces.keyframes`).
+        in face sizes; one P-Net window more). The cheap search between key frames of a video
+        (`faces.keyframes`).
 
         Each square (overlapping squares joined into one rectangle) is a part of the frame's
         search copy searched as `detect` searches the whole copy (`mtcnn.Cut`: the same pyramid
