@@ -13,6 +13,11 @@ face), then gives the same records to each tracker at each frame step:
 - `bytetrack`: ByteTrack from Roboflow's `trackers` package (motion and IoU), when installed,
   with the same 3-frame confirmation and 1 s of lost-track time.
 
+With `--keyframes K...`, each clip instead goes through `opengraphau.run` at each
+`--detect-every` K (`bench_video.compare_keyframes`, the one home of these figures): detection
+and model time per frame, recall, box IoU and AU probability difference against the first K,
+ids per person and id switches.
+
 Per clip: `ids/person` distinct confirmed ids over the people seen in 3 frames or more (1 is
 right), `switches` changes of id along one person's frames, `jumps` ids given to two people,
 `ghosts` confirmed ids of a face seen in fewer than 3 frames or of no face, `unconf` rows of
@@ -159,6 +164,24 @@ def without_embeddings(records: list[list[FaceRecord]]) -> list[list[FaceRecord]
     return [[replace(r, embedding=None) for r in found] for found in records]
 
 
+def keyframes(ks: list[int], json_path: Path | None) -> None:
+    """The --keyframes measurements, per tracking clip."""
+    from benchmarks.bench_video import compare_keyframes
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth", calibrate=True)
+        for name, (actors, count) in tracking_clips().items():
+            print(f"\n{name}")
+            images, truth = render_clip(actors, count)
+            folder = Path(tmp) / name
+            folder.mkdir()
+            clip = write_clip(folder / "clip.mp4", images, FPS)
+            results[name] = compare_keyframes(clip, truth, ks, checkpoint, folder)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -169,7 +192,17 @@ def main() -> None:
         help="frame steps to track at (default: 1 2 5)",
     )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument(
+        "--keyframes",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="run each clip at --detect-every K against the first K given (1)",
+    )
     args = parser.parse_args()
+    if args.keyframes:
+        keyframes(args.keyframes, args.json)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth", calibrate=True)
         model = build_model_for(

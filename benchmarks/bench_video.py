@@ -151,20 +151,52 @@ def _box(r: dict) -> tuple[float, ...]:
 
 def keyframes(args: argparse.Namespace) -> None:
     """The --keyframes measurements (see the module's docstring)."""
-    from opengraphau import Options
-    from opengraphau import run as run_job
-    from opengraphau.aus import AU_COLUMNS
     from tests.factories import write_official_checkpoint
 
     print(label(describe("cpu")), flush=True)
-    frames = int(args.seconds * FPS)
-    images, truth = people_clip(tuple(args.size), frames)
+    images, truth = people_clip(tuple(args.size), int(args.seconds * FPS))
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_clip(Path(tmp) / "people.mp4", images, FPS)
         checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth", calibrate=True)
-        found: dict[int, dict[int, list[dict]]] = {}
-        for k in args.keyframes:
-            out = Path(tmp) / f"k{k}"
+        compare_keyframes(clip, truth, args.keyframes, checkpoint, Path(tmp), args.batch_size)
+
+
+def compare_keyframes(
+    clip: Path,
+    truth: list[list],
+    ks: list[int],
+    checkpoint: Path,
+    folder: Path,
+    batch_size: int = 16,
+) -> dict[int, dict[str, float]]:
+    """`clip` (with each person's box per frame, `truth`) run through `opengraphau.run` at each
+    `--detect-every` K of `ks`; printed and returned per K: detection and model ms per frame,
+    the run against the model's time, key frames, and against the first K: recall, IoU min and
+    median, AU probability |diff| median and max, frames late for entering faces, and per
+    person (by the drawn boxes) the ids given and id switches."""
+    from opengraphau import Options
+    from opengraphau import run as run_job
+    from opengraphau.aus import AU_COLUMNS
+    from opengraphau.engines import local
+
+    frames = len(truth)
+    found: dict[int, dict[int, list[dict]]] = {}
+    results: dict[int, dict[str, float]] = {}
+    searches: list = []
+    plain = local.KeyFrameSearch
+
+    class Counted(plain):  # type: ignore[misc, valid-type]
+        """The engine's search, kept to count its key frames."""
+
+        def __init__(self, every: int) -> None:
+            super().__init__(every)
+            searches.append(self)
+
+    local.KeyFrameSearch = Counted  # type: ignore[misc]
+    try:
+        for k in ks:
+            out = folder / f"k{k}"
+            searches.clear()
             start = time.perf_counter()
             stats = run_job(
                 Options(
@@ -173,66 +205,89 @@ def keyframes(args: argparse.Namespace) -> None:
                     checkpoint=checkpoint,
                     detect_every=k,
                     workers=0,
-                    batch_size=args.batch_size,
+                    batch_size=batch_size,
                 )
             )
             elapsed = time.perf_counter() - start
             found[k] = _rows(out)
             n = stats.frames
+            keys = sum(s.key_frames for s in searches)
+            results[k] = {
+                "detection_ms": 1000 * stats.detect_s / n,
+                "model_ms": 1000 * stats.model_s / n,
+                "run_over_model": elapsed / stats.model_s,
+                "key_frames": keys,
+            }
             print(
-                f"K={k}: {n} frames, detection {1000 * stats.detect_s / n:.1f} ms/frame, model "
+                f"K={k}: {n} frames ({keys} searched in full), detection "
+                f"{1000 * stats.detect_s / n:.1f} ms/frame, model "
                 f"{1000 * stats.model_s / n:.1f} ms/frame, run {elapsed:.1f} s = "
                 f"{elapsed / stats.model_s:.2f}x the model's time",
                 flush=True,
             )
-        base = found[args.keyframes[0]]
-        for k in args.keyframes[1:]:
-            hits = total = 0
-            ious, diffs = [], []
-            for t, rows in base.items():
-                for r in rows:
-                    total += 1
-                    best = max(
-                        found[k].get(t, []), key=lambda o: iou(_box(r), _box(o)), default=None
-                    )
-                    if best is not None and iou(_box(r), _box(best)) >= 0.5:
-                        hits += 1
-                        ious.append(iou(_box(r), _box(best)))
-                        diffs.append(max(abs(float(r[c]) - float(best[c])) for c in AU_COLUMNS))
-            late = []
-            for a in range(len(truth[0])):
-                first = [t for t in range(frames) if truth[t][a] is not None]
-                seen = [
-                    t
-                    for t in sorted(found[k])
-                    if truth[t][a] is not None
-                    and any(iou(_box(o), truth[t][a]) >= 0.3 for o in found[k][t])
-                ]
-                seen0 = [
-                    t
-                    for t in sorted(base)
-                    if truth[t][a] is not None
-                    and any(iou(_box(o), truth[t][a]) >= 0.3 for o in base[t])
-                ]
-                if first and first[0] > 0 and seen and seen0:
-                    late.append(seen[0] - seen0[0])
-            per_person, switches = [], 0
-            for a in range(len(truth[0])):
-                ids = [
-                    o["face_id"]
-                    for t in sorted(found[k])
-                    for o in found[k][t]
-                    if truth[t][a] is not None and iou(_box(o), truth[t][a]) >= 0.3
-                ]
-                per_person.append(len(set(ids) - {"-1"}))
-                switches += sum(x != y for x, y in zip(ids, ids[1:]))
-            print(
-                f"K={k} vs K={args.keyframes[0]}: recall {hits / total:.4f} ({hits}/{total}), "
-                f"IoU min {min(ious):.3f} median {np.median(ious):.3f}, AU |diff| median "
-                f"{np.median(diffs):.4f} max {max(diffs):.4f}, frames late entering {late}, "
-                f"ids per person {per_person}, id switches {switches}",
-                flush=True,
-            )
+    finally:
+        local.KeyFrameSearch = plain  # type: ignore[misc]
+    base = found[ks[0]]
+    print(f"K={ks[0]}: ids per person %s, id switches %s" % _ids(base, truth), flush=True)
+    for k in ks[1:]:
+        hits = total = 0
+        ious, diffs = [], []
+        for t, rows in base.items():
+            for r in rows:
+                total += 1
+                best = max(found[k].get(t, []), key=lambda o: iou(_box(r), _box(o)), default=None)
+                if best is not None and iou(_box(r), _box(best)) >= 0.5:
+                    hits += 1
+                    ious.append(iou(_box(r), _box(best)))
+                    diffs.append(max(abs(float(r[c]) - float(best[c])) for c in AU_COLUMNS))
+        late = []
+        for a in range(len(truth[0])):
+            first = [t for t in range(frames) if truth[t][a] is not None]
+            seen = [
+                t
+                for t in sorted(found[k])
+                if truth[t][a] is not None
+                and any(iou(_box(o), truth[t][a]) >= 0.3 for o in found[k][t])
+            ]
+            seen0 = [
+                t
+                for t in sorted(base)
+                if truth[t][a] is not None
+                and any(iou(_box(o), truth[t][a]) >= 0.3 for o in base[t])
+            ]
+            if first and first[0] > 0 and seen and seen0:
+                late.append(seen[0] - seen0[0])
+        per_person, switches = _ids(found[k], truth)
+        results[k].update(
+            recall=hits / max(1, total),
+            iou_min=min(ious, default=float("nan")),
+            iou_median=float(np.median(ious)) if ious else float("nan"),
+            au_diff_median=float(np.median(diffs)) if diffs else float("nan"),
+            switches=switches,
+        )
+        print(
+            f"K={k} vs K={ks[0]}: recall {hits / max(1, total):.4f} ({hits}/{total}), "
+            f"IoU min {results[k]['iou_min']:.3f} median {results[k]['iou_median']:.3f}, AU "
+            f"|diff| median {results[k]['au_diff_median']:.4f} max {max(diffs, default=0):.4f}, "
+            f"frames late entering {late}, ids per person {per_person}, id switches {switches}",
+            flush=True,
+        )
+    return results
+
+
+def _ids(found: dict[int, list[dict]], truth: list[list]) -> tuple[list[int], int]:
+    """Per person (by the drawn boxes) the ids given, and id changes along all people's rows."""
+    per_person, switches = [], 0
+    for a in range(len(truth[0])):
+        ids = [
+            o["face_id"]
+            for t in sorted(found)
+            for o in found[t]
+            if truth[t][a] is not None and iou(_box(o), truth[t][a]) >= 0.3
+        ]
+        per_person.append(len(set(ids) - {"-1"}))
+        switches += sum(x != y for x, y in zip(ids, ids[1:]))
+    return per_person, switches
 
 
 def main() -> None:

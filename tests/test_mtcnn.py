@@ -163,9 +163,9 @@ def test_cpu_threads_search_shares_of_the_batch(det, photos, monkeypatch):
         searched: list[tuple[int, int]] = []
         search = BatchedMTCNN._search
 
-        def spy(self, share, min_faces, most=None):
+        def spy(self, share, min_faces, cuts=None):
             searched.append((torch.get_num_threads(), len(share)))
-            return search(self, share, min_faces, most)
+            return search(self, share, min_faces, cuts)
 
         monkeypatch.setattr(BatchedMTCNN, "_search", spy)
         torch.set_num_threads(2)
@@ -294,6 +294,54 @@ def test_pyramid_levels_are_area_interpolation(photos, out_h, out_w):
     )
     want = F.interpolate(img.permute(2, 0, 1)[None].float(), (out_h, out_w), mode="area")
     assert torch.equal(canvas[1, :out_h, :out_w].permute(2, 0, 1), (want[0] - 127.5) * 0.0078125)
+
+
+@pytest.mark.parametrize(("out_h", "out_w"), [(289, 385), (145, 194), (61, 83)])
+def test_part_of_a_level_is_the_whole_levels_pixels(photos, out_h, out_w):
+    """The rows and columns of a pyramid level read from a part of the image (a `Cut`: its own
+    table, the frame's bins from a row and column on) are those of F.interpolate's area resize
+    of the whole image."""
+    img = photos["cat"]
+    h, w = img.shape[:2]
+    top, left, bottom, right = 101, 57, 260, 330
+    tables = mtcnn._integrals([img[top:bottom, left:right]], [(top, left, h, w)])
+    row = -(-top * out_h // h)
+    col = -(-left * out_w // w)
+    rows, cols = bottom * out_h // h - row, right * out_w // w - col
+    canvas = torch.empty(1, rows + 16, cols + 16, 3)
+    one = torch.ones(1, dtype=torch.long)
+    mtcnn._area_resize(
+        tables,
+        torch.zeros(1, dtype=torch.long),
+        (-top * one, -left * one, h * one, w * one),
+        (out_h * one, out_w * one),
+        canvas,
+        first=(row * one, col * one),
+        count=(rows * one, cols * one),
+    )
+    want = F.interpolate(img.permute(2, 0, 1)[None].float(), (out_h, out_w), mode="area")
+    want = (want[0, :, row : row + rows, col : col + cols] - 127.5) * 0.0078125
+    assert torch.equal(canvas[0, :rows, :cols].permute(2, 0, 1), want)
+
+
+@pytest.mark.parametrize("least", [0.0, 0.35])
+def test_a_cut_finds_the_whole_images_boxes_inside_it(det, photos, least):
+    """A square around each face of a photo, searched as a `Cut` (from the photo's own pyramid
+    levels of windows down to `least` of the face's size, or all), finds that face with the
+    whole photo's box and probability, in the photo's pixels, and no face outside the square."""
+    img = photos["two_faces"]
+    h, w = img.shape[:2]
+    whole = det.detect([img], 20)[0]
+    assert len(whole) == 2
+    for box in whole:
+        side = float(box[2] - box[0])
+        cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+        top, left = max(0, int(cy - 1.5 * side)), max(0, int(cx - 1.5 * side))
+        bottom, right = min(h, int(cy + 1.5 * side)), min(w, int(cx + 1.5 * side))
+        cut = mtcnn.Cut(top, left, h, w, max(20.0, least * side))
+        found = det.detect([img[top:bottom, left:right]], 20, [cut])[0]
+        assert found.shape == (1, 5)
+        torch.testing.assert_close(found[0], box, rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["cpu", "cuda"])

@@ -115,8 +115,9 @@ def test_key_frames_find_the_faces_the_full_search_finds(
     runs: dict[int, Path], clip: tuple[Path, list]
 ) -> None:
     """K = 5 against K = 1 on the same frames: every face found (recall >= 0.98; a face that
-    enters may wait for the next key frame, `test_an_entering_face...`), boxes with IoU >= 0.75
-    each and a median >= 0.9, AU probabilities within 0.02 at the median."""
+    enters may wait for the next key frame, `test_an_entering_face...`), boxes with IoU >= 0.9
+    each and a median >= 0.95 (the issue's targets), AU probabilities within 0.02 at the
+    median."""
     full, keyed = _faces(runs[1]), _faces(runs[5])
     assert sorted(full) == sorted(keyed) == list(range(FRAMES))
     entering = {(t, _box_int(clip[1][t][2])) for t in (13, 14)}
@@ -134,7 +135,7 @@ def test_key_frames_find_the_faces_the_full_search_finds(
                     np.abs(np.array([float(r[c]) - float(best[c]) for c in AU_COLUMNS])).max()
                 )
     assert total > 80 and hits / total >= 0.98
-    assert min(ious) >= 0.75 and np.median(ious) >= 0.9
+    assert min(ious) >= 0.9 and np.median(ious) >= 0.95
     assert np.median(diffs) <= 0.02
     manifest = json.loads((runs[5] / "run.json").read_text())
     assert manifest["runs"][-1]["detector"]["detect_every"] == 5
@@ -267,6 +268,47 @@ def test_the_search_around_faces_is_the_same_on_a_device(monkeypatch: pytest.Mon
     assert [len(f) for f in host] == [3] * 4
     for a, b in zip(host, device):
         np.testing.assert_allclose([d.box for d in a], [d.box for d in b], atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_squares_of_a_large_frame_are_its_search_copys_pixels(size: tuple[int, int]) -> None:
+    """A square `follow` shrinks alone from the frame is, pixel for pixel, that part of the copy
+    `detect` searches (the whole frame shrunk by Pillow), at the frame's edges too."""
+    from PIL import Image
+
+    from opengraphau.faces.detector import _copy_part, _Square
+
+    width, height = size
+    frame = np.asarray(Image.fromarray(face_sprites()["astronaut"]).resize(size))
+    detector = FaceDetector()
+    small = detector._copy_size(width, height)
+    copy = np.asarray(Image.fromarray(frame).resize(small, Image.Resampling.BILINEAR))
+    for left, top, right, bottom in [(0, 0, 301, 203), (333, 101, 620, 390), (700, 400, 1024, 576)]:
+        part = _copy_part(frame, small, _Square(0, left, top, right, bottom, 12.0)).numpy()
+        assert np.array_equal(part, copy[top:bottom, left:right])
+
+
+def test_faces_inside_their_squares_get_the_full_searchs_boxes() -> None:
+    """`follow` on 1280 x 720 frames (searched on a 1024 x 576 copy) around the faces the full
+    search found on the frame before: every face is found again with the full search's box and
+    probability on its frame (IoU >= 0.99: the same box up to the last bits of the
+    convolutions), and nothing else."""
+    unit = 720 / 240
+    actors = [Actor(a.picture, round(a.picture.shape[0] * unit), a.path, a.face) for a in _people()]
+    for actor, person in zip(actors, _people()):
+        actor.path = lambda t, p=person.path: (
+            None if p(t) is None else (p(t)[0] * unit, p(t)[1] * unit)
+        )
+    images = render_clip(actors, 20, (1280, 720))[0][14:20]
+    detector = FaceDetector()
+    full = detector.detect(images)
+    assert [len(f) for f in full] == [3] * 6
+    followed = detector.follow(images[1:], [[(d.box, 1.5) for d in f] for f in full[:-1]])
+    for want, got in zip(full[1:], followed):
+        assert len(got) == len(want)
+        for a, b in zip(want, got):
+            assert iou(a.box, b.box) >= 0.99
+            assert abs(a.confidence - b.confidence) < 1e-4
 
 
 def test_a_bad_detect_every_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,13 +24,17 @@ from ..records import Box
 MTCNN_MIN_FACE = 12.0
 """P-Net's window is 12 px, so MTCNN cannot look for faces smaller than this."""
 
-_SMALLEST_CHANGE = 0.7
-"""`FaceDetector.follow` looks for faces down to this share of a known face's size (a face that
-shrinks faster is searched in full, `faces.keyframes`); smaller faces would cost most of the
-search in candidates that are parts of the face."""
-_CANDIDATES = 2
-"""R-Net's most probable boxes per square that O-Net sees in `follow`: a square holds its face,
-perhaps one passing by; O-Net on all of R-Net's boxes would cost more than the rest."""
+_SMALLEST_CHANGE = 0.35
+"""`FaceDetector.follow` searches the pyramid levels of windows down to this share of a known
+face's size: the full search's box for a face can come from a window of a part of it (an eye,
+the mouth) that P-Net's regression grew to the face's size. At 0.35 every face of
+`bench_video`'s 720p clip of five people gets the full search's box (at 0.5, 37 of 265 differ
+and 1 has IoU 0.53); smaller shares cost more P-Net and change nothing there."""
+_EDGE = 0.1
+"""A box `FaceDetector.follow` finds closer than this share of its side to the edge of its
+square (where that is not the frame's edge) is dropped: the face is leaving the square, and its
+box may be cut short there; a frame that so loses a face is searched in full
+(`faces.keyframes`)."""
 _SAME_FACE = 0.7
 """Two boxes found by `follow` in overlapping squares are one face when their intersection
 covers this share of the smaller box: MTCNN's O-Net stage merges its boxes by this rule."""
@@ -59,18 +63,47 @@ class _SearchCopy(NamedTuple):
     min_face: float
 
 
-class _Region(NamedTuple):
-    """A square `FaceDetector.follow` searches: its frame, its pixels (at the search copy's
-    scale), the least face size there, and how its pixels map to the frame's (x = left + x' *
-    scale_x)."""
+class _Square(NamedTuple):
+    """A part of a frame's search copy that `FaceDetector.follow` searches: its frame, where it
+    is (copy pixels, end exclusive), and the least face size there."""
 
     frame: int
-    pixels: torch.Tensor
-    min_face: float
-    left: float
-    top: float
-    scale_x: float
-    scale_y: float
+    left: int
+    top: int
+    right: int
+    bottom: int
+    least: float
+
+    def joined(self, other: _Square) -> _Square:
+        """The rectangle around both (of one frame), for the smaller of their least faces."""
+        return _Square(
+            self.frame,
+            min(self.left, other.left),
+            min(self.top, other.top),
+            max(self.right, other.right),
+            max(self.bottom, other.bottom),
+            min(self.least, other.least),
+        )
+
+    def holds(self, rows: np.ndarray, copy: _SearchCopy) -> np.ndarray:
+        """Which boxes (x1, y1, x2, y2, ... in copy pixels) lie inside, `_EDGE` of their side
+        away from each edge that is not the copy's."""
+        height, width = copy.pixels.shape[:2]
+        margin = _EDGE * np.sqrt((rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1]))
+        return (
+            ((self.left == 0) | (rows[:, 0] >= self.left + margin))
+            & ((self.top == 0) | (rows[:, 1] >= self.top + margin))
+            & ((self.right == width) | (rows[:, 2] <= self.right - margin))
+            & ((self.bottom == height) | (rows[:, 3] <= self.bottom - margin))
+        )
+
+    def meets(self, other: _Square) -> bool:
+        return (
+            self.left < other.right
+            and other.left < self.right
+            and self.top < other.bottom
+            and other.top < self.bottom
+        )
 
 
 def _host_pixels(frame: np.ndarray | Image.Image | torch.Tensor) -> np.ndarray:
@@ -147,75 +180,84 @@ class FaceDetector:
     ) -> list[list[Detection]]:
         """Faces per frame found only near known ones: `near[i]` lists, for frame i, face boxes
         (frame pixels) and how far around each to look (half the side of the square searched,
-        in face sizes). The cheap search between key frames of a video (`faces.keyframes`).
+        in face sizes; one P-Net window more). The cheap search between key frames of a video
+        (`faces.keyframes`).
 
-        Each square is cut from the frame's search copy (as `detect` searches it) and searched
-        for faces from half the known face's size up, all squares of all frames in one batched
-        MTCNN pass on the detector's device; boxes found twice (squares overlap) count once, by
-        the O-Net stage's own overlap rule. Selected as `detect` selects (threshold,
+        Each square (overlapping squares joined into one rectangle) is a part of the frame's
+        search copy searched as `detect` searches the whole copy (`mtcnn.Cut`: the same pyramid
+        levels, pixels and windows), from `_SMALLEST_CHANGE` of the known face's size up, so a
+        face well inside its square gets `detect`'s box; all squares of all frames in one
+        batched MTCNN pass on the detector's device. Selected as `detect` selects (threshold,
         `max_faces`, left to right).
         """
-        regions: list[_Region] = []
+        from .mtcnn import Cut
+
         on_device = any(_device_shape(frame) is not None for frame in frames)
-        # Squares of host frames are cut from the frame and shrunk alone, not from a shrunk copy
-        # of the whole frame: that copy would cost more than the search of the squares.
+        # Host frames: only the squares are shrunk (by Pillow, as the copy's pixels), not the
+        # whole frame, which would cost more than the search of the squares.
         copies = self._search_copies(frames) if on_device else [None] * len(frames)
+        squares: list[_Square] = []
+        pixels: list[torch.Tensor] = []
+        cuts: list[Cut] = []
+        searched: list[_SearchCopy] = []
         for n, (frame, copy, faces) in enumerate(zip(frames, copies, near)):
-            if copy is None:
-                pixels = _host_pixels(frame)
-                height, width = pixels.shape[:2]
+            host = _host_pixels(frame) if copy is None else None
+            if host is not None:
+                height, width = host.shape[:2]
                 small_w, small_h = self._copy_size(width, height)
-                scale_x, scale_y = width / small_w, height / small_h
-                min_face = max(MTCNN_MIN_FACE, self.min_face_size / scale_x)
-            else:
-                small_h, small_w = int(copy.pixels.shape[0]), int(copy.pixels.shape[1])
-                scale_x, scale_y, min_face = copy.scale_x, copy.scale_y, copy.min_face
+                # The copy's scales, without its pixels (an empty tensor of its size).
+                copy = self._copy(torch.empty(small_h, small_w, 0), width, height)
+            assert copy is not None
+            small_h, small_w = int(copy.pixels.shape[0]), int(copy.pixels.shape[1])
+            searched.append(copy)
+            mine: list[_Square] = []
             for (x, y, w, h), reach in faces:
-                side = math.sqrt(w / scale_x * h / scale_y)
-                cx, cy = (x + w / 2) / scale_x, (y + h / 2) / scale_y
-                half = reach * side
-                left, top = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
-                right, bottom = (
+                side = math.sqrt(w / copy.scale_x * h / copy.scale_y)
+                cx, cy = (x + w / 2) / copy.scale_x, (y + h / 2) / copy.scale_y
+                half = reach * side + MTCNN_MIN_FACE
+                # A face at the frame's edge is searched down to a share of its visible part:
+                # its box there may be larger than the face that comes into the picture.
+                seen = math.sqrt(
+                    max(0.0, min(x + w, small_w * copy.scale_x) - max(x, 0.0))
+                    / copy.scale_x
+                    * max(0.0, min(y + h, small_h * copy.scale_y) - max(y, 0.0))
+                    / copy.scale_y
+                )
+                square = _Square(
+                    n,
+                    max(0, math.floor(cx - half)),
+                    max(0, math.floor(cy - half)),
                     min(small_w, math.ceil(cx + half)),
                     min(small_h, math.ceil(cy + half)),
+                    max(copy.min_face, _SMALLEST_CHANGE * min(side, seen)),
                 )
-                least = max(min_face, _SMALLEST_CHANGE * side)
-                if min(right - left, bottom - top) < least:
+                if min(square.right - square.left, square.bottom - square.top) < square.least:
                     continue  # the face has left the picture
-                if copy is not None:
-                    crop = copy.pixels[top:bottom, left:right]
-                    regions.append(
-                        _Region(n, crop, least, left * scale_x, top * scale_y, scale_x, scale_y)
-                    )
-                    continue
-                x0, y0 = math.floor(left * scale_x), math.floor(top * scale_y)
-                x1, y1 = (
-                    min(width, math.ceil(right * scale_x)),
-                    min(height, math.ceil(bottom * scale_y)),
-                )
-                cut = pixels[y0:y1, x0:x1]
-                size = (right - left, bottom - top)
-                if size != (x1 - x0, y1 - y0):
-                    cut = np.asarray(Image.fromarray(cut).resize(size, Image.Resampling.BILINEAR))
-                crop = torch.from_numpy(np.require(cut, np.uint8, ["C", "W"]))
-                regions.append(
-                    _Region(n, crop, least, x0, y0, (x1 - x0) / size[0], (y1 - y0) / size[1])
-                )
+                # Overlapping squares are one rectangle: one search, and the frame's windows.
+                while other := next((o for o in mine if square.meets(o)), None):
+                    square = square.joined(other)
+                    mine.remove(other)
+                mine.append(square)
+            for square in mine:
+                if host is not None:
+                    cut = _copy_part(host, (small_w, small_h), square)
+                else:
+                    cut = copy.pixels[square.top : square.bottom, square.left : square.right]
+                squares.append(square)
+                pixels.append(cut)
+                cuts.append(Cut(square.top, square.left, small_h, small_w, square.least))
         rows: list[list[np.ndarray]] = [[] for _ in frames]
-        if regions:
-            found = self._mtcnn.detect(
-                [r.pixels for r in regions], [r.min_face for r in regions], most=_CANDIDATES
-            )
-            host = torch.cat(found).double().cpu().numpy()
+        if squares:
+            min_faces = [searched[s.frame].min_face for s in squares]
+            found = self._mtcnn.detect(pixels, min_faces, cuts)
+            host_rows = torch.cat(found).double().cpu().numpy()
             ends = np.cumsum([len(boxes) for boxes in found])
-            for r, part in zip(regions, np.split(host, ends[:-1])):
-                scale = np.array([r.scale_x, r.scale_y, r.scale_x, r.scale_y, 1.0])
-                rows[r.frame].append(part * scale + np.array([r.left, r.top, r.left, r.top, 0.0]))
+            for square, part in zip(squares, np.split(host_rows, ends[:-1])):
+                rows[square.frame].append(part[square.holds(part, searched[square.frame])])
         out = []
-        unit = _SearchCopy(torch.empty(0), 1.0, 1.0, 0.0)  # rows are in frame pixels already
-        for parts in rows:
+        for copy, parts in zip(searched, rows):
             merged = np.concatenate(parts) if parts else np.zeros((0, 5))
-            out.append(self._select(unit, merged[_merged(merged)]))
+            out.append(self._select(copy, merged[_merged(merged)]))
         return out
 
     def _search_copies(
@@ -284,6 +326,34 @@ class FaceDetector:
         if self.max_faces is not None:
             found = sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)[: self.max_faces]
         return sorted(found, key=lambda d: d.box[0])
+
+
+def _copy_part(pixels: np.ndarray, size: tuple[int, int], square: _Square) -> torch.Tensor:
+    """The pixels `square` covers of the frame's search copy of `size` (width, height), made
+    from the frame's pixels near it alone: Pillow computes each copy pixel from its own place
+    in the frame, so a part shrunk with the whole frame's scale and offsets is the same pixels
+    (exactly when the scale is a binary fraction, as 1.25 for 1280 -> 1024 and 1.875 for 1920)."""
+    height, width = pixels.shape[:2]
+    if size == (width, height):
+        part = pixels[square.top : square.bottom, square.left : square.right]
+    else:
+        scale_x, scale_y = width / size[0], height / size[1]
+        # Bilinear reads up to one scale's width around a pixel's centre: a margin of more.
+        margin_x, margin_y = math.ceil(scale_x) + 2, math.ceil(scale_y) + 2
+        x0 = max(0, math.floor(square.left * scale_x) - margin_x)
+        y0 = max(0, math.floor(square.top * scale_y) - margin_y)
+        x1 = min(width, math.ceil(square.right * scale_x) + margin_x)
+        y1 = min(height, math.ceil(square.bottom * scale_y) + margin_y)
+        box = (
+            square.left * scale_x - x0,
+            square.top * scale_y - y0,
+            square.right * scale_x - x0,
+            square.bottom * scale_y - y0,
+        )
+        near = Image.fromarray(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
+        target = (square.right - square.left, square.bottom - square.top)
+        part = np.asarray(near.resize(target, Image.Resampling.BILINEAR, box=box))
+    return torch.from_numpy(np.require(part, np.uint8, ["C", "W"]))
 
 
 def _merged(rows: np.ndarray) -> np.ndarray:

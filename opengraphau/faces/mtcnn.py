@@ -104,27 +104,50 @@ floor((2c + 1) / s) .. floor((2c + 12) / s), 11 / s +- 1 pixels, and its neighbo
 starts at least 6 / s - 1 pixels later: their IoU is at most (5 + s) / (17 - 3s) <= 0.43."""
 
 
-_PROPOSALS = 10
-"""With `most`, R-Net sees this many times `most` of P-Net's most probable windows per image."""
+class Cut(NamedTuple):
+    """An image that is a part of a larger frame, searched as the frame's own search sees that
+    part: the same pyramid scales, pixels and window grid, so that the windows it finds are
+    those of the frame's search that lie inside it, with the same probabilities, and R-Net and
+    O-Net see the same crops (boxes that reach past the part are clipped to it). Its boxes are
+    in the frame's pixels. The cheap search around known faces (`FaceDetector.follow`)."""
 
-
-def _first(boxes: Tensor, image_of: Tensor, most: int, images: int) -> tuple[Tensor, Tensor]:
-    """The first `most` boxes of each image, of boxes ordered by image (then probability)."""
-    if not len(boxes):
-        return boxes, image_of
-    per_image = torch.bincount(image_of, minlength=images)
-    first = torch.repeat_interleave(per_image.cumsum(0) - per_image, per_image)
-    keep = torch.arange(len(boxes), device=boxes.device) - first < most
-    return boxes[keep], image_of[keep]
+    top: int
+    left: int
+    """Where the image's first pixel is in the frame."""
+    height: int
+    width: int
+    """The frame's size."""
+    least: float
+    """The smallest face looked for (levels of smaller windows are left out), >= min_face:
+    P-Net's regression grows windows of a face's parts (eyes, mouth) into boxes that win at
+    O-Net, so this must stay well below the face's size for the frame's boxes to come out."""
 
 
 class _Level(NamedTuple):
-    """One pyramid level of one image: the unit P-Net sees."""
+    """One pyramid level of one image, or the rows and columns of it that lie inside a `Cut`:
+    the unit P-Net sees."""
 
     image: int
     scale: float
     height: int
     width: int
+    """Rows and columns P-Net sees."""
+    row: int = 0
+    col: int = 0
+    """The whole level's row and column (even: P-Net's stride) these start at."""
+    whole: tuple[int, int] | None = None
+    """The whole level's height and width, when these are part of it."""
+
+    def windows(self) -> tuple[int, int]:
+        """P-Net windows per column and per row that are the whole level's: those reading
+        rows (columns) past the level's end are padding, and in a part of a level, those
+        reading past the part are not the whole level's (the last, ceil_mode pooled, one)."""
+        height, width = self.whole or (self.height, self.width)
+
+        def count(size: int, start: int, whole: int) -> int:
+            return (size - 1) // 2 - 4 if start + size == whole else (size - 10) // 2
+
+        return count(self.height, self.row, height), count(self.width, self.col, width)
 
 
 T = TypeVar("T")
@@ -182,7 +205,7 @@ class BatchedMTCNN(torch.nn.Module):
         self,
         images: Sequence[Tensor],
         min_face: Sequence[float] | float,
-        most: int | None = None,
+        cuts: Sequence[Cut] | None = None,
     ) -> list[Tensor]:
         """images: uint8 RGB tensors (H, W, 3) of any, differing, sizes (the search copies), on
         any device. min_face: the minimum face size per image (or one for all).
@@ -191,19 +214,17 @@ class BatchedMTCNN(torch.nn.Module):
         boxes facenet's `detect_face` returns for that image, in its order (probability, highest
         first). An image too small to hold `min_face` has none (facenet fails on it).
 
-        most: O-Net sees at most this many of R-Net's boxes per image, and R-Net `_PROPOSALS`
-        times as many of P-Net's, the most probable (None: all, as facenet): for small images
-        known to hold a face or two, where R- and O-Net on every candidate would cost most of
-        the search.
+        cuts: per image, the part of a larger frame it is (`Cut`; min_face is then the frame's):
+        boxes are then in the frame's pixels.
         """
-        return [boxes for boxes, _ in self.detect_with_landmarks(images, min_face, most)]
+        return [boxes for boxes, _ in self.detect_with_landmarks(images, min_face, cuts)]
 
     @torch.inference_mode()
     def detect_with_landmarks(
         self,
         images: Sequence[Tensor],
         min_face: Sequence[float] | float,
-        most: int | None = None,
+        cuts: Sequence[Cut] | None = None,
     ) -> list[tuple[Tensor, Tensor]]:
         """`detect`, plus per image the (N, 5, 2) x, y of O-Net's five landmarks (eyes, nose,
         mouth corners), which O-Net computes anyway."""
@@ -216,12 +237,16 @@ class BatchedMTCNN(torch.nn.Module):
                 raise ValueError(f"{len(min_faces)} min_face values for {len(images)} images")
         if any(not m > 0 for m in min_faces):
             raise ValueError(f"min_face must be > 0, got {min_faces}")
+        if cuts is not None and len(cuts) != len(images):
+            raise ValueError(f"{len(cuts)} cuts for {len(images)} images")
         shares = self._shares(images)
         if len(shares) < 2:
-            return self._search(images, min_faces, most)
+            return self._search(images, min_faces, cuts)
         found = _threads_each(
             lambda share: self._search(
-                [images[i] for i in share], [min_faces[i] for i in share], most
+                [images[i] for i in share],
+                [min_faces[i] for i in share],
+                None if cuts is None else [cuts[i] for i in share],
             ),
             shares,
         )
@@ -250,18 +275,15 @@ class BatchedMTCNN(torch.nn.Module):
 
     @torch.inference_mode()
     def _search(
-        self, images: list[Tensor], min_faces: list[float], most: int | None = None
+        self, images: list[Tensor], min_faces: list[float], cuts: Sequence[Cut] | None = None
     ) -> list[tuple[Tensor, Tensor]]:
         """The three stages over `images`, in this thread."""
         if not images:
             return []
-        tables = _integrals(images)
-        boxes, image_of = self._propose(tables, min_faces)
-        if most is not None:
-            boxes, image_of = _first(boxes, image_of, _PROPOSALS * most, len(images))
+        frames = None if cuts is None else [(c.top, c.left, c.height, c.width) for c in cuts]
+        tables = _integrals(images, frames)
+        boxes, image_of = self._propose(tables, min_faces, cuts)
         boxes, image_of = self._refine(boxes, image_of, tables)
-        if most is not None:
-            boxes, image_of = _first(boxes, image_of, most, len(images))
         boxes, points, image_of = self._output(boxes, image_of, tables)
         counts = torch.bincount(image_of, minlength=len(images)).tolist()
         return list(zip(boxes.split(counts), points.split(counts)))
@@ -275,14 +297,23 @@ class BatchedMTCNN(torch.nn.Module):
 
     # -- stage 1: P-Net over the pyramids ------------------------------------------------------
 
-    def _propose(self, tables: _Tables, min_faces: list[float]) -> tuple[Tensor, Tensor]:
+    def _propose(
+        self, tables: _Tables, min_faces: list[float], cuts: Sequence[Cut] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """P-Net candidates, NMS within each level (IoU 0.5) then within each image (IoU 0.7),
         regressed and squared: (N, 5) boxes + probability, and their images; per image in
         facenet's order (probability, ties by level, row, column)."""
         levels = [
-            _Level(index, scale, int(height * scale + 1), int(width * scale + 1))
+            level
             for index, ((height, width), min_face) in enumerate(zip(tables.shapes, min_faces))
-            for scale in _pyramid(height, width, min_face, self.factor)
+            for level in (
+                [
+                    _Level(index, scale, int(height * scale + 1), int(width * scale + 1))
+                    for scale in _pyramid(height, width, min_face, self.factor)
+                ]
+                if cuts is None
+                else _cut_levels(index, cuts[index], height, width, min_face, self.factor)
+            )
         ]
         found = [
             self._pnet_candidates(bucket, shape, levels, tables)
@@ -298,7 +329,9 @@ class BatchedMTCNN(torch.nn.Module):
         key = (level_of * most + y + _REACH) * most + x + _REACH
         key, order = torch.sort(key)
         level_of, score, reg = level_of[order], score[order], reg[order]
-        corner = torch.stack([x[order], y[order]], dim=1).to(score.dtype)
+        # Windows of a part of a level are the whole level's from its first row and column on.
+        start = torch.tensor([(lv.col // 2, lv.row // 2) for lv in levels], device=self.device)
+        corner = (torch.stack([x[order], y[order]], dim=1) + start[level_of]).to(score.dtype)
         # Divided by each level's scale as facenet does; one tensor of divisors for all levels,
         # so on CUDA a box may differ from facenet's by a pixel once in a while (CUDA divides by
         # a Python number as a multiplication by its reciprocal).
@@ -333,17 +366,25 @@ class BatchedMTCNN(torch.nn.Module):
         row, column, probability, regression (N, 4)."""
         height, width = shape
         slots = [levels[i] for i in bucket]
-        image, level_h, level_w = torch.tensor(
-            [(lv.image, lv.height, lv.width) for lv in slots], device=self.device
+        image, level_h, level_w, whole_h, whole_w, row, col, rows, cols = torch.tensor(
+            [
+                (lv.image, lv.height, lv.width, *(lv.whole or (lv.height, lv.width)))
+                + (lv.row, lv.col, *lv.windows())
+                for lv in slots
+            ],
+            device=self.device,
         ).unbind(1)
-        zero = torch.zeros_like(image)
+        top, left, frame_h, frame_w = tables.frame[image].unbind(1)
         canvas = torch.empty(len(bucket), height, width, 3, device=self.device)
+        # The whole level's bins of the whole frame, from the level's row and column on.
         _area_resize(
             tables,
             image,
-            (zero, zero, tables.heights[image], tables.widths[image]),
-            (level_h, level_w),
+            (-top, -left, frame_h, frame_w),
+            (whole_h, whole_w),
             canvas,
+            first=(row, col),
+            count=(level_h, level_w),
         )
         p = self.pnet
         features = p.prelu1(p.conv1(canvas.permute(0, 3, 1, 2)))
@@ -372,8 +413,7 @@ class BatchedMTCNN(torch.nn.Module):
             p.conv4_1.bias[:, None], p.conv4_1.weight.flatten(1), windows.flatten(0, 2).t()
         )
         probability = torch.softmax(logits, dim=0)[1].view(windows.shape[:3])
-        # Window (r, c) reads input rows 2r..2r+11: those past the level's own size are padding.
-        rows, cols = (level_h - 1) // 2 - 4, (level_w - 1) // 2 - 4
+        # Window (r, c) reads input rows 2r..2r+11: only `_Level.windows` are the level's own.
         out_rows = torch.arange(probability.shape[1], device=self.device)
         out_cols = torch.arange(probability.shape[2], device=self.device)
         inside = (out_rows < rows[:, None])[:, :, None] & (out_cols < cols[:, None])[:, None, :]
@@ -417,6 +457,32 @@ class BatchedMTCNN(torch.nn.Module):
         boxes = _regress(boxes, regression)
         keep = _greedy_nms(boxes[:, :4], boxes[:, 4], image_of, 0.7, minimum=True)
         return boxes[keep], points[keep], image_of[keep]
+
+
+def _cut_levels(
+    image: int, cut: Cut, height: int, width: int, min_face: float, factor: float
+) -> list[_Level]:
+    """The parts inside `cut` (an image of `height` x `width`) of the frame's pyramid levels
+    whose windows are at least `cut.least`: the rows (columns) of a level whose bins lie in the
+    cut, from an even one on, so that P-Net's windows there are the whole level's."""
+    levels = []
+    for scale in _pyramid(cut.height, cut.width, min_face, factor):
+        if 12.0 / scale < cut.least * (1 - 1e-9):
+            continue
+        whole_h, whole_w = int(cut.height * scale + 1), int(cut.width * scale + 1)
+
+        def span(start: int, size: int, frame: int, whole: int) -> tuple[int, int]:
+            """First (even) and end of the level's lines whose bins [floor(i * frame / whole),
+            ceil((i + 1) * frame / whole)) lie within start..start + size."""
+            first = -(-start * whole // frame)
+            return first + first % 2, (start + size) * whole // frame
+
+        row, row_end = span(cut.top, height, cut.height, whole_h)
+        col, col_end = span(cut.left, width, cut.width, whole_w)
+        level = _Level(image, scale, row_end - row, col_end - col, row, col, (whole_h, whole_w))
+        if min(level.height, level.width) >= 12 and min(level.windows()) > 0:
+            levels.append(level)
+    return levels
 
 
 def _pyramid(height: int, width: int, min_face: float, factor: float) -> list[float]:
@@ -503,12 +569,17 @@ class _Tables(NamedTuple):
     widths: Tensor
     shapes: list[tuple[int, int]]
     """(H, W) of each image, on the host."""
+    frame: Tensor
+    """(N, 4) top, left, height, width of the frame each image is a part of (`Cut`), in the
+    frame's pixels: 0, 0, H, W for a whole image."""
 
 
-def _integrals(images: list[Tensor]) -> _Tables:
-    """The `_Tables` of uint8 (H, W, 3) images on one device. A run of images of one size (the
-    frames of a video) is written and summed as one block: the work grows with the number of
-    distinct sizes, not of images."""
+def _integrals(
+    images: list[Tensor], frames: list[tuple[int, int, int, int]] | None = None
+) -> _Tables:
+    """The `_Tables` of uint8 (H, W, 3) images on one device (`frames`: see `_Tables.frame`;
+    None: whole images). A run of images of one size (the frames of a video) is written and
+    summed as one block: the work grows with the number of distinct sizes, not of images."""
     shapes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
     device = images[0].device
     dtype = torch.int32 if max(255 * h * w for h, w in shapes) < 2**31 else torch.int64
@@ -530,18 +601,39 @@ def _integrals(images: list[Tensor]) -> _Tables:
         table.cumsum_(1).cumsum_(2)
         first = last
     sizes = torch.tensor(shapes, device=device)
-    return _Tables(data, torch.tensor(starts[:-1], device=device), sizes[:, 0], sizes[:, 1], shapes)
+    if frames is None:
+        frames = [(0, 0, height, width) for height, width in shapes]
+    return _Tables(
+        data,
+        torch.tensor(starts[:-1], device=device),
+        sizes[:, 0],
+        sizes[:, 1],
+        shapes,
+        torch.tensor(frames, device=device),
+    )
 
 
-def _bins(length: Tensor, out: Tensor, size: int) -> tuple[Tensor, Tensor]:
-    """Adaptive average pooling's bins of `length` (N,) pixels into `out` (N,) bins, padded to
-    `size`: bin ends ceil((i + 1) * length / out) and starts floor(i * length / out), stacked
-    (N, 2, size), and bin lengths (N, size); padding bins are empty with length 1."""
+def _bins(
+    offset: Tensor,
+    length: Tensor,
+    out: Tensor,
+    size: int,
+    first: Tensor | None = None,
+    count: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Adaptive average pooling's bins of `length` (N,) pixels from `offset` (N,) on into `out`
+    (N,) bins, `count` (N,) of them (all when None) from bin `first` (N,) on (0 when None),
+    padded to `size`: bin ends offset + ceil((i + 1) * length / out) and starts offset +
+    floor(i * length / out), stacked (N, 2, size), and bin lengths (N, size); padding bins are
+    empty (at 0) with length 1."""
     i = torch.arange(size, device=length.device)
-    valid = i < out[:, None]
+    valid = i < (out if count is None else count)[:, None]
+    if first is not None:
+        i = i + first[:, None]
     start = (i * length[:, None]) // out[:, None]
     end = ((i + 1) * length[:, None] + out[:, None] - 1) // out[:, None]
-    start, end = torch.where(valid, start, 0), torch.where(valid, end, 0)
+    start = torch.where(valid, start + offset[:, None], 0)
+    end = torch.where(valid, end + offset[:, None], 0)
     return torch.stack([end, start], dim=1), torch.where(valid, end - start, 1)
 
 
@@ -551,17 +643,20 @@ def _area_resize(
     region: tuple[Tensor, Tensor, Tensor, Tensor],
     out_size: tuple[Tensor, Tensor],
     out: Tensor,
+    first: tuple[Tensor, Tensor] | None = None,
+    count: tuple[Tensor, Tensor] | None = None,
 ) -> None:
     """Write into `out` (N, H, W, 3) float32 the normalized area resizes of N regions (top,
     left, height, width) of `image` (N,), region n to out_size[n] (height, width) pixels at the
-    top left of out[n]; the rest of out[n] is padding (black: empty bins). One gather of every
-    bin corner, from the tables."""
+    top left of out[n] (with `first` and `count`, rows and columns: the `count` (height, width)
+    of them from `first` on); the rest of out[n] is padding (black: empty bins). One gather of
+    every bin corner, from the tables."""
     top, left, height, width = region
     size_h, size_w = out.shape[1], out.shape[2]
-    rows, bin_h = _bins(height, out_size[0], size_h)
-    cols, bin_w = _bins(width, out_size[1], size_w)
-    rows = (rows + (tables.start[image] + top)[:, None, None]) * tables.data.shape[1]
-    cols = cols + left[:, None, None]
+    (first_h, first_w), (count_h, count_w) = first or (None, None), count or (None, None)
+    rows, bin_h = _bins(top, height, out_size[0], size_h, first_h, count_h)
+    cols, bin_w = _bins(left, width, out_size[1], size_w, first_w, count_w)
+    rows = (rows + tables.start[image][:, None, None]) * tables.data.shape[1]
     index = rows[:, :, :, None, None] + cols[:, None, None, :, :]  # (N, 2, H, 2, W)
     corners = tables.data.view(-1, 3).index_select(0, index.view(-1))
     corners = corners.view(len(image), 2, size_h, 2, size_w, 3)
@@ -591,17 +686,20 @@ def _crops(
     the image are dropped (facenet would misalign its outputs on them). Returns the boxes and
     images kept and their (N, 3, size, size) crops."""
     corners = boxes[:, :4].trunc().to(torch.int32).long()
-    x = corners[:, 0].clamp(min=1)
-    y = corners[:, 1].clamp(min=1)
-    ex = torch.minimum(corners[:, 2], tables.widths[image_of])
-    ey = torch.minimum(corners[:, 3], tables.heights[image_of])
+    # Boxes are in the frame's pixels; the image is the part from origin on (`Cut`).
+    origin_y, origin_x = tables.frame[image_of, 0], tables.frame[image_of, 1]
+    x = torch.maximum(corners[:, 0], origin_x + 1)
+    y = torch.maximum(corners[:, 1], origin_y + 1)
+    ex = torch.minimum(corners[:, 2], origin_x + tables.widths[image_of])
+    ey = torch.minimum(corners[:, 3], origin_y + tables.heights[image_of])
     inside = (ey > y - 1) & (ex > x - 1)
     boxes, image_of = boxes[inside], image_of[inside]
-    top, left = y[inside] - 1, x[inside] - 1
+    origin_y, origin_x = origin_y[inside], origin_x[inside]
+    top, left = y[inside] - 1 - origin_y, x[inside] - 1 - origin_x
     # Channels-last, as R-/O-Net run fastest (1.5x on CPU); the pixels are written in that order.
     crops = torch.empty(len(boxes), size, size, 3, device=boxes.device)
     sides = torch.full_like(top, size)
-    region = (top, left, ey[inside] - top, ex[inside] - left)
+    region = (top, left, ey[inside] - origin_y - top, ex[inside] - origin_x - left)
     _area_resize(tables, image_of, region, (sides, sides), crops)
     return boxes, image_of, crops.permute(0, 3, 1, 2)
 
