@@ -13,7 +13,7 @@ from skimage import data
 from factories import iou
 from opengraphau.faces.crop import CROP_SIZE, MARGIN, crop_box, square_crop
 from opengraphau.faces.detector import FaceDetector
-from opengraphau.faces.mtcnn import BatchedMTCNN
+from opengraphau.faces.mtcnn import BatchedMTCNN, Cut
 
 # Hand-measured on an 8x zoom of skimage.data.astronaut() (512x512), original pixels.
 ASTRO_FACE = (180.0, 72.0, 90.0, 106.0)  # x, y, w, h: cheek to cheek, hairline to chin
@@ -195,10 +195,10 @@ def test_batched_matches_one_by_one(
         self: BatchedMTCNN,
         imgs: Sequence[torch.Tensor],
         min_face: Sequence[float] | float,
-        most: int | None = None,
+        cuts: Sequence[Cut] | None = None,
     ) -> list[torch.Tensor]:
         calls.append([tuple(i.shape) for i in imgs])
-        return real_detect(self, imgs, min_face, most)
+        return real_detect(self, imgs, min_face, cuts)
 
     monkeypatch.setattr(BatchedMTCNN, "detect", counting)
     batched = detector.detect(images)
