@@ -250,7 +250,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         default=Options.detect_every,
         metavar="K",
         help=f"videos: search whole frames every K frames and, between, only around the faces "
-        f"found (default {Options.detect_every}; 1: every frame)",
+        f"found, with the full search's boxes (default {Options.detect_every}; 1: every frame; a "
+        "new face waits at most K-1 frames)",
     )
     return p
 
