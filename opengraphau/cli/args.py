@@ -15,8 +15,8 @@ from typing import NoReturn
 
 from ..model.variants import ARCHS
 from ..options import ENGINES, PRECISIONS, SMOOTH_MODES, Options
+from ..schema import FORMATS
 from ..sinks.previous import fresh_folder, latest_folder
-from ..sinks.writer import FORMATS
 from ..weights import CHECKPOINT_DIR, DEFAULT_MODEL
 
 #: `Options` fields whose flag's argparse name differs.

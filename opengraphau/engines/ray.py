@@ -42,7 +42,7 @@ from ..options import Options
 from ..pipeline import Pipeline, PipelineTimes, crop_mode
 from ..predictor import build_model_for
 from ..records import Box, FaceRecord, Frame, display_name
-from ..sinks.writer import CSV_HEADER
+from ..schema import CSV_HEADER
 from ..sources.images import as_pil, load_image
 from ..sources.inputs import InputItem
 from ..sources.video import Capture
