@@ -30,14 +30,16 @@ _DESTS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """The parser of every command (main and subcommands alike)."""
+
     def error(self, message: str) -> NoReturn:
         """One line instead of argparse's usage block."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=prog,
         description="Predict 41 facial action units with OpenGraphAU. Other commands: "
         f"`{prog} models` lists the official models, `{prog} download [NAME ...]` fetches them.",
