@@ -28,9 +28,9 @@ from opengraphau import InputError, OutputError, read_results
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline
 from opengraphau.records import UNCONFIRMED, FaceRecord
+from opengraphau.schema import CSV_HEADER
 from opengraphau.sinks import parquet
 from opengraphau.sinks.files import OutputFolder
-from opengraphau.schema import CSV_HEADER
 from opengraphau.sinks.writer import CsvSink, SinkSettings
 from opengraphau.thresholds import as_thresholds
 
