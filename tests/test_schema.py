@@ -17,6 +17,7 @@ from opengraphau.records import FaceRecord
 from opengraphau.schema import (
     COLUMN_TYPES,
     DECIMALS,
+    FORMATS,
     face_columns,
     face_records,
     result_columns,
@@ -24,7 +25,7 @@ from opengraphau.schema import (
 )
 from opengraphau.sinks.files import OutputFolder
 from opengraphau.sinks.parquet import read_dataset
-from opengraphau.sinks.writer import ResultWriter
+from opengraphau.sinks.writer import SINKS, ResultWriter
 
 
 def _exact(value: float, decimals: int) -> float:
@@ -117,9 +118,7 @@ def test_csv_jsonl_and_parquet_hold_the_same_numbers(tmp_path: Path) -> None:
                 assert float(row[f"{c}_smooth"]) == au["smoothed"]
                 assert np.float32(au["smoothed"]) == np.float32(parquet[f"{c}_smooth"][k])
     assert [r["face_id"] for r in rows] == ["0", "1", "0", "2"]
-    assert pq.read_schema(next((tmp_path / "predictions.parquet").iterdir())).names == list(
-        columns
-    )
+    assert pq.read_schema(next((tmp_path / "predictions.parquet").iterdir())).names == list(columns)
 
 
 @pytest.mark.parametrize("smoothed", [False, True])
@@ -135,3 +134,14 @@ def test_unrounded_columns_give_back_the_records(smoothed: bool) -> None:
             assert (mine is None) == (theirs is None)
             if mine is not None:
                 assert mine.dtype == np.float32 and np.array_equal(mine, theirs)
+
+
+def test_every_format_has_a_sink_that_writes_it(tmp_path: Path) -> None:
+    assert tuple(SINKS) == FORMATS
+    with ResultWriter(OutputFolder(tmp_path), formats=FORMATS) as writer:
+        writer.write(_records()[:1])
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "predictions.csv",
+        "predictions.jsonl",
+        "predictions.parquet",
+    }

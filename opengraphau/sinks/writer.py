@@ -108,10 +108,10 @@ def json_records(
                     "id": f"AU{i}",
                     "name": n,
                     "probability": values[c][k],
-                    **({"smoothed": values[f"{c}_smooth"][k]} if smoothed else {}),
+                    **({"smoothed": values[sc][k]} if smoothed else {}),
                     "active": bool(active[j]),
                 }
-                for j, (i, n, c) in enumerate(zip(AU_IDS, AU_NAMES, AU_COLUMNS))
+                for j, (i, n, c, sc) in enumerate(zip(AU_IDS, AU_NAMES, AU_COLUMNS, SMOOTH_COLUMNS))
             ]
         row = {
             "file": values["file"][k],
