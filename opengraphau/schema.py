@@ -96,20 +96,15 @@ def face_columns(
     that `face_records` undoes without loss (with `smooth`)."""
     n = len(records)
     b, s, t = (DECIMALS[k] if rounded else None for k in ("box", "score", "timestamp"))
-    model = np.full((len(AU_COLUMNS), n), np.nan)  # one contiguous row per column
-    smoothed = np.full((len(AU_COLUMNS), n), np.nan)
-    for i, r in enumerate(records):
-        ours, theirs = _model_and_smoothed(r)
-        if ours is not None:
-            model[:, i] = ours
-        if theirs is not None:
-            smoothed[:, i] = theirs
+    pairs = [_model_and_smoothed(r) for r in records]
+    model, smoothed = _by_column([m for m, _ in pairs]), _by_column([m for _, m in pairs])
+    shown = {source: display_name(source) for source in {r.source for r in records}}
     boxes = np.array(
         [(np.nan,) * 4 if r.box is None else [_round(v, b) for v in r.box] for r in records],
         np.float64,
     ).reshape(n, 4)
     columns = {
-        "file": np.array([display_name(r.source) for r in records], dtype=object),
+        "file": np.array([shown[r.source] for r in records], dtype=object),
         "frame": np.array([r.frame for r in records], np.int64),
         "timestamp": np.array([_round(r.timestamp, t) for r in records], np.float64),
         "face_id": np.array([r.face_id for r in records], np.int64),
@@ -131,6 +126,14 @@ def face_columns(
 def typed(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """`face_columns`' columns in `COLUMN_TYPES` (the AUs float32), `file` left as it is."""
     return {c: v if c == "file" else v.astype(COLUMN_TYPES[c]) for c, v in columns.items()}
+
+
+def _by_column(rows: list[np.ndarray | None]) -> np.ndarray:
+    """(41, n) float64 from n rows of 41 AUs, NaN for a row that is None: one contiguous
+    array per AU column."""
+    none = np.full(len(AU_COLUMNS), np.nan)
+    matrix = np.array([none if r is None else r for r in rows], np.float64)
+    return matrix.reshape(-1, len(AU_COLUMNS)).T.copy()
 
 
 def _round(value: float, decimals: int | None) -> float:

@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES, SMOOTH_COLUMNS
 from ..errors import OutputError
 from ..records import FaceRecord, display_name, name_bytes
-from ..schema import DECIMALS, check_formats, face_columns, result_columns
+from ..schema import CSV_HEADER, DECIMALS, check_formats, face_columns, result_columns
 from ..thresholds import ThresholdLike, Thresholds, as_thresholds
 from .files import OutputFolder, csv_text, output_error, read_csv
 
@@ -64,28 +66,34 @@ def csv_rows(records: Sequence[FaceRecord], *, untrained: bool, smooth: bool) ->
     a record has no face, no box or no smoothed values."""
     columns = face_columns(records, smooth=smooth, untrained=untrained)
     b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
-    no_face = [not r.success for r in records]
-    no_box = [r.box is None for r in records]
+    values = {c: columns[c].tolist() for c in CSV_HEADER[: -len(AU_COLUMNS)]}  # file ... h
 
-    def text(name: str, decimals: int, empty: Sequence[bool]) -> list[str]:
-        return ["" if e else f"{v:.{decimals}f}" for v, e in zip(columns[name].tolist(), empty)]
+    def probs(names: Sequence[str], empty: Sequence[bool]) -> list[list[str]]:
+        """The AU fields row by row (a matrix, so a face's 41 values are formatted in one go)."""
+        rows = np.stack([columns[c] for c in names], axis=1).tolist()
+        blank = [""] * len(names)
+        return [blank if e else [f"{v:.{s}f}" for v in row] for row, e in zip(rows, empty)]
 
-    fields = [
-        columns["file"].tolist(),
-        [str(f) for f in columns["frame"].tolist()],
-        text("timestamp", t, [False] * len(records)),
-        [str(f) for f in columns["face_id"].tolist()],
-        ["1" if ok else "0" for ok in columns["success"].tolist()],
-        text("confidence", s, [r.confidence is None for r in records]),
-        *(text(c, b, no_box) for c in "xywh"),
-        *(text(c, s, no_face) for c in AU_COLUMNS),
-    ]
-    if smooth:
-        not_smoothed = [r.raw is None for r in records]
-        fields += [text(c, s, not_smoothed) for c in SMOOTH_COLUMNS]
-    if untrained:
-        fields.append(["1"] * len(records))
-    return [list(row) for row in zip(*fields)]
+    model = probs(AU_COLUMNS, [not r.success for r in records])
+    smoothed = probs(SMOOTH_COLUMNS, [r.raw is None for r in records]) if smooth else None
+    out = []
+    for k, r in enumerate(records):
+        box = ["", "", "", ""] if r.box is None else [f"{values[c][k]:.{b}f}" for c in "xywh"]
+        row = [
+            values["file"][k],
+            str(values["frame"][k]),
+            f"{values['timestamp'][k]:.{t}f}",
+            str(values["face_id"][k]),
+            "1" if values["success"][k] else "0",
+            "" if r.confidence is None else f"{values['confidence'][k]:.{s}f}",
+            *box,
+            *model[k],
+            *(smoothed[k] if smoothed is not None else ()),
+        ]
+        if untrained:
+            row.append("1")
+        out.append(row)
+    return out
 
 
 def json_records(
