@@ -70,6 +70,7 @@ def run_cli(folder: Path, out: Path, arch: str, batch: int, workers: int | None)
         str(folder),
         "--output-dir",
         str(out),
+        "--overwrite",  # repeats write into the same folder
     ]
     if workers is not None:
         cmd += ["--workers", str(workers)]

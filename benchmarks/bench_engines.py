@@ -55,6 +55,7 @@ def run_cli(folder: Path, out: Path, engine: str, arch: str, batch: int, detect:
         str(folder),
         "--output-dir",
         str(out),
+        "--overwrite",  # repeats write into the same folder
     ] + ([] if detect else ["--no-detect"])
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = time.perf_counter()
@@ -103,19 +104,19 @@ def main() -> None:
                         )
                         best[engine, n] = min(seconds, best.get((engine, n), seconds))
             for engine in ENGINES:
-                seconds = {n: best[engine, n] for n in args.sizes}
-                steady = (large - small) / (seconds[large] - seconds[small])
-                startup = seconds[large] - large / steady
+                by_size = {n: best[engine, n] for n in args.sizes}
+                steady = (large - small) / (by_size[large] - by_size[small])
+                startup = by_size[large] - large / steady
                 results.append(
                     {
                         "detect": detect,
                         "engine": engine,
-                        "seconds": seconds,
+                        "seconds": by_size,
                         "steady_images_per_s": steady,
                         "startup_s": startup,
                     }
                 )
-                rates = " | ".join(f"{n / seconds[n]:.2f}" for n in args.sizes)
+                rates = " | ".join(f"{n / by_size[n]:.2f}" for n in args.sizes)
                 print(
                     f"| {'MTCNN' if detect else 'whole image'} | {engine} | {rates} | "
                     f"{steady:.2f} | {startup:.1f} |",

@@ -20,6 +20,7 @@ weights, so its largest |dp| against the default path is reported too.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import json
@@ -31,12 +32,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.machine import describe, label
-from opengraphau.model import OpenGraphAU, load_model
+from opengraphau.model import InferenceModel, OpenGraphAU, load_model
+from opengraphau.model.anfl import ANFLHead, DynamicGraphGNN
+from opengraphau.model.mefl import GatedGNN, MEFLHead
 from tests.oracle import oracle_forward, random_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,11 +118,12 @@ def reference_model(folder: Path, model: OpenGraphAU) -> torch.nn.Module:
         spec = importlib.util.spec_from_file_location(
             REFERENCE_PACKAGE, init, submodule_search_locations=[str(folder / "model")]
         )
+        assert spec is not None and spec.loader is not None  # a file that exists has both
         package = importlib.util.module_from_spec(spec)
         sys.modules[REFERENCE_PACKAGE] = package
         spec.loader.exec_module(package)
     head = "ANFL" if model.stage == 1 else "MEFL"
-    module = importlib.import_module(f"{REFERENCE_PACKAGE}.{head}")
+    module: Any = importlib.import_module(f"{REFERENCE_PACKAGE}.{head}")  # theirs, untyped
     resnet50 = importlib.import_module(f"{REFERENCE_PACKAGE}.resnet").resnet50
     # Their stage-2 ResNet-50 asks for ImageNet weights from disk; ours replace them anyway.
     module.resnet50 = lambda pretrained=False, **kw: resnet50(pretrained=False, **kw)
@@ -169,8 +174,14 @@ def paired_ratio(num: list[float], den: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(num, den))
 
 
+def head_graph(model: InferenceModel) -> DynamicGraphGNN | GatedGNN:
+    """The graph network of `model`'s head: stage 1's top-K graph or stage 2's gated one."""
+    assert isinstance(model.head, ANFLHead | MEFLHead)
+    return model.head.gnn
+
+
 def compare_bf16(
-    fast: torch.nn.Module, low: torch.nn.Module, images: int, batch: int
+    fast: InferenceModel, low: InferenceModel, images: int, batch: int
 ) -> dict[str, float | int]:
     """Largest |dp| of bf16 vs fp32 over `images` random inputs and, for stage 1, how many of
     them changed their top-K graph (a near-tie among an AU's most similar AUs flips under bf16
@@ -178,7 +189,7 @@ def compare_bf16(
     x = torch.randn(images, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     nodes: dict[str, torch.Tensor] = {}
     hooks = [
-        m.head.gnn.register_forward_hook(
+        head_graph(m).register_forward_hook(
             lambda mod, args, out, name=name: nodes.__setitem__(name, args[0])
         )
         for name, m in (("fp32", fast), ("bf16", low))
@@ -188,7 +199,9 @@ def compare_bf16(
         for part in x.split(batch):
             dps.append((low(part) - fast(part)).abs().amax(dim=1))
             if fast.stage == 1:
-                graph = fast.head.gnn.adjacency
+                gnn = head_graph(fast)
+                assert isinstance(gnn, DynamicGraphGNN)
+                graph = gnn.adjacency
                 changed.append((graph(nodes["fp32"]) != graph(nodes["bf16"])).flatten(1).any(1))
     for hook in hooks:
         hook.remove()
@@ -233,6 +246,7 @@ def folder_throughput(
             str(batch),
             "--output-dir",
             out,
+            "--overwrite",  # repeats write into the same folder
         ]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -261,21 +275,23 @@ def bench_arch(
             "max_abs_dp_default_vs_oracle": (fast - ref).abs().max().item(),
             "gflop_per_image": gflop_per_image(plain),
         }
-        fns[f"oracle{stage}"] = lambda m=plain: oracle_forward(m, x)
-        fns[f"default{stage}"] = lambda m=default: m(x)
+        fns[f"oracle{stage}"] = functools.partial(oracle_forward, plain, x)
+        fns[f"default{stage}"] = functools.partial(default, x)
         if args.reference:
             theirs = reference_model(args.reference, plain)
             with torch.inference_mode():
                 row["max_abs_dp_default_vs_reference"] = (fast - theirs(x)).abs().max().item()
-            fns[f"reference{stage}"] = lambda m=theirs: m(x)
+            fns[f"reference{stage}"] = functools.partial(theirs, x)
         if bf16:
             low = load_model(path, precision="bf16")
             row.update(compare_bf16(default, low, args.bf16_images, args.batch_size))
-            fns[f"bf16{stage}"] = lambda m=low: m(x)
+            fns[f"bf16{stage}"] = functools.partial(low, x)
         results[str(stage)] = row
     # The stage-2 oracle takes seconds and gigabytes per call: timed on its own, so that its
     # memory churn does not land on the others.
-    slow = {name: fns.pop(name) for name in ("oracle2", "reference2") if name in fns}
+    slow: dict[str, Callable[[], object]] = {
+        name: fns.pop(name) for name in ("oracle2", "reference2") if name in fns
+    }
     print(f"{arch}: timing {len(fns)} variants x {args.iters} rounds ...", flush=True)
     times = interleaved(fns, args.iters, args.warmup)
     if slow:

@@ -97,6 +97,7 @@ def whole_run(
         str(folder),
         "--output-dir",
         str(out),
+        "--overwrite",  # repeats write into the same folder
         "--quiet",
         "--batch-size",
         str(args.batch_size),
@@ -139,14 +140,15 @@ def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> 
     model = load_model(args.checkpoint, device=device, precision=args.precision)
     detector = FaceDetector(device=device, min_face_size=args.min_face_size)
     pipeline = Pipeline(model, detector=detector, batch_size=args.batch_size)
-    frames = [Frame.of(str(p), np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    frames = [Frame.of(str(p), image) for p, image in zip(paths, images)]
     located = pipeline.locate(frames)
     crops = pipeline.pixels(frames, located)[: args.batch_size]
     noise = torch.randint(0, 256, crops.shape, dtype=torch.uint8, device=device)
     with torch.inference_mode():
         real_s, real_cpu = timed(lambda: pipeline.infer(crops), device, args.rounds)
         noise_s, noise_cpu = timed(lambda: pipeline.infer(noise), device, args.rounds)
-    sample = [f.image for f in frames[: args.batch_size]]
+    sample = images[: args.batch_size]
     detect_s, detect_cpu = timed(lambda: detector.detect(sample), device, args.rounds)
     # Its own loops, photo by photo: 16 photos tell its rate (a GPU's batch would take long).
     facenet = MTCNN(keep_all=True, device=device, min_face_size=args.min_face_size)
@@ -185,8 +187,9 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     small, large = sorted(args.sizes)
+    machine = describe(device)
     report: dict[str, object] = {
-        "machine": describe(device),
+        "machine": machine,
         "arch": args.arch,
         "stage": args.stage,
         "device": str(device),
@@ -195,7 +198,7 @@ def main() -> None:
         "min_face_size": args.min_face_size,
         "sizes": [small, large],
     }
-    print(label(report["machine"]), flush=True)
+    print(label(machine), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         args.checkpoint = write_official_checkpoint(
@@ -206,8 +209,9 @@ def main() -> None:
             folders[n] = root / f"photos{n}"
             folders[n].mkdir()
             paths = make_photos(folders[n], n)
-        report.update(alone(paths[: max(args.batch_size, 16)], args, device))
-        model_ms = report["model_ms_per_face"]
+        timings = alone(paths[: max(args.batch_size, 16)], args, device)
+        report.update(timings)
+        model_ms = timings["model_ms_per_face"]
         print(
             f"{args.arch} stage {args.stage} {args.precision} on {device}, batch {args.batch_size}",
             flush=True,

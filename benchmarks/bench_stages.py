@@ -169,14 +169,15 @@ def main() -> None:
     device = resolve_device(args.device)
     clock = Clock(device, args.rounds)
     count = args.photos or args.batch_size
+    machine = describe(device)
     report: dict[str, object] = {
-        "machine": describe(device),
+        "machine": machine,
         "device": str(device),
         "precision": args.precision,
         "batch_size": args.batch_size,
         "photos": count,
     }
-    print(label(report["machine"]), flush=True)
+    print(label(machine), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = make_photos(root, count)

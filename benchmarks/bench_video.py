@@ -45,7 +45,7 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int] = (640, 480)) ->
     face = np.ascontiguousarray(data.astronaut()[20:240, 120:340][..., ::-1])
     frames = int(seconds * FPS)
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, size)
     for i in range(frames):
         frame = np.full((height, width, 3), 170, np.uint8)
         x = 20 + (3 * i) % (width - 260)
@@ -78,14 +78,17 @@ def run(clip: Path, out: Path, args: argparse.Namespace, extra: list[str]) -> di
         str(clip),
         "--output-dir",
         str(out),
+        "--overwrite",  # repeats write into the same folder
         *extra,
     ]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     summary = " ".join(done.stdout.split())  # the summary may wrap onto two lines
-    frames = int(re.search(r"\((\d+) frames\)", summary).group(1))
-    model = float(re.search(r"model ([\d.]+) s", summary).group(1))
+    counted = re.search(r"\((\d+) frames\)", summary)
+    timed = re.search(r"model ([\d.]+) s", summary)
+    assert counted and timed, f"no frame count or model time in the summary: {summary}"
+    frames, model = int(counted.group(1)), float(timed.group(1))
     detect = re.search(r"detection ([\d.]+) s", summary)
     return {
         "frames": frames,

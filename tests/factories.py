@@ -8,9 +8,10 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from opengraphau.aus import AU_COLUMNS
 from opengraphau.cli import main
 from opengraphau.context import UNTRAINED_BANNER
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 FACE = ROOT / "demo_imgs" / "astronaut_face.jpg"
 #: `tests/data/checkpoint-keys/ARCH_stageN.json`: [[key, shape], ...] of the official files.
@@ -73,6 +75,7 @@ def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
     real face photos (a train-mode pass), in place in the official-layout `state`: with made-up
     statistics the outputs would barely depend on the image, and parity tests would prove little.
     """
+    from opengraphau.model.blocks import AUBlocks
     from opengraphau.model.checkpoint import checkpoint_filter_fn
     from opengraphau.model.opengraphau import build_model
 
@@ -98,6 +101,7 @@ def _calibrate(state: dict[str, torch.Tensor], arch: str, stage: int) -> None:
         }
     )
     blocks = model.head.au_linears
+    assert isinstance(blocks, AUBlocks)
     for i in range(blocks.weight.shape[0]):
         out = tokens @ blocks.weight[i].T + blocks.bias[i]
         new[f"head.main_class_linears.{i}.bn.running_mean"] = out.mean(dim=(0, 1))
@@ -140,7 +144,7 @@ def write_video(path: Path, frames: int, *, face_until: int, fourcc: str = "mp4v
     """A 480 x 320 clip at `VIDEO_FPS`: skimage's astronaut's face sliding right over a grey
     background, leaving the picture at frame `face_until`."""
     face = np.ascontiguousarray(data.astronaut()[20:240, 120:340][..., ::-1])
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (480, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), VIDEO_FPS, (480, 320))
     for i in range(frames):
         frame = np.full((320, 480, 3), 180, np.uint8)
         if i < face_until:
@@ -167,6 +171,12 @@ class FakeCamera:
     def read(self) -> tuple[bool, np.ndarray]:
         self.reads += 1
         return True, self.frame(self.reads)
+
+    def grab(self) -> bool:
+        raise AssertionError("a camera is read, never grabbed")
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        raise AssertionError("a camera is read, never retrieved")
 
     def get(self, prop: int) -> float:
         return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
@@ -222,6 +232,14 @@ def read_rows(out: Path, name: str = "predictions.csv") -> list[dict[str, str]]:
 def probs_of(rows: list[dict[str, str]]) -> np.ndarray:
     """(rows, 41) AU probabilities of CSV rows."""
     return np.array([[float(r[c]) for c in AU_COLUMNS] for r in rows])
+
+
+def present(values: Iterable[T | None]) -> list[T]:
+    """`values` as a list, none of which may be missing: what a test knows is there (the
+    probabilities of faces that were found, the pixels of decoded frames), typed so."""
+    items = list(values)
+    assert all(value is not None for value in items), "a value the test expects is None"
+    return [value for value in items if value is not None]
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

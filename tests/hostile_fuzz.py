@@ -50,6 +50,7 @@ import traceback
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -526,13 +527,18 @@ def _race(rng: random.Random, root: Path) -> int:
     return len(images)
 
 
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def _streams(rng: random.Random, root: Path) -> int:
     """stdout/stderr closed, full or gone: every row, the usual exit code, no noise."""
     images = _plain_images(rng, root / "data", rng.randint(1, 12))
     flags = [f for f in FAST if f != "--quiet" or rng.random() < 0.5]
     kind = rng.choice(["stderr closed", "stdout closed", "stdout gone", "stdout full", "both"])
     close = {"stderr closed": (2,), "stdout closed": (1,), "both": (1, 2)}.get(kind, ())
-    stdout: int | object = subprocess.DEVNULL
+    stdout: int | IO[str] = subprocess.DEVNULL
     if kind == "stdout gone":
         reader, stdout = os.pipe()
         os.close(reader)
@@ -554,11 +560,12 @@ def _streams(rng: random.Random, root: Path) -> int:
         stderr=subprocess.PIPE,
         env=env,
         timeout=300,
-        preexec_fn=lambda: [os.close(fd) for fd in close],
+        preexec_fn=lambda: _close_all(close),
     )
-    if isinstance(stdout, int) and stdout > 2:
-        os.close(stdout)
-    elif hasattr(stdout, "close"):
+    if isinstance(stdout, int):
+        if stdout > 2:
+            os.close(stdout)
+    else:
         stdout.close()
     _check(process.returncode == 0, f"exit {process.returncode} with {kind}")
     _check(

@@ -11,20 +11,31 @@ checked against.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from opengraphau.model.anfl import ANFLHead
+from opengraphau.model.anfl import ANFLHead, DynamicGraphGNN
 from opengraphau.model.blocks import BN_EPS, AUBlocks, AUHead
-from opengraphau.model.mefl import MEFLHead
+from opengraphau.model.mefl import CrossAttention, GatedGNNLayer, MEFLHead
 from opengraphau.model.opengraphau import OpenGraphAU, build_model
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def _bn_statistics(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running mean and variance, which every BatchNorm of the model tracks."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    return bn.running_mean, bn.running_var
 
 
 def _bn_channels_dim1(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
     """Eval-mode BatchNorm of any rank over dim 1, spelled out from the module's statistics."""
     shape = [1, -1] + [1] * (x.dim() - 2)
-    mean, var = bn.running_mean.view(shape), bn.running_var.view(shape)
+    running_mean, running_var = _bn_statistics(bn)
+    mean, var = running_mean.view(shape), running_var.view(shape)
     return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
 
 
@@ -50,11 +61,12 @@ def linear_block(
     return torch.relu(y).permute(0, 2, 1)
 
 
-def per_au_features(blocks: AUBlocks, x: torch.Tensor) -> torch.Tensor:
+def per_au_features(blocks: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, D, C) -> (B, N, D, C): the reference's loop over N separate LinearBlocks.
 
-    Block i is rebuilt from slice i of our stacked tensors.
+    Block i is rebuilt from slice i of our stacked tensors (unfolded: the oracle reads them).
     """
+    assert isinstance(blocks, AUBlocks), f"unfolded AUBlocks expected, not {type(blocks).__name__}"
     outs = []
     for i in range(blocks.weight.shape[0]):
         out = linear_block(
@@ -97,7 +109,7 @@ def normalize_digraph(adj: torch.Tensor) -> torch.Tensor:
     return torch.bmm(torch.bmm(diag, adj), diag)
 
 
-def dynamic_graph_gnn(gnn: nn.Module, f_v: torch.Tensor) -> torch.Tensor:
+def dynamic_graph_gnn(gnn: DynamicGraphGNN, f_v: torch.Tensor) -> torch.Tensor:
     """The stage-1 GNN on (B, N, C) nodes: top-K dot-product graph, kept where sim >= K-th."""
     b, n, _ = f_v.shape
     sim = torch.einsum("bij,bjk->bik", f_v, f_v.transpose(1, 2))
@@ -126,7 +138,7 @@ def incidence_matrices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return start, end
 
 
-def cross_attention(attn: nn.Module, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def cross_attention(attn: CrossAttention, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Queries from y, keys and values from x, one softmax over the key tokens."""
     query = _linear(y, attn.linear_q.weight, attn.linear_q.bias)
     key = _linear(x, attn.linear_k.weight, attn.linear_k.bias)
@@ -151,7 +163,11 @@ def edge_features(
 
 
 def gated_gnn_layer(
-    layer: nn.Module, x: torch.Tensor, edge: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+    layer: GatedGNNLayer,
+    x: torch.Tensor,
+    edge: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n = start.shape[1]
     vix = _linear(x, layer.A.weight, None)
@@ -179,6 +195,7 @@ def mefl_forward(head: MEFLHead, x: torch.Tensor) -> torch.Tensor:
     start, end = incidence_matrices(f_v.shape[1])
     start, end = start.to(x), end.to(x)
     for layer in head.gnn.graph_layers:
+        assert isinstance(layer, GatedGNNLayer)
         f_v, f_e = gated_gnn_layer(layer, f_v, f_e, start, end)
     return readout(head, f_v)
 
@@ -201,21 +218,22 @@ def oracle_forward(model: OpenGraphAU, images: torch.Tensor) -> torch.Tensor:
     """(B, 3, 224, 224) -> (B, 41): our backbone in plain fp32 eager form, the rest literal."""
     tokens = model.backbone(images)
     gl = model.global_linear
+    bn_mean, bn_var = _bn_statistics(gl.bn)
     tokens = linear_block(
         tokens,
         gl.fc.weight,
         gl.fc.bias,
         gl.bn.weight,
         gl.bn.bias,
-        gl.bn.running_mean,
-        gl.bn.running_var,
+        bn_mean,
+        bn_var,
         gl.bn.eps,
     )
     return oracle_head_forward(model.head, tokens)
 
 
 @torch.no_grad()
-def randomize_statistics_(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+def randomize_statistics_(module: ModuleT, generator: torch.Generator | None = None) -> ModuleT:
     """Give every BatchNorm (and the stacked AU blocks) trained-looking statistics, in place.
 
     Fresh BatchNorms are the identity, which would hide a wrongly folded mean or variance.
@@ -229,8 +247,9 @@ def randomize_statistics_(module: nn.Module, generator: torch.Generator | None =
 
     for mod in module.modules():
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            normal(mod.running_mean, 0.1)
-            uniform(mod.running_var, 0.5, 2.0)
+            running_mean, running_var = _bn_statistics(mod)
+            normal(running_mean, 0.1)
+            uniform(running_var, 0.5, 2.0)
             uniform(mod.weight, 0.5, 1.5)
             normal(mod.bias, 0.1)
         elif isinstance(mod, AUBlocks):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import FACE
+from factories import FACE, present
 from opengraphau import AUPredictor, ConfigError, Options, run
 from opengraphau.context import UNTRAINED_BANNER
 from opengraphau.errors import UntrainedWarning
@@ -226,8 +226,8 @@ def test_smoothed_and_model_values_reach_every_format(tmp_path: Path) -> None:
         )
     ]
     expected = np.stack([np.median(model[max(0, t - 2) : t + 1], axis=0) for t in range(6)])
-    np.testing.assert_array_equal(np.stack([r.raw for r in records]), model)
-    np.testing.assert_allclose(np.stack([r.probs for r in records]), expected, rtol=1e-6)
+    np.testing.assert_array_equal(np.stack(present(r.raw for r in records)), model)
+    np.testing.assert_allclose(np.stack(present(r.probs for r in records)), expected, rtol=1e-6)
     tables = {}
     for fmt in ("csv", "jsonl", "parquet"):
         out = OutputFolder(tmp_path / fmt)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from factories import probs_of, read_rows, run_main
+from factories import present, probs_of, read_rows, run_main
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline
 from opengraphau.predictor import AUPredictor
@@ -221,7 +221,7 @@ def test_api_takes_paths_pil_and_numpy(resnet18_s1: Path, tmp_path: Path) -> Non
     results = AUPredictor(resnet18_s1, device="cpu", batch_size=2).predict(
         [path, pil, np.asarray(pil), str(path)]
     )
-    probs = np.stack([r.faces[0].probs for r in results])
+    probs = np.stack(present(r.faces[0].probs for r in results))
     assert probs.shape == (4, 41) and results[0].size == (96, 112)
     np.testing.assert_allclose(probs, np.repeat(probs[:1], 4, axis=0), atol=1e-6)
     assert results[0].faces[0].aus["AU12"] == pytest.approx(float(probs[0, 9]))

@@ -20,7 +20,7 @@ from opengraphau.faces.detector import FaceDetector
 from opengraphau.model import load_model
 from opengraphau.model.transforms import EvalTransform
 from opengraphau.pipeline import Pipeline
-from opengraphau.records import Frame
+from opengraphau.records import Encoded, Frame
 from opengraphau.sources.images import decode_jpegs, load_image, read_jpeg
 from opengraphau.sources.inputs import InputItem
 
@@ -42,6 +42,13 @@ def save_jpeg(image: Image.Image, path: Path, orientation: int | None = None, **
         options["exif"] = exif.tobytes()
     image.save(path, quality=90, **options)
     return path
+
+
+def jpeg_bytes(path: Path) -> Encoded:
+    """The bytes of a JPEG that the device's decoder takes."""
+    jpeg = read_jpeg(path)
+    assert jpeg is not None, path
+    return jpeg[0]
 
 
 def decoded(path: Path) -> np.ndarray:
@@ -73,7 +80,7 @@ def test_a_batch_decodes_like_its_files_one_by_one(tmp_path: Path) -> None:
         save_jpeg(photo(80 + 16 * n, 60 + 8 * n, seed=n), tmp_path / f"{n}.jpg", n % 8 + 1)
         for n in range(6)
     ]
-    batch = decode_jpegs([read_jpeg(p)[0] for p in paths], CPU)
+    batch = decode_jpegs([jpeg_bytes(p) for p in paths], CPU)
     for path, image in zip(paths, batch):
         assert np.array_equal(image.numpy(), np.asarray(load_image(path))), path.name
 
@@ -134,7 +141,7 @@ def test_a_jpeg_the_decoder_refuses_falls_back_to_pillow(
 
     good = save_jpeg(photo(), tmp_path / "good.jpg", 3)
     odd = save_jpeg(photo(seed=5), tmp_path / "odd.jpg", 6)
-    refused = read_jpeg(odd)[0].data
+    refused = jpeg_bytes(odd).data
     real = torchvision.io.decode_jpeg
     calls = []
 
@@ -146,7 +153,7 @@ def test_a_jpeg_the_decoder_refuses_falls_back_to_pillow(
         return real(input, *args, **kwargs)
 
     monkeypatch.setattr(torchvision.io, "decode_jpeg", picky)
-    first, second = decode_jpegs([read_jpeg(good)[0], read_jpeg(odd)[0]], CPU)
+    first, second = decode_jpegs([jpeg_bytes(good), jpeg_bytes(odd)], CPU)
     assert calls == [2, 1, 1]
     assert np.array_equal(first.numpy(), np.asarray(load_image(good)))
     assert np.array_equal(second.numpy(), np.asarray(load_image(odd)))
@@ -163,8 +170,9 @@ def test_decode_hands_over_bytes_for_jpegs_and_pixels_for_the_rest(tmp_path: Pat
     ]
     dataset = Decode(items, EvalTransform(), pixels=True, prepare=False, encoded=True)
     (_, a, _), (_, b, _), (_, gone, why) = dataset[0], dataset[1], dataset[2]
+    assert a is not None and b is not None
     assert a.encoded is not None and a.image is None and a.size == (120, 160)
-    assert b.encoded is None and b.image.shape == (120, 160, 3)
+    assert b.encoded is None and b.image is not None and b.image.shape == (120, 160, 3)
     assert gone is None and why == "no such file"
 
 
@@ -204,7 +212,12 @@ def jpeg_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def frames_of(paths: list[Path], *, encoded: bool) -> list[Frame]:
     items = [InputItem(str(p), "image") for p in paths]
     dataset = Decode(items, EvalTransform(), pixels=True, prepare=False, encoded=encoded)
-    return [dataset[i][1] for i in range(len(items))]
+    frames = []
+    for i, path in enumerate(paths):
+        frame = dataset[i][1]
+        assert frame is not None, path
+        frames.append(frame)
+    return frames
 
 
 @pytest.mark.parametrize("detect", [True, False])
@@ -243,6 +256,6 @@ def test_the_gpu_road_agrees_with_the_cpus(
         for a_frame, b_frame in zip(got, want):
             for a, b in zip(a_frame, b_frame):
                 if a.box is not None:
-                    assert iou(a.box, b.box) >= 0.98
+                    assert b.box is not None and iou(a.box, b.box) >= 0.98
                 if a.probs is not None:
                     assert np.abs(a.probs - b.probs).max() < 0.02

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
@@ -189,9 +191,14 @@ def test_batched_matches_one_by_one(
     calls: list[list[tuple[int, ...]]] = []
     real_detect = BatchedMTCNN.detect
 
-    def counting(self: BatchedMTCNN, imgs: list[torch.Tensor], *args: object) -> object:
+    def counting(
+        self: BatchedMTCNN,
+        imgs: Sequence[torch.Tensor],
+        min_face: Sequence[float] | float,
+        most: int | None = None,
+    ) -> list[torch.Tensor]:
         calls.append([tuple(i.shape) for i in imgs])
-        return real_detect(self, imgs, *args)
+        return real_detect(self, imgs, min_face, most)
 
     monkeypatch.setattr(BatchedMTCNN, "detect", counting)
     batched = detector.detect(images)

@@ -58,6 +58,7 @@ def test_stage2_pair_blocks_do_not_change_results(block: int) -> None:
     """Pair scores one by one, 3 key AUs at a time, several query AUs at a time, or all at
     once give the same edges."""
     head = make_head(2, 16, seed=3)
+    assert isinstance(head, MEFLHead)
     head.edge_extractor.scores_per_block = block
     x = tokens(2, 49, 16, seed=4)
     with torch.no_grad():
@@ -83,6 +84,7 @@ def test_top_k_graph_keeps_every_tie(seed: int) -> None:
     """Nodes with small integer features have exactly equal dot products: a node whose K-th
     largest similarity is shared links to all of them (>= threshold), in both versions."""
     head = make_head(1, 12, seed=seed)
+    assert isinstance(head, ANFLHead)
     gen = torch.Generator().manual_seed(seed)
     nodes = torch.randint(0, 3, (4, 27, 12), generator=gen).float()
     nodes[:, 5] = nodes[:, 6] = nodes[:, 7]  # duplicated nodes: ties guaranteed

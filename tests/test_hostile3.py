@@ -343,8 +343,8 @@ def test_names_do_not_depend_on_the_locale(
             assert shown.count(b"Inner brow raiser") == 2
             assert "\\u65e5\\u672c\\u8a9e \xe9.jpg".encode("latin-1") in shown
         assert sorted(_files(out)) == sorted([utf8, str(data / "caf\\xe9.png")])
-        with open(out / "completed.csv", newline="", encoding="utf-8") as f:
-            assert sorted(map(tuple, csv.reader(f))) == sorted(
+        with open(out / "completed.csv", newline="", encoding="utf-8") as completed:
+            assert sorted(map(tuple, csv.reader(completed))) == sorted(
                 [
                     ("file", "name_bytes_hex"),
                     (utf8, ""),

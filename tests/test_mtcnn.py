@@ -215,7 +215,9 @@ def test_crops_are_facenets_imresample(photos):
     images = [photos["astronaut"], photos["cat"], photos["head_30x40"]]
     tables = mtcnn._integrals(images)
     gen = torch.Generator().manual_seed(0)
-    boxes, image_of, want = [], [], {24: [], 48: []}
+    parts: list[torch.Tensor] = []  # each image's kept boxes, then its dropped ones
+    owners: list[int] = []
+    want: dict[int, list[torch.Tensor]] = {24: [], 48: []}
     for k, img in enumerate(images):
         h, w = img.shape[:2]
         x1 = torch.rand(100, generator=gen) * w - w / 8
@@ -227,16 +229,16 @@ def test_crops_are_facenets_imresample(photos):
         y, ey, x, ex = facenet.pad(mine.clone(), w, h)
         inside = [n for n in range(len(mine)) if ey[n] > y[n] - 1 and ex[n] > x[n] - 1]
         assert len(mine) - 1 - 40 < len(inside) < len(mine), len(inside)
-        boxes.append(mine[inside])
-        image_of += [k] * len(inside)
+        parts.append(mine[inside])
+        owners += [k] * len(inside)
         for size in want:
             want[size] += [
                 facenet.imresample(planes[:, :, y[n] - 1 : ey[n], x[n] - 1 : ex[n]], (size, size))
                 for n in inside
             ]
-        boxes.append(mine[[n for n in range(len(mine)) if n not in inside]])
-        image_of += [k] * (len(mine) - len(inside))
-    boxes, image_of = torch.cat(boxes), torch.tensor(image_of)
+        parts.append(mine[[n for n in range(len(mine)) if n not in inside]])
+        owners += [k] * (len(mine) - len(inside))
+    boxes, image_of = torch.cat(parts), torch.tensor(owners)
     # The dropped boxes came after each image's kept ones: sort them back into image order.
     order = torch.argsort(image_of, stable=True)
     boxes, image_of = boxes[order], image_of[order]

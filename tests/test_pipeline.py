@@ -19,7 +19,7 @@ from opengraphau.model import load_model
 from opengraphau.model.mefl import _batched_pair_softmax_mean, _pair_softmax_mean
 from opengraphau.pipeline import Pipeline, crop_mode, default_batch_size
 from opengraphau.predictor import AUPredictor
-from opengraphau.records import Frame
+from opengraphau.records import FaceRecord, Frame
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,12 @@ def photos() -> list[Frame]:
     ]
 
 
+def pixels(frame: Frame) -> np.ndarray:
+    """The picture of one of `photos`, which are all made from pixels."""
+    assert frame.image is not None
+    return frame.image
+
+
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
     return FaceDetector()
@@ -48,11 +54,14 @@ def test_records_per_frame(resnet18_s2: Path, photos: list[Frame], detector: Fac
     assert [len(r) for r in records] == [1, 2, 1]
     assert [r.success for r in records[2]] == [False]
     left, right = records[1]
+    assert left.box is not None and right.box is not None
     assert (left.face_id, right.face_id) == (0, 1) and left.box[0] < right.box[0]
     for face in (*records[0], left, right):
+        assert face.probs is not None and face.embedding is not None
         assert face.probs.shape == (41,) and face.embedding.shape == (512,)
         assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
     # The two views of the same head look alike to the backbone, the cat is not there at all.
+    assert left.embedding is not None and right.embedding is not None
     assert float(left.embedding @ right.embedding) > 0.5
     assert pipeline.times.detect > 0 and pipeline.times.model > 0
 
@@ -66,7 +75,7 @@ def test_submit_then_result_equals_a_call(
     for got, want in zip(together, pipeline(photos)):
         for a, b in zip(got, want):
             assert a.box == b.box and (a.probs is None) == (b.probs is None)
-            if a.probs is not None:
+            if a.probs is not None and b.probs is not None:
                 np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
 
 
@@ -74,7 +83,9 @@ def test_whole_frame_from_pixels_or_prepared_crop(resnet18_s1: Path, photos: lis
     """Without detection a decoding worker may hand over only the model's crop."""
     pipeline = Pipeline(load_model(resnet18_s1))
     prepared = [
-        Frame(f.source, 0, 0.0, None, f.size, pipeline.preprocess.pixels(Image.fromarray(f.image)))
+        Frame(
+            f.source, 0, 0.0, None, f.size, pipeline.preprocess.pixels(Image.fromarray(pixels(f)))
+        )
         for f in photos
     ]
     for frame, a, b in zip(photos, pipeline(photos), pipeline(prepared)):
@@ -83,7 +94,7 @@ def test_whole_frame_from_pixels_or_prepared_crop(resnet18_s1: Path, photos: lis
 
 
 def test_tensor_crops_match_pillow_within_rounding(photos: list[Frame]) -> None:
-    image = photos[0].image
+    image = pixels(photos[0])
     boxes = [(180.0, 72.0, 90.0, 106.0), (-30.0, -20.0, 120.0, 100.0), (450.0, 400.0, 90, 150)]
     got = crop_faces(torch.from_numpy(image).permute(2, 0, 1), boxes)
     assert got.shape == (3, 3, CROP_SIZE, CROP_SIZE) and got.dtype == torch.uint8
@@ -107,15 +118,22 @@ def test_tensor_crop_mode_gives_nearly_the_pillow_numbers(
                 assert np.abs(a.probs - b.probs).max() < 5e-3
 
 
+def assert_same_face(got: FaceRecord, want: FaceRecord) -> None:
+    """Two records of one found face: the same box and probabilities, within rounding."""
+    assert got.box is not None and want.box is not None
+    assert got.probs is not None and want.probs is not None
+    assert iou(got.box, want.box) == pytest.approx(1.0)
+    np.testing.assert_allclose(got.probs, want.probs, atol=1e-6)
+
+
 def test_predictor_is_a_thin_caller(resnet18_s1: Path, photos: list[Frame]) -> None:
     predictor = AUPredictor(resnet18_s1, device="cpu", detect_faces=True)
-    results = predictor.predict([f.image for f in photos])
+    results = predictor.predict([pixels(f) for f in photos])
     direct = predictor.pipeline(photos)
     assert [len(r.faces) for r in results] == [1, 2, 0]
     for result, records in zip(results, direct):
         for face, record in zip(result.faces, records):
-            assert iou(face.box, record.box) == pytest.approx(1.0)
-            np.testing.assert_allclose(face.probs, record.probs, atol=1e-6)
+            assert_same_face(face, record)
 
 
 def test_a_batch_too_large_for_the_device_is_split_until_it_fits(
@@ -139,8 +157,7 @@ def test_a_batch_too_large_for_the_device_is_split_until_it_fits(
     for got, want in zip(sum(split, []), sum(expected, [])):
         assert (got.source, got.face_id, got.success) == (want.source, want.face_id, want.success)
         if want.success:
-            assert iou(got.box, want.box) == pytest.approx(1.0)
-            np.testing.assert_allclose(got.probs, want.probs, atol=1e-6)
+            assert_same_face(got, want)
     sizes.clear()
     assert [len(r) for r in pipeline(photos)] == [1, 2, 1] and sizes == [2, 1]
     cat = photos[2]  # a part without faces joins one with faces
@@ -151,7 +168,9 @@ def test_a_batch_too_large_for_the_device_is_split_until_it_fits(
         [True],
         [True, True],
     ]
-    np.testing.assert_allclose(records[2][0].probs, expected[0][0].probs, atol=1e-6)
+    got_probs, want_probs = records[2][0].probs, expected[0][0].probs
+    assert got_probs is not None and want_probs is not None
+    np.testing.assert_allclose(got_probs, want_probs, atol=1e-6)
     # A frame too large on its own fails alone; the batches keep the size that fitted.
     monkeypatch.setattr(Pipeline, "locate", lambda self, batch, images=None: tight(self, batch * 3))
     with pytest.raises(DeviceError, match=r"on cpu for this frame alone \(512x512 px\)"):

@@ -18,7 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from factories import FACE, ROOT, FakeCamera, doc_section, read_rows, run_main, write_video
+from factories import (
+    FACE,
+    ROOT,
+    FakeCamera,
+    doc_section,
+    present,
+    read_rows,
+    run_main,
+    write_video,
+)
 from opengraphau.aus import AU_COLUMNS
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
@@ -276,7 +285,9 @@ def test_face_aus_snippet_of_the_docs(folder: Path, resnet18_s1: Path, tmp_path:
         "h",
     ]
     np.testing.assert_allclose(
-        table[list(AU_COLUMNS)].to_numpy(), np.stack([face.probs for face in faces]), atol=1e-5
+        table[list(AU_COLUMNS)].to_numpy(),
+        np.stack(present(face.probs for face in faces)),
+        atol=1e-5,
     )
     np.testing.assert_allclose(
         table[["x", "y", "w", "h"]].to_numpy(), np.array([face.box for face in faces]), atol=1e-5

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from opengraphau.errors import ConfigError, DeviceError
+from opengraphau.errors import ConfigError, DeviceError, OpenGraphAUError
 from opengraphau.export import export_onnx
 from opengraphau.model import InferenceModel, OpenGraphAU, load_model, optimize_for_inference
+from opengraphau.model.anfl import ANFLHead, DynamicGraphGNN
+from opengraphau.model.mefl import MEFLHead
 from opengraphau.model.optimize import check_precision, cpu_supports_bf16
 from oracle import oracle_forward, random_model
 
@@ -31,6 +33,12 @@ def max_dp(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float().cpu() - b.float().cpu()).abs().max().item()
 
 
+def stage1_gnn(model: InferenceModel) -> DynamicGraphGNN:
+    """The top-K graph of a stage-1 model's head."""
+    assert isinstance(model.head, ANFLHead)
+    return model.head.gnn
+
+
 @pytest.mark.parametrize("stage", [1, 2])
 def test_default_path_matches_oracle_resnet18(stage: int) -> None:
     model = random_model("resnet18", stage)
@@ -49,10 +57,12 @@ def test_subnormals_are_zero_in_the_weights_and_inside_predict_only() -> None:
     weights once and in every value while the model runs, and leaves the setting off after."""
     subnormal = 1e-40
     model = random_model("resnet18", 2)
+    assert isinstance(model.head, MEFLHead)
     with torch.no_grad():
-        model.head.gnn.graph_layers[0].A.weight[0, :3] = subnormal  # kept as it is when folding
+        model.head.gnn.first_layer.A.weight[0, :3] = subnormal  # kept as it is when folding
     fast = optimize_for_inference(model)
-    row = fast.head.gnn.graph_layers[0].A.weight[0]
+    assert isinstance(fast.head, MEFLHead)
+    row = fast.head.gnn.first_layer.A.weight[0]
     assert (row[:3] == 0).all() and (row[3:] != 0).all()
     seen: list[float] = []
     fast.head.register_forward_hook(lambda *_: seen.append(float(torch.tensor(subnormal) * 1.0)))
@@ -122,7 +132,7 @@ def test_load_model_default_and_plain(resnet18_s2: Path) -> None:
     ],
 )
 def test_unsupported_precision_is_one_line_naming_the_parameter(
-    precision: str, device: str, error: type, message: str
+    precision: str, device: str, error: type[OpenGraphAUError], message: str
 ) -> None:
     with pytest.raises(error, match=message) as info:
         check_precision(precision, device)
@@ -157,15 +167,15 @@ def test_bf16_stage1_close_to_fp32_where_the_graph_agrees() -> None:
     within 0.01; where they differ, the fp32 margin must indeed have been a near-tie."""
     model = random_model("resnet18", 1)
     fast, low = optimize_for_inference(model), optimize_for_inference(model, precision="bf16")
-    nodes = {}
+    nodes: dict[str, torch.Tensor] = {}
     for name, m in (("fp32", fast), ("bf16", low)):
-        m.head.gnn.register_forward_hook(
+        stage1_gnn(m).register_forward_hook(
             lambda mod, args, out, name=name: nodes.__setitem__(name, args[0])
         )
     x = images(6)
     with torch.inference_mode():
         dp = (low(x) - fast(x)).abs().amax(dim=1)
-        gnn = fast.head.gnn
+        gnn = stage1_gnn(fast)
         same = (gnn.adjacency(nodes["fp32"]) == gnn.adjacency(nodes["bf16"])).flatten(1).all(1)
         sim = nodes["fp32"] @ nodes["fp32"].transpose(1, 2)
         top = sim.topk(gnn.neighbors + 1, dim=-1).values
@@ -195,15 +205,15 @@ def test_cuda_paths(stage: int, precision: str, tol: float) -> None:
         assert out.dtype == torch.float32 and out.device.type == "cuda"
         dp = (out.float().cpu() - oracle_forward(model, x)).abs().amax(dim=1)
     if stage == 1 and precision != "fp32":
-        nodes = {}
+        nodes: dict[str, torch.Tensor] = {}
         reference = optimize_for_inference(model, device="cuda")
         for name, m in (("fp32", reference), ("low", fast)):
-            m.head.gnn.register_forward_hook(
+            stage1_gnn(m).register_forward_hook(
                 lambda mod, args, out, name=name: nodes.__setitem__(name, args[0])
             )
         with torch.inference_mode():
             reference(x.cuda()), fast(x.cuda())
-            gnn = reference.head.gnn
+            gnn = stage1_gnn(reference)
             same = (gnn.adjacency(nodes["fp32"]) == gnn.adjacency(nodes["low"])).flatten(1).all(1)
         dp = dp[same.cpu()]
     assert dp.max().item() <= tol
@@ -223,6 +233,7 @@ def test_onnx_export_matches_pytorch(stage: int, tmp_path: Path) -> None:
 
 
 def test_onnx_export_refuses_the_optimized_model(tmp_path: Path) -> None:
+    fast = optimize_for_inference(random_model("resnet18", 1))
     with pytest.raises(ConfigError, match="optimize=False"):
-        export_onnx(optimize_for_inference(random_model("resnet18", 1)), tmp_path / "m.onnx")
+        export_onnx(fast, tmp_path / "m.onnx")  # type: ignore[arg-type]  # the wrong type on purpose
     assert not (tmp_path / "m.onnx").exists()

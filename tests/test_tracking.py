@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from factories import SPRITE_FACES, face_sprites
+from factories import SPRITE_FACES, face_sprites, present
 from opengraphau.errors import ConfigError
 from opengraphau.faces.crop import square_crop
 from opengraphau.pipeline import Pipeline
@@ -82,7 +83,7 @@ def looks(resnet18_s1: Path) -> dict[str, np.ndarray]:
             )
             for k in range(VIEWS)
         ]
-        found[name] = np.stack([records[0].embedding for records in pipeline(views)])
+        found[name] = np.stack(present(records[0].embedding for records in pipeline(views)))
     return found
 
 
@@ -306,8 +307,9 @@ def test_tracks_end_and_say_so() -> None:
     ],
 )
 def test_bad_settings_name_their_parameter(param: str, value: float) -> None:
+    settings: dict[str, Any] = {param: value}  # each test sets one parameter by its name
     with pytest.raises(ConfigError) as caught:
-        FaceTracker(**{param: value})
+        FaceTracker(**settings)
     assert caught.value.param == param
 
 
@@ -330,7 +332,8 @@ def test_tracked_faces_smooth_per_track_from_the_first_frame() -> None:
     assert [r.face_id for r in out["left"]] == [UNCONFIRMED, UNCONFIRMED, 1, 1]
     for side, values in levels.items():
         expected = [np.median(values[max(0, t - 2) : t + 1]) for t in range(4)]
-        np.testing.assert_allclose([r.probs[0] for r in out[side]], expected, rtol=1e-6)
+        probs = present(r.probs for r in out[side])
+        np.testing.assert_allclose([p[0] for p in probs], np.array(expected), rtol=1e-6)
     nothing = [FaceRecord.no_face(Frame.of("clip", np.zeros((4, 4, 3), np.uint8), 4, 0.16))]
     assert tracked(nothing) == nothing
     without = TrackedFaces(None, None)

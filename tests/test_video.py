@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -38,14 +39,15 @@ def encode(index: int) -> np.ndarray:
     return image
 
 
-def decode(image: np.ndarray) -> int:
-    """The index drawn by encode(), read from the stripes' centres."""
+def decode(image: np.ndarray | None) -> int:
+    """The index drawn by encode(), read from the stripes' centres (of a frame with pixels)."""
+    assert image is not None
     centres = image[HEIGHT // 4 : -HEIGHT // 4, STRIPE // 2 :: STRIPE].mean(axis=(0, 2))
     return sum(1 << bit for bit, value in enumerate(centres[:BITS]) if value > 127)
 
 
 def write_video(path: Path, frames: int, fourcc: str = "mp4v") -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (WIDTH, HEIGHT))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), FPS, (WIDTH, HEIGHT))
     assert writer.isOpened()
     for index in range(frames):
         writer.write(encode(index))
@@ -91,18 +93,23 @@ def test_all_frames_with_index_and_timestamp(clip: Path) -> None:
     assert indices(frames) == list(range(30))
     assert [decode(f.image) for f in frames] == list(range(30))
     np.testing.assert_allclose([f.timestamp for f in frames], np.arange(30) / FPS, atol=1e-3)
-    assert all(f.image.shape == (HEIGHT, WIDTH, 3) and f.image.dtype == np.uint8 for f in frames)
+    images = [f.image for f in frames]
+    assert all(
+        i is not None and i.shape == (HEIGHT, WIDTH, 3) and i.dtype == np.uint8 for i in images
+    )
     assert source.error is None
 
 
 def test_image_is_rgb(tmp_path: Path) -> None:
     path = tmp_path / "red.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     for _ in range(3):
         writer.write(np.full((HEIGHT, WIDTH, 3), (0, 0, 255), np.uint8))  # BGR red
     writer.release()
     with VideoSource(str(path)) as source:
-        red, green, blue = next(iter(source)).image.reshape(-1, 3).mean(axis=0)
+        image = next(iter(source)).image
+    assert image is not None
+    red, green, blue = image.reshape(-1, 3).mean(axis=0)
     assert red > 200 and green < 60 and blue < 60
 
 
@@ -158,7 +165,7 @@ def test_truncated_mp4_is_an_error(tmp_path: Path) -> None:
 
 def test_unreadable_sources_are_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty.avi"
-    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT)).release()
+    cv2.VideoWriter(str(empty), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT)).release()
     with pytest.raises(VideoError, match="has no frames"):
         VideoSource(str(empty))
     garbage = tmp_path / "garbage.mp4"
@@ -280,7 +287,7 @@ def test_writer_errors(tmp_path: Path) -> None:
 BACKGROUND = (30, 60, 90)
 
 
-def _faces(boxes: list[tuple[float, float, float, float]], ids: list[int]) -> list[FaceRecord]:
+def _faces(boxes: Sequence[tuple[float, float, float, float]], ids: list[int]) -> list[FaceRecord]:
     rng = np.random.default_rng(len(boxes))
     return [
         FaceRecord("clip", 0, 0.0, i, box, 0.99, rng.random(41).astype(np.float32))

@@ -288,6 +288,7 @@ def test_google_drive_confirm_page_is_followed(cache: ModelCache, server) -> Non
     model = cache.get("resnet18-s1", progress=False)
     assert model.path.read_bytes() == served.files["/uc"]
     assert [p for p, _ in served.requests] == ["/uc", "/download"]
+    assert R18.drive_id is not None
     assert model.source.endswith("/uc?id=" + R18.drive_id)
 
 
@@ -300,6 +301,7 @@ def test_a_quota_page_is_refused_in_one_line_with_the_browser_link(
         cache.get("resnet18-s1", progress=False)
     text = str(caught.value)
     assert text.startswith("resnet18-s1: ") and "\n" not in text
+    assert R18.url is not None
     assert "download quota is exceeded" in text and R18.url in text
     assert not cache.path_of(R18).exists()
 
@@ -638,4 +640,4 @@ def test_the_api_takes_a_named_or_default_model_from_the_cache(cache: ModelCache
     assert (named.weights.path, named.weights.sha256) == (fetched.path, fetched.sha256)
     assert (default.weights.model, default.untrained) == ("resnet18-s1", False)
     face = named.predict([FACE])[0].faces[0]
-    assert face.probs.shape == (41,)
+    assert face.probs is not None and face.probs.shape == (41,)

@@ -3,15 +3,14 @@ choice of the checkpoint a run uses."""
 
 from .cache import (
     ENV_HOME,
-    ENV_MIRROR,
     ENV_OFFLINE,
     CachedModel,
-    DownloadError,
     ModelCache,
     cache_dir,
     offline_from_env,
     sha256_of,
 )
+from .fetch import ENV_MIRROR, DownloadError
 from .folder import CHECKPOINT_DIR, CHECKPOINT_SUFFIXES, CheckpointNotFound, find_checkpoint
 from .official import (
     DEFAULT_MODEL,

@@ -27,20 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, OpenGraphAUError
+from .fetch import ENV_MIRROR, DownloadError, fetch, verify_fetched
 from .official import OfficialCheckpoint, official_by_name
 
 ENV_HOME = "OPENGRAPHAU_HOME"
-ENV_MIRROR = "OPENGRAPHAU_MIRROR"
 ENV_OFFLINE = "OPENGRAPHAU_OFFLINE"
 INDEX_NAME = "index.json"
 _CHUNK = 1 << 20
-
-
-class DownloadError(OpenGraphAUError):
-    """An official model that could not be fetched, checked or kept; `value` is its name."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(reason, param="model", value=name)
 
 
 def cache_dir() -> Path:
@@ -123,8 +116,6 @@ class ModelCache:
         """The model called `name`, fetched first if it is not cached (or no longer matches
         its record). `mirror` (default `$OPENGRAPHAU_MIRROR`): a base URL or a folder tried
         before Google Drive. `offline`: never touch the network. `say` hears of waits."""
-        from .fetch import fetch, verify_fetched
-
         official = official_by_name(name)
         if mirror is None:
             mirror = os.environ.get(ENV_MIRROR) or None

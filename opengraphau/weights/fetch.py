@@ -22,9 +22,19 @@ import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, OpenGraphAUError
 from ..version import __version__
 from .official import OfficialCheckpoint
+
+ENV_MIRROR = "OPENGRAPHAU_MIRROR"
+
+
+class DownloadError(OpenGraphAUError):
+    """An official model that could not be fetched, checked or kept; `value` is its name."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(reason, param="model", value=name)
+
 
 _CHUNK = 1 << 16
 _PAGE_LIMIT = 1 << 20
@@ -44,7 +54,6 @@ def fetch(
     DownloadError (one line, naming the model and what to do) when none does, or when a
     transfer is cut: `part` then keeps what came, and the next call resumes it.
     """
-    from .cache import ENV_MIRROR, DownloadError
 
     sources = []
     if mirror:
@@ -77,7 +86,6 @@ def verify_fetched(official: OfficialCheckpoint, part: Path, source: str) -> Non
     """DownloadError, and `part` removed, unless it is the checkpoint its name says: not a web
     page saved in its place, and loading strictly as that backbone and stage."""
     from ..model.checkpoint import check_checkpoint
-    from .cache import DownloadError
 
     with open(part, "rb") as f:
         head = f.read(1024).lstrip().lower()
@@ -161,8 +169,6 @@ def _download(
     `source`: the link the transfer started from (a confirm page's target changes each time,
     so the partial file is known by where it started)."""
     from tqdm import tqdm
-
-    from .cache import DownloadError
 
     offset = _start(part, source or url)
     headers = {"User-Agent": f"opengraphau/{__version__}"}
