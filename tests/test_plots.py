@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_a_long_video_is_averaged_down_before_drawing(
     drawn: list[tuple[int, int]] = []
     real_plot = Axes.plot
 
-    def plot(self: Axes, x: np.ndarray, y: np.ndarray, *args: object, **kwargs: object) -> object:
+    def plot(self: Axes, x: np.ndarray, y: np.ndarray, *args: Any, **kwargs: Any) -> Any:
         drawn.append((len(x), len(y)))
         return real_plot(self, x, y, *args, **kwargs)
 

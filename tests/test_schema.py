@@ -38,7 +38,7 @@ def _records() -> list[FaceRecord]:
     """Faces with values on and near rounding edges, a faceless frame, a smoothed face."""
     gen = np.random.default_rng(7)
     probs = gen.random((3, len(AU_COLUMNS))).astype(np.float32)
-    probs[0, :6] = np.float32([0.0, 1.0, 0.5, 0.1234565, 0.9999995, 5e-7])
+    probs[0, :6] = np.array([0.0, 1.0, 0.5, 0.1234565, 0.9999995, 5e-7], np.float32)
     return [
         FaceRecord("a.jpg", 0, 0.0005, 0, (0.25, 0.35, -0.04, 1000.05), 0.9999995, probs[0]),
         FaceRecord("a.jpg", 0, 0.0005, 1, (10.15, 2.45, 3.0, 4.0), 0.25, probs[1]),
@@ -72,6 +72,7 @@ def test_face_columns_round_each_value_as_exact_decimal_arithmetic_does() -> Non
         if r.raw is None:
             assert np.isnan(smoothed).all()
         else:
+            assert r.probs is not None  # the smoothed values, beside the model's in `raw`
             assert smoothed.tolist() == [_exact(float(p), s) for p in r.probs]
     assert columns["x"][0] == 0.2 and columns["w"][0] == -0.0  # half to even; the sign kept
     assert columns["timestamp"][2] == 2.002  # 2.0015 is 2.00150000000000005684... in binary
@@ -132,7 +133,7 @@ def test_unrounded_columns_give_back_the_records(smoothed: bool) -> None:
         assert (new.box, new.confidence) == (old.box, old.confidence)
         for mine, theirs in ((new.probs, old.probs), (new.raw, old.raw)):
             assert (mine is None) == (theirs is None)
-            if mine is not None:
+            if mine is not None and theirs is not None:
                 assert mine.dtype == np.float32 and np.array_equal(mine, theirs)
 
 
