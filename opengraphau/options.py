@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .model.variants import ARCHS, STAGES
-from .sinks.writer import check_formats
+from .schema import check_formats
 from .thresholds import Thresholds
 from .weights import official_by_name
 

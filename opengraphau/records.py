@@ -1,4 +1,5 @@
-"""The two types that travel between sources, the pipeline and sinks: a decoded frame and a face.
+"""The types that travel between sources, the pipeline and sinks: a decoded frame, a face, and
+what a video is.
 
 A photo is a frame too (index 0, time 0), so images, videos and webcams share one road.
 """
@@ -59,6 +60,16 @@ class Frame:
     @classmethod
     def of(cls, source: str, image: np.ndarray, index: int = 0, timestamp: float = 0.0) -> Frame:
         return cls(source, index, timestamp, image, (int(image.shape[1]), int(image.shape[0])))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video or camera stream is, known once it is open (what run.json says of it)."""
+
+    fps: float
+    size: tuple[int, int]
+    frame_count: int | None
+    is_camera: bool
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,12 +11,12 @@ import numpy as np
 
 from .aus import AU_IDS
 from .errors import OutputError, VideoError, describe
-from .records import UNCONFIRMED, FaceRecord, display_name
+from .records import UNCONFIRMED, FaceRecord, VideoInfo, display_name
 from .sources.inputs import InputItem
 
 if TYPE_CHECKING:
     from .context import RunContext
-    from .engines import Engine, VideoInfo
+    from .engines import Engine
     from .render.video import VideoWriter
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import write_official_checkpoint
+from factories import BANNER, FAST, Demo, Result, run_main, write_official_checkpoint
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,3 +43,29 @@ def resnet18_s2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_official_checkpoint(
         "resnet18", 2, tmp_path_factory.mktemp("ck") / "r18s2.pth", calibrate=True
     )
+
+
+@pytest.fixture
+def demo(capsys: pytest.CaptureFixture) -> Demo:
+    """Runs the command line in this process (`factories.Demo`): its exit status and stderr's
+    lines, which never hold a traceback."""
+
+    def run(
+        out: Path, *inputs: str | Path, extra: tuple[str, ...] = (), flags: tuple[str, ...] = FAST
+    ) -> Result:
+        again = () if "--skip-existing" in extra else ("--overwrite",)
+        args = (*flags, *again, "--output-dir", str(out), "--input", *map(str, inputs), *extra)
+        code = run_main(*args)
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err
+        return Result(code, [ln for ln in captured.err.splitlines() if ln != BANNER], captured.out)
+
+    return run
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """An empty folder for a case's inputs (tmp_path/data); its outputs go elsewhere."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder

@@ -8,7 +8,8 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from skimage import data
 
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.cli import main
+from opengraphau.context import UNTRAINED_BANNER
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,6 +201,26 @@ def cli(
 def run_main(*args: str, capture_factory=None) -> int:
     """The command line in this process (quicker than `cli`); returns the exit status."""
     return main(list(args), prog="demo.py", capture_factory=capture_factory)
+
+
+FAST = ("--untrained", "--arc", "resnet18", "--no-detect", "--workers", "0", "--quiet")
+"""The quickest run: random ResNet-18 weights, whole images, no worker processes, quiet."""
+BANNER = f"*** {UNTRAINED_BANNER} ***"
+
+
+@dataclass
+class Result:
+    """One run of the command line in this process (the `demo` fixture)."""
+
+    code: int
+    err: list[str]
+    """stderr's lines, less the untrained banner."""
+    out: str
+
+
+Demo = Callable[..., Result]
+"""`demo(out, *inputs, extra=(), flags=FAST)`: one run of the command line into `out`,
+replacing what an earlier run left there unless it continues (--skip-existing)."""
 
 
 def read_rows(out: Path, name: str = "predictions.csv") -> list[dict[str, str]]:

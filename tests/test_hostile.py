@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -33,28 +32,17 @@ import pytest
 import torch
 from PIL import Image
 
-from factories import ROOT, probs_of, read_rows, run_main
-from opengraphau.context import UNTRAINED_BANNER
+from factories import BANNER, FAST, ROOT, Demo, probs_of, read_rows, run_main
 from opengraphau.model.variants import VARIANTS
 from opengraphau.records import display_name
 from opengraphau.sources.images import load_image
 from opengraphau.sources.video import opencv_path
 
-FAST = ("--untrained", "--arc", "resnet18", "--no-detect", "--workers", "0", "--quiet")
-BANNER = f"*** {UNTRAINED_BANNER} ***"
 PIPE = "is a named pipe, not a regular file; skipped without opening it"
 DEVICE = "is a device, not a regular file; skipped without opening it"
 SOCKET = "is a socket, not a regular file; skipped without opening it"
 LOOP = "is a symbolic link that loops (it leads back to itself)"
 DANGLING = "is a symbolic link to a missing file"
-
-
-@dataclass
-class Result:
-    code: int
-    err: list[str]
-    """stderr's lines, less the untrained banner."""
-    out: str
 
 
 @pytest.fixture(autouse=True)
@@ -69,21 +57,6 @@ def no_hang() -> Iterator[None]:
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
-
-
-def _run(
-    capsys: pytest.CaptureFixture,
-    out: Path,
-    *inputs: str | Path,
-    extra: tuple[str, ...] = (),
-    flags: tuple[str, ...] = FAST,
-) -> Result:
-    """One run into `out`, replacing what an earlier case left there (unless it continues)."""
-    again = () if "--skip-existing" in extra else ("--overwrite",)
-    code = run_main(*flags, *again, "--output-dir", str(out), "--input", *map(str, inputs), *extra)
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return Result(code, [ln for ln in captured.err.splitlines() if ln != BANNER], captured.out)
 
 
 def _image(
@@ -133,9 +106,9 @@ def _files(out: Path) -> list[str]:
 # -- files that are not images, or not files ---------------------------------------------------
 
 
-def test_special_files_in_a_folder_are_refused_unopened(capsys, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+def test_special_files_in_a_folder_are_refused_unopened(
+    data: Path, demo: Demo, tmp_path: Path
+) -> None:
     ok = _image(data / "ok.png")
     os.mkfifo(data / "pipe.jpg")
     server = socket.socket(socket.AF_UNIX)
@@ -147,7 +120,7 @@ def test_special_files_in_a_folder_are_refused_unopened(capsys, tmp_path: Path) 
     (data / "folder.jpg").mkdir()
     _image(data / "folder.jpg" / "inner.png", 1)
     before = _tree(data)
-    result = _run(capsys, tmp_path / "out", data)
+    result = demo(tmp_path / "out", data)
     server.close()
     assert result.code == 1
     expected = {
@@ -164,7 +137,7 @@ def test_special_files_in_a_folder_are_refused_unopened(capsys, tmp_path: Path) 
     assert _tree(data) == before
 
 
-def test_special_files_named_on_the_command_line(capsys, tmp_path: Path) -> None:
+def test_special_files_named_on_the_command_line(demo: Demo, tmp_path: Path) -> None:
     ok = _image(tmp_path / "ok.png")
     os.mkfifo(tmp_path / "pipe.mp4")
     os.mkfifo(tmp_path / "list.txt")  # a list from a pipe is read; nobody writes: not used here
@@ -175,8 +148,7 @@ def test_special_files_named_on_the_command_line(capsys, tmp_path: Path) -> None
     (tmp_path / "dir.jpg").mkdir()
     (tmp_path / "binary.txt").write_bytes(b"a.png\n\x00\x01\x02")
     before = _tree(tmp_path)
-    result = _run(
-        capsys,
+    result = demo(
         tmp_path / "out",
         ok,
         "/dev/null",
@@ -222,9 +194,9 @@ def _tiff_with_samples_per_pixel(count: int) -> bytes:
     raise AssertionError("Pillow wrote no SamplesPerPixel tag")
 
 
-def test_bad_image_files_are_listed_and_the_run_goes_on(capsys, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+def test_bad_image_files_are_listed_and_the_run_goes_on(
+    data: Path, demo: Demo, tmp_path: Path
+) -> None:
     good = _image(data / "good.jpg", fmt="JPEG")
     raw = Path(good).read_bytes()
     (data / "empty.png").write_bytes(b"")
@@ -234,7 +206,7 @@ def test_bad_image_files_are_listed_and_the_run_goes_on(capsys, tmp_path: Path) 
     (data / "png-header.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff" * 64)
     (data / "samples.tif").write_bytes(_tiff_with_samples_per_pixel(2048))  # Pillow logs it
     before = _tree(data)
-    result = _run(capsys, tmp_path / "out", data)
+    result = demo(tmp_path / "out", data)
     assert result.code == 1
     errors = _errors(tmp_path / "out")
     assert sorted(Path(f).name for f in errors) == [
@@ -281,9 +253,9 @@ def test_wide_samples_are_scaled_not_clipped(tmp_path: Path) -> None:
     )
 
 
-def test_every_mode_runs_and_16_bit_matches_its_8_bit_twin(capsys, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+def test_every_mode_runs_and_16_bit_matches_its_8_bit_twin(
+    data: Path, demo: Demo, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(3)
     gray8 = rng.integers(0, 256, (40, 48), dtype=np.uint8)
     Image.fromarray(gray8).save(data / "gray8.png")
@@ -303,7 +275,7 @@ def test_every_mode_runs_and_16_bit_matches_its_8_bit_twin(capsys, tmp_path: Pat
     base.convert("LAB").save(data / "lab.tif")
     Image.fromarray(gray8.astype(np.uint16) * 257).save(data / "gray16be.tif")
     before = _tree(data)
-    result = _run(capsys, tmp_path / "out", data)
+    result = demo(tmp_path / "out", data)
     assert (result.code, result.err) == (0, [])
     rows = {Path(r["file"]).name: r for r in read_rows(tmp_path / "out")}
     assert len(rows) == 13 and all(r["success"] == "1" for r in rows.values())
@@ -312,16 +284,14 @@ def test_every_mode_runs_and_16_bit_matches_its_8_bit_twin(capsys, tmp_path: Pat
     assert _tree(data) == before
 
 
-def test_exif_garbage_is_ignored_quietly(capsys, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+def test_exif_garbage_is_ignored_quietly(data: Path, demo: Demo, tmp_path: Path) -> None:
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), np.uint8))
     exif = Image.Exif()
     exif[0x0112] = 99  # an orientation that does not exist
     picture.save(data / "orientation.jpg", exif=exif)
     picture.save(data / "noise.jpg", exif=b"Exif\x00\x00" + np.random.default_rng(1).bytes(300))
     picture.save(data / "cut.jpg", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05")
-    result = _run(capsys, tmp_path / "out", data)
+    result = demo(tmp_path / "out", data)
     assert (result.code, result.err) == (0, [])
     assert len(read_rows(tmp_path / "out")) == 3
 
@@ -344,17 +314,15 @@ ODD_NAMES = [
 
 
 def test_names_of_any_bytes_survive_a_resumed_run(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
     names = [os.fsdecode(os.path.join(os.fsencode(data), n)) for n in ODD_NAMES]
     for seed, name in enumerate(names):
         _image(os.fsencode(name), seed)
     (data / "broken\nfile.png").write_bytes(b"not a png")
     before = _tree(data)
     extra = ("--format", "csv,jsonl", "--draw_text", "--batch-size", "3")
-    full = _run(capsys, tmp_path / "full", data, extra=extra)
+    full = demo(tmp_path / "full", data, extra=extra)
     broken = display_name(str(data / "broken\nfile.png"))
     assert full.code == 1
     assert full.err == [
@@ -380,11 +348,11 @@ def test_names_of_any_bytes_survive_a_resumed_run(
 
     monkeypatch.setattr(Pipeline, "submit", interrupted)
     out = tmp_path / "resumed"
-    assert _run(capsys, out, data, extra=extra).code == 130
+    assert demo(out, data, extra=extra).code == 130
     assert 0 < len(read_rows(out)) < len(names)
     monkeypatch.setattr(Pipeline, "submit", original)
-    assert _run(capsys, out, data, extra=(*extra, "--skip-existing")).code == 1
-    assert _run(capsys, out, data, extra=(*extra, "--skip-existing")).code == 1
+    assert demo(out, data, extra=(*extra, "--skip-existing")).code == 1
+    assert demo(out, data, extra=(*extra, "--skip-existing")).code == 1
     resumed = sorted(read_rows(out), key=lambda r: r["file"])
     expected = sorted(read_rows(tmp_path / "full"), key=lambda r: r["file"])
     assert [r["file"] for r in resumed] == shown
@@ -394,20 +362,18 @@ def test_names_of_any_bytes_survive_a_resumed_run(
     assert _tree(data) == before
 
 
-def test_names_that_display_alike_are_resumed_apart(capsys, tmp_path: Path) -> None:
+def test_names_that_display_alike_are_resumed_apart(data: Path, demo: Demo, tmp_path: Path) -> None:
     """`a\\xff.png` (four characters) and a\\xff.png (one byte) both show as a\\xff.png; a run
     that did only one of them must not skip the other when resumed."""
-    data = tmp_path / "data"
-    data.mkdir()
     literal = _image(data / "a\\xff.png", 1)
     raw = _image(os.fsencode(data) + b"/a\xff.png", 2)
     out = tmp_path / "out"
-    assert _run(capsys, out, literal).code == 0
-    assert _run(capsys, out, data, extra=("--skip-existing",)).code == 0
+    assert demo(out, literal).code == 0
+    assert demo(out, data, extra=("--skip-existing",)).code == 0
     rows = read_rows(out)
     assert [r["file"] for r in rows] == [display_name(raw)] * 2
     assert not np.allclose(probs_of(rows[:1]), probs_of(rows[1:]))
-    assert _run(capsys, out, data, extra=("--skip-existing",)).code == 0
+    assert demo(out, data, extra=("--skip-existing",)).code == 0
     assert len(read_rows(out)) == 2
 
 
@@ -451,13 +417,11 @@ def test_odd_names_on_a_real_terminal_stay_one_line(tmp_path: Path) -> None:
 # -- pictures ------------------------------------------------------------------------------------
 
 
-def test_every_picture_has_its_own_name(capsys, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+def test_every_picture_has_its_own_name(data: Path, demo: Demo, tmp_path: Path) -> None:
     for seed, name in enumerate(["a.jpg", "a.png", "a_jpg.png", "A.PNG", "b.png"]):
         _image(data / name, seed, fmt="JPEG" if name.endswith("jpg") else "PNG")
     (data / "a").write_bytes(b"no extension: not an input")
-    result = _run(capsys, tmp_path / "out", data, extra=("--draw_text",))
+    result = demo(tmp_path / "out", data, extra=("--draw_text",))
     assert (result.code, result.err) == (0, [])
     pictures = sorted(p.name for p in (tmp_path / "out").glob("*_pred.jpg"))
     assert pictures == [
@@ -470,23 +434,21 @@ def test_every_picture_has_its_own_name(capsys, tmp_path: Path) -> None:
 
 
 def test_strips_are_drawn_and_a_picture_too_big_for_jpeg_is_skipped(
-    capsys, tmp_path: Path, monkeypatch
+    data: Path, demo: Demo, tmp_path: Path, monkeypatch
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
     Image.new("RGB", (12000, 8), (10, 20, 30)).save(data / "strip.png")
     Image.new("RGB", (8, 12000), (10, 20, 30)).save(data / "tall.png")
     Image.new("RGB", (70000, 2), (10, 20, 30)).save(data / "wide.png")
     before = _tree(data)
     out = tmp_path / "out"
-    result = _run(capsys, out, data, extra=("--draw_text",))
+    result = demo(out, data, extra=("--draw_text",))
     assert (result.code, result.err) == (0, [])
     for name in ("strip", "tall", "wide"):
         assert max(Image.open(out / f"{name}_pred.jpg").size) < 65500
     from opengraphau.render import pictures
 
     monkeypatch.setattr(pictures, "MAX_PHOTO_WIDTH", 100000)  # the panel outgrows JPEG
-    result = _run(capsys, out, data / "wide.png", _image(data / "z.png"), extra=("--draw_text",))
+    result = demo(out, data / "wide.png", _image(data / "z.png"), extra=("--draw_text",))
     assert result.code == 0
     assert result.err == [
         f"warning: {out / 'wide_pred.jpg'}: picture skipped (ValueError: "
@@ -498,12 +460,14 @@ def test_strips_are_drawn_and_a_picture_too_big_for_jpeg_is_skipped(
     assert _tree(data) == before
 
 
-def test_a_drawing_that_fails_skips_only_the_picture(capsys, tmp_path: Path, monkeypatch) -> None:
+def test_a_drawing_that_fails_skips_only_the_picture(
+    demo: Demo, tmp_path: Path, monkeypatch
+) -> None:
     from opengraphau.render import pictures
 
     monkeypatch.setattr(pictures, "annotate_image", _raises(RuntimeError("boom\nsecond line")))
     image = _image(tmp_path / "a.png")
-    result = _run(capsys, tmp_path / "out", image, extra=("--draw_text",))
+    result = demo(tmp_path / "out", image, extra=("--draw_text",))
     assert result.code == 0
     assert result.err == [
         f"warning: {tmp_path / 'out' / 'a_pred.jpg'}: picture skipped (RuntimeError: boom)"
@@ -523,13 +487,11 @@ def _raises(exc: BaseException):
 
 @pytest.mark.parametrize("workers", ["0", "1"])  # a worker is forked: it has the fakes too
 def test_unexpected_errors_fail_only_their_input(
-    workers: str, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, workers: str, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from opengraphau.engines import local
     from opengraphau.pipeline import Pipeline
 
-    data = tmp_path / "data"
-    data.mkdir()
     for n in range(5):
         _image(data / f"i{n}.png", n)
     real_load, real_submit = local.load_image, Pipeline.submit
@@ -546,7 +508,7 @@ def test_unexpected_errors_fail_only_their_input(
 
     monkeypatch.setattr(local, "load_image", load)
     monkeypatch.setattr(Pipeline, "submit", submit)
-    result = _run(capsys, tmp_path / "out", data, extra=("--batch-size", "2", "--workers", workers))
+    result = demo(tmp_path / "out", data, extra=("--batch-size", "2", "--workers", workers))
     assert result.code == 1
     assert result.err == [
         f"error: {data / 'i1.png'}: could not be prepared (RuntimeError: a plugin bug)",
@@ -606,13 +568,13 @@ def test_damaged_videos_say_so_once(tmp_path: Path) -> None:
     assert "cut.avi" in (out / "completed.csv").read_text()  # what it holds is all it will give
 
 
-def test_a_video_whose_name_is_not_utf8(capsys, tmp_path: Path) -> None:
+def test_a_video_whose_name_is_not_utf8(demo: Demo, tmp_path: Path) -> None:
     """OpenCV kills the process on such a name, reading a video or writing one."""
     name = os.fsencode(tmp_path) + b"/clip\xff\n.avi"
     os.rename(_video(tmp_path / "clip.avi", 5), name)
     before = _tree(tmp_path)
     out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/out\xfe"))
-    result = _run(capsys, out, os.fsdecode(name), extra=("--draw_text",))
+    result = demo(out, os.fsdecode(name), extra=("--draw_text",))
     assert (result.code, result.err) == (0, [])
     assert _files(out) == [display_name(os.fsdecode(name))] * 5
     made = set(os.listdir(os.fsencode(out)))
@@ -623,7 +585,7 @@ def test_a_video_whose_name_is_not_utf8(capsys, tmp_path: Path) -> None:
 
 
 def test_a_video_that_fails_half_way_keeps_its_rows_and_is_retried(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from opengraphau.pipeline import Pipeline
 
@@ -638,23 +600,23 @@ def test_a_video_that_fails_half_way_keeps_its_rows_and_is_retried(
 
     monkeypatch.setattr(Pipeline, "submit", submit)
     out = tmp_path / "out"
-    result = _run(capsys, out, clip, extra=("--batch-size", "4"))
+    result = demo(out, clip, extra=("--batch-size", "4"))
     assert result.code == 1
     assert result.err == [f"error: {clip}: could not be processed (MemoryError)"]
     assert len(read_rows(out)) == 4 and "clip" not in (out / "completed.csv").read_text()
     monkeypatch.setattr(Pipeline, "submit", original)
-    assert _run(capsys, out, clip, extra=("--skip-existing",)).code == 0
+    assert demo(out, clip, extra=("--skip-existing",)).code == 0
     assert [r["frame"] for r in read_rows(out)] == [str(n) for n in range(12)]
 
 
 def test_a_video_frame_that_cannot_be_drawn_ends_only_the_drawing(
-    capsys, tmp_path: Path, monkeypatch
+    demo: Demo, tmp_path: Path, monkeypatch
 ) -> None:
     from opengraphau.render import pictures
 
     clip = _video(tmp_path / "clip.avi", 6)
     monkeypatch.setattr(pictures, "annotate_frame", _raises(ValueError("odd frame")))
-    result = _run(capsys, tmp_path / "out", clip, extra=("--draw_text",))
+    result = demo(tmp_path / "out", clip, extra=("--draw_text",))
     assert result.code == 0
     assert result.err == [
         f"warning: {clip}: annotated video stopped at frame 0 (ValueError: odd frame)"
@@ -762,7 +724,7 @@ BROKEN_CHECKPOINTS = {
 
 @pytest.mark.parametrize("name", BROKEN_CHECKPOINTS)
 def test_broken_checkpoints_are_refused_in_one_line(
-    name: str, capsys, resnet18_s1: Path, tmp_path: Path
+    name: str, demo: Demo, resnet18_s1: Path, tmp_path: Path
 ) -> None:
     make, reason = BROKEN_CHECKPOINTS[name]
     (tmp_path / "inputs").mkdir()
@@ -770,12 +732,10 @@ def test_broken_checkpoints_are_refused_in_one_line(
     make(path, resnet18_s1)
     image = _image(tmp_path / "inputs" / "a.png")
     out = tmp_path / "out"
-    assert _run(capsys, out, image, flags=("--resume", str(resnet18_s1), *FAST[3:])).code == 0
+    assert demo(out, image, flags=("--resume", str(resnet18_s1), *FAST[3:])).code == 0
     kept = (out / "predictions.csv").read_bytes()
     before = _tree(tmp_path / "inputs")
-    result = _run(
-        capsys, out, image, flags=("--resume", str(path), "--precision", "fp32", *FAST[3:])
-    )
+    result = demo(out, image, flags=("--resume", str(path), "--precision", "fp32", *FAST[3:]))
     assert (result.code, result.err) == (2, [f"demo.py: error: --resume {path}: {reason}"])
     assert (out / "predictions.csv").read_bytes() == kept
     assert _tree(tmp_path / "inputs") == before
@@ -783,13 +743,12 @@ def test_broken_checkpoints_are_refused_in_one_line(
 
 
 def test_a_bad_checkpoint_found_in_a_folder_blames_no_flag(
-    capsys, resnet18_s1: Path, tmp_path: Path
+    demo: Demo, resnet18_s1: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     path = _checkpoint(resnet18_s1, folder / "mine.pth", _set(KEY, _nan))
-    result = _run(
-        capsys,
+    result = demo(
         tmp_path / "out",
         _image(tmp_path / "a.png"),
         flags=("--checkpoint-dir", str(folder), *FAST[3:]),
@@ -802,8 +761,7 @@ def test_a_bad_checkpoint_found_in_a_folder_blames_no_flag(
         ],
     )
     (folder / "mine.pth").write_bytes(b"")
-    result = _run(
-        capsys,
+    result = demo(
         tmp_path / "out",
         _image(tmp_path / "a.png"),
         flags=("--checkpoint-dir", str(folder), *FAST[3:]),
@@ -818,10 +776,10 @@ def test_a_bad_checkpoint_found_in_a_folder_blames_no_flag(
 
 
 @pytest.fixture()
-def done(capsys, tmp_path: Path) -> tuple[Path, str]:
+def done(demo: Demo, tmp_path: Path) -> tuple[Path, str]:
     """A finished run's output folder and its input."""
     image = _image(tmp_path / "a.png")
-    assert _run(capsys, tmp_path / "out", image, extra=("--format", "csv,jsonl")).code == 0
+    assert demo(tmp_path / "out", image, extra=("--format", "csv,jsonl")).code == 0
     return tmp_path / "out", image
 
 
@@ -830,7 +788,7 @@ def done(capsys, tmp_path: Path) -> tuple[Path, str]:
 )
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_folder_where_a_result_file_should_be(
-    name: str, resume: bool, capsys, done: tuple[Path, str]
+    name: str, resume: bool, demo: Demo, done: tuple[Path, str]
 ) -> None:
     out, image = done
     (out / name).unlink()
@@ -838,7 +796,7 @@ def test_a_folder_where_a_result_file_should_be(
     (out / name / "keep.txt").write_text("mine")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     extra = ("--format", "csv,jsonl") + (("--skip-existing",) if resume else ())
-    result = _run(capsys, out, image, extra=extra)
+    result = demo(out, image, extra=extra)
     assert (result.code, result.err) == (
         2,
         [
@@ -851,9 +809,9 @@ def test_a_folder_where_a_result_file_should_be(
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
-def test_a_file_where_the_output_folder_should_be(capsys, tmp_path: Path) -> None:
+def test_a_file_where_the_output_folder_should_be(demo: Demo, tmp_path: Path) -> None:
     (tmp_path / "out").write_text("mine")
-    result = _run(capsys, tmp_path / "out", _image(tmp_path / "a.png"))
+    result = demo(tmp_path / "out", _image(tmp_path / "a.png"))
     assert (result.code, result.err) == (
         2,
         [
@@ -864,7 +822,7 @@ def test_a_file_where_the_output_folder_should_be(capsys, tmp_path: Path) -> Non
     assert (tmp_path / "out").read_text() == "mine"
 
 
-def test_planted_links_are_replaced_never_written_through(capsys, tmp_path: Path) -> None:
+def test_planted_links_are_replaced_never_written_through(demo: Demo, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     for name in ("victim.jpg", "victim.csv", "victim.jsonl"):
@@ -876,7 +834,7 @@ def test_planted_links_are_replaced_never_written_through(capsys, tmp_path: Path
     os.symlink(outside / "victim.csv", out / "predictions.csv")
     os.symlink(outside / "victim.jsonl", out / "predictions.jsonl")
     image = _image(tmp_path / "a.png")
-    result = _run(capsys, out, image, extra=("--draw_text", "--format", "csv,jsonl"))
+    result = demo(out, image, extra=("--draw_text", "--format", "csv,jsonl"))
     assert (result.code, result.err) == (0, [])
     assert _tree(outside) == before
     assert not any(p.is_symlink() for p in out.iterdir())
@@ -884,7 +842,7 @@ def test_planted_links_are_replaced_never_written_through(capsys, tmp_path: Path
     # Resuming reads the old results, but never through a link planted since.
     (out / "predictions.csv").unlink()
     os.symlink(outside / "victim.csv", out / "predictions.csv")
-    result = _run(capsys, out, image, extra=("--skip-existing",))
+    result = demo(out, image, extra=("--skip-existing",))
     assert (result.code, result.err) == (
         2,
         [
@@ -896,7 +854,7 @@ def test_planted_links_are_replaced_never_written_through(capsys, tmp_path: Path
     assert _tree(outside) == before
 
 
-def test_a_linked_subfolder_leading_outside_stops_the_run(capsys, tmp_path: Path) -> None:
+def test_a_linked_subfolder_leading_outside_stops_the_run(demo: Demo, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     data = tmp_path / "data"
@@ -906,7 +864,7 @@ def test_a_linked_subfolder_leading_outside_stops_the_run(capsys, tmp_path: Path
     out = tmp_path / "out"
     out.mkdir()
     os.symlink(outside, out / "sub")
-    result = _run(capsys, out, data, extra=("--draw_text",))
+    result = demo(out, data, extra=("--draw_text",))
     assert (result.code, result.err) == (
         2,
         [
@@ -918,12 +876,14 @@ def test_a_linked_subfolder_leading_outside_stops_the_run(capsys, tmp_path: Path
     assert list(outside.iterdir()) == []
     assert len(read_rows(out)) == 2  # written before the picture failed, and kept
     (out / "sub").unlink()
-    assert _run(capsys, out, data, extra=("--draw_text", "--skip-existing")).code == 0
+    assert demo(out, data, extra=("--draw_text", "--skip-existing")).code == 0
     assert len(read_rows(out)) == 2 and (out / "sub" / "a_pred.jpg").is_file()
 
 
 @pytest.mark.parametrize("planted", ["pipe", "link"])
-def test_planted_lock_or_pipe_in_the_output_folder(planted: str, capsys, tmp_path: Path) -> None:
+def test_planted_lock_or_pipe_in_the_output_folder(
+    planted: str, demo: Demo, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     image = _image(tmp_path / "a.png")
@@ -934,17 +894,17 @@ def test_planted_lock_or_pipe_in_the_output_folder(planted: str, capsys, tmp_pat
         os.symlink(tmp_path / "a.png", out / ".opengraphau.lock")
         reason = "is a symbolic link; remove it (links are never written through)"
     before = _tree(tmp_path)
-    result = _run(capsys, out, image)
+    result = demo(out, image)
     assert (result.code, result.err) == (
         2,
         [f"demo.py: error: --output-dir {out / '.opengraphau.lock'}: {reason}"],
     )
     assert _tree(tmp_path) == before
     (out / ".opengraphau.lock").unlink()
-    assert _run(capsys, out, image).code == 0
+    assert demo(out, image).code == 0
     (out / "completed.csv").unlink()
     os.mkfifo(out / "completed.csv")
-    result = _run(capsys, out, image, extra=("--skip-existing",))
+    result = demo(out, image, extra=("--skip-existing",))
     assert (result.code, result.err) == (
         2,
         [
@@ -969,7 +929,9 @@ def _os_error(code: int, when):
     return wrap
 
 
-def test_a_read_only_file_system(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_read_only_file_system(
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT
     image = _image(tmp_path / "a.png")
     (tmp_path / "old").mkdir()
@@ -977,7 +939,7 @@ def test_a_read_only_file_system(capsys, tmp_path: Path, monkeypatch: pytest.Mon
         os, "open", _os_error(errno.EROFS, lambda path, flags, *_: flags & writes)(os.open)
     )
     monkeypatch.setattr(os, "mkdir", _os_error(errno.EROFS, lambda *_: True)(os.mkdir))
-    result = _run(capsys, tmp_path / "old", image)
+    result = demo(tmp_path / "old", image)
     assert (result.code, result.err) == (
         2,
         [
@@ -986,7 +948,7 @@ def test_a_read_only_file_system(capsys, tmp_path: Path, monkeypatch: pytest.Mon
             "is read-only; choose another output folder"
         ],
     )
-    result = _run(capsys, tmp_path / "new", image)
+    result = demo(tmp_path / "new", image)
     assert (result.code, result.err) == (
         2,
         [
@@ -997,10 +959,8 @@ def test_a_read_only_file_system(capsys, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_a_full_disk_while_saving_pictures_then_resuming(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
     for n in range(5):
         _image(data / f"i{n}.png", n)
     before = _tree(data)
@@ -1010,7 +970,7 @@ def test_a_full_disk_while_saving_pictures_then_resuming(
         "replace",
         _os_error(errno.ENOSPC, lambda src, dst: str(dst).endswith("i3_pred.jpg"))(os.replace),
     )
-    result = _run(capsys, out, data, extra=("--draw_text", "--batch-size", "2"))
+    result = demo(out, data, extra=("--draw_text", "--batch-size", "2"))
     assert (result.code, result.err) == (
         2,
         [
@@ -1026,7 +986,7 @@ def test_a_full_disk_while_saving_pictures_then_resuming(
     ]
     assert not list(out.glob(".*tmp*"))
     monkeypatch.undo()
-    result = _run(capsys, out, data, extra=("--draw_text", "--skip-existing"))
+    result = demo(out, data, extra=("--draw_text", "--skip-existing"))
     assert (result.code, result.err) == (0, [])
     assert sorted(_files(out)) == [str(data / f"i{n}.png") for n in range(5)]
     assert sorted(p.name for p in out.glob("*_pred.jpg")) == [f"i{n}_pred.jpg" for n in range(5)]
@@ -1034,14 +994,12 @@ def test_a_full_disk_while_saving_pictures_then_resuming(
 
 
 def test_a_full_disk_while_writing_rows(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The disk fills up in the middle of a batch's rows: the file is cut back to its last
     whole row (a cut-off row would read as a real one with a wrong value)."""
     from opengraphau.sinks.files import OutputFolder
 
-    data = tmp_path / "data"
-    data.mkdir()
     for n in range(6):
         _image(data / f"i{n}.png", n)
     real, real_write = OutputFolder.open_append, os.write
@@ -1064,7 +1022,7 @@ def test_a_full_disk_while_writing_rows(
     monkeypatch.setattr(os, "write", write)
     monkeypatch.setattr(OutputFolder, "open_append", open_append)
     out = tmp_path / "out"
-    result = _run(capsys, out, data, extra=("--batch-size", "2"))
+    result = demo(out, data, extra=("--batch-size", "2"))
     assert (result.code, result.err) == (
         2,
         [
@@ -1076,22 +1034,22 @@ def test_a_full_disk_while_writing_rows(
     assert (out / "predictions.csv").read_bytes().endswith(b"\r\n")
     assert len(pd.read_csv(out / "predictions.csv")) == 4
     monkeypatch.undo()
-    assert _run(capsys, out, data, extra=("--skip-existing",)).code == 0
+    assert demo(out, data, extra=("--skip-existing",)).code == 0
     assert sorted(_files(out)) == [str(data / f"i{n}.png") for n in range(6)]
 
 
-def test_an_output_folder_that_holds_the_inputs(capsys, tmp_path: Path) -> None:
+def test_an_output_folder_that_holds_the_inputs(demo: Demo, tmp_path: Path) -> None:
     out = tmp_path / "project"
     (out / "photos").mkdir(parents=True)
     a = _image(out / "photos" / "a.png", 1)
     b = _image(out / "photos" / "b.png", 2)
     before = _tree(out / "photos")
-    result = _run(capsys, out, out / "photos", extra=("--draw_text",))
+    result = demo(out, out / "photos", extra=("--draw_text",))
     assert (result.code, result.err) == (0, [])
     assert _files(out) == [a, b]
     assert _tree(out / "photos") == before
     # The folder itself, read again, would feed our own pictures back in: refused.
-    result = _run(capsys, out, out, extra=("--draw_text",))
+    result = demo(out, out, extra=("--draw_text",))
     assert result.code == 2
     assert result.err == [
         f"demo.py: error: --input: no images or videos found ({out}: all 4 files found are "
@@ -1102,7 +1060,7 @@ def test_an_output_folder_that_holds_the_inputs(capsys, tmp_path: Path) -> None:
     c = _image(out / "c.png", 3)
     victim = _image(out / "c_pred.jpg", 4, fmt="JPEG")
     kept = Path(victim).read_bytes()
-    result = _run(capsys, out, c, victim, extra=("--draw_text",))
+    result = demo(out, c, victim, extra=("--draw_text",))
     assert result.code == 0
     assert result.err == [f"warning: {out / 'c_pred.jpg'}: not written, it would replace an input"]
     assert Path(victim).read_bytes() == kept and (out / "c_pred_pred.jpg").is_file()
@@ -1166,12 +1124,12 @@ def _same_rows(rows: list[dict[str, str]], full: list[dict[str, str]]) -> None:
 
 
 @pytest.mark.slow
-def test_two_runs_into_one_folder(capsys, many, tmp_path: Path) -> None:
+def test_two_runs_into_one_folder(demo: Demo, many, tmp_path: Path) -> None:
     data, full = many
     out = tmp_path / "out"
     first = _start(data, out, "--workers", "0")
     _wait_for_rows(out, 4, first)
-    result = _run(capsys, out, data)
+    result = demo(out, data)
     assert (result.code, result.err) == (
         2,
         [
@@ -1205,14 +1163,14 @@ def test_a_second_ctrl_c_exits_quietly(gap: float, many, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume(capsys, many, tmp_path: Path) -> None:
+def test_kill_9_then_resume(demo: Demo, many, tmp_path: Path) -> None:
     data, full = many
     out = tmp_path / "out"
     run = _start(data, out, "--workers", "2")
     _wait_for_rows(out, 20, run)
     run.kill()
     run.communicate(timeout=60)
-    result = _run(capsys, out, data, extra=("--skip-existing", "--batch-size", "4"))
+    result = demo(out, data, extra=("--skip-existing", "--batch-size", "4"))
     assert (result.code, result.err) == (0, [])
     rows = read_rows(out)
     assert sorted(r["file"] for r in rows) == sorted(r["file"] for r in full)

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_hostile import BANNER, FAST, _errors, _files, _image, _run, _video, no_hang  # noqa: F401
+from test_hostile import _errors, _files, _image, _video, no_hang  # noqa: F401
 
-from factories import ROOT, read_rows, run_main
+from factories import BANNER, FAST, ROOT, Demo, read_rows, run_main
 from opengraphau.errors import ExportError, ImageError, OutputError
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, mount, setuid)")
@@ -146,7 +146,7 @@ def test_export_never_writes_through_a_planted_link(tmp_path: Path) -> None:
 
 
 def test_postscript_named_jpg_never_reaches_ghostscript(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -155,14 +155,12 @@ def test_postscript_named_jpg_never_reaches_ghostscript(
     gs.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
     gs.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    data = tmp_path / "data"
-    data.mkdir()
     (data / "photo.jpg").write_bytes(
         b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n0 0 moveto 16 16 lineto stroke\n"
         b"showpage\n%%EOF\n"
     )
     good = _image(data / "good.png")
-    result = _run(capsys, tmp_path / "out", data)
+    result = demo(tmp_path / "out", data)
     assert result.code == 1
     assert _errors(tmp_path / "out") == {
         str(data / "photo.jpg"): "not an image Pillow can read (corrupt, empty or another format)"
@@ -192,16 +190,14 @@ def _swap_after_check(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
 
 
 def test_a_file_swapped_for_a_pipe_after_its_check(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
     _image(data / "swap.png")
     _video(data / "swap.mp4")
     good = _image(data / "good.png", 1)
     _swap_after_check(monkeypatch, "opengraphau.sources.images")
     _swap_after_check(monkeypatch, "opengraphau.sources.video")
-    result = _run(capsys, tmp_path / "out", data)  # no_hang fails it if it blocks
+    result = demo(tmp_path / "out", data)  # no_hang fails it if it blocks
     assert result.code == 1
     why = "is a named pipe, not a regular file (it was replaced after the inputs were listed)"
     errors = _errors(tmp_path / "out")
@@ -317,9 +313,9 @@ def latin1_locale(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def test_names_do_not_depend_on_the_locale(latin1_locale: dict[str, str], tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+def test_names_do_not_depend_on_the_locale(
+    data: Path, latin1_locale: dict[str, str], tmp_path: Path
+) -> None:
     utf8 = _image(data / "日本語 é.jpg", fmt="JPEG")
     _image(os.fsencode(data) + b"/caf\xe9.png", 1)  # a Latin-1 name, not UTF-8
     with open(tmp_path / "list.txt", "wb") as f:  # a list naming them, as UTF-8 bytes
@@ -387,14 +383,14 @@ def _fill(folder: Path, leave: int) -> Path:
 @ROOT_ONLY
 @pytest.mark.parametrize("leave", [12_000, 30_000])
 def test_a_real_full_disk_leaves_whole_rows_then_resumes(
-    leave: int, capsys, tmp_path: Path
+    leave: int, demo: Demo, tmp_path: Path
 ) -> None:
     data = _images(tmp_path / "data", 40)
     with _small_disk(tmp_path / "disk", "2m") as disk:
         out = disk / "out"
         out.mkdir()
         filler = _fill(disk, leave)
-        result = _run(capsys, out, data, extra=("--batch-size", "3", "--format", "csv,jsonl"))
+        result = demo(out, data, extra=("--batch-size", "3", "--format", "csv,jsonl"))
         assert result.code == 2
         assert result.err[-1].endswith(
             "the disk is full; free some space, then continue with --skip-existing"
@@ -409,7 +405,7 @@ def test_a_real_full_disk_leaves_whole_rows_then_resumes(
         lines = (out / "predictions.jsonl").read_bytes().split(b"\n")
         assert lines[-1] == b"" and all(json.loads(line) for line in lines[:-1])
         filler.unlink()
-        result = _run(capsys, out, data, extra=("--skip-existing", "--format", "csv,jsonl"))
+        result = demo(out, data, extra=("--skip-existing", "--format", "csv,jsonl"))
         assert (result.code, result.err) == (0, [])
         assert sorted(_files(out)) == sorted(str(data / f"i{n}.png") for n in range(40))
         assert len((out / "predictions.jsonl").read_text().splitlines()) == 40
@@ -441,7 +437,7 @@ def deep_room() -> Iterator[Path]:
     subprocess.run(["rm", "-rf", str(folder)], check=True)
 
 
-def test_a_folder_nested_1100_deep_with_pictures(capsys, deep_room: Path) -> None:
+def test_a_folder_nested_1100_deep_with_pictures(demo: Demo, deep_room: Path) -> None:
     tmp_path = deep_room
     data = tmp_path / "data"
     folder = data
@@ -452,18 +448,18 @@ def test_a_folder_nested_1100_deep_with_pictures(capsys, deep_room: Path) -> Non
     deep = _image(folder / "deep.png")
     top = _image(data / "top.png", 1)
     out = tmp_path / "out"
-    result = _run(capsys, out, data, extra=("--draw_text",))
+    result = demo(out, data, extra=("--draw_text",))
     assert (result.code, result.err) == (0, [])
     assert sorted(_files(out)) == sorted([deep, top])
     pictures = sorted(p.relative_to(out).as_posix() for p in out.rglob("*_pred.jpg"))
     assert len(pictures) == 2 and "top_pred.jpg" in pictures
     (fallback,) = [p for p in pictures if p != "top_pred.jpg"]
     assert fallback.startswith("deep~") and "/" not in fallback  # at the folder's top
-    result = _run(capsys, out, data, extra=("--draw_text", "--skip-existing"))
+    result = demo(out, data, extra=("--draw_text", "--skip-existing"))
     assert result.code == 0 and len(_files(out)) == 2
 
 
-def test_lists_naming_lists(capsys, tmp_path: Path) -> None:
+def test_lists_naming_lists(demo: Demo, tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
     a = _image(data / "a.png")
@@ -473,7 +469,7 @@ def test_lists_naming_lists(capsys, tmp_path: Path) -> None:
     (tmp_path / "abs.txt").write_text("c.png\n")
     (data / "outer.txt").write_text("a.png\n  @sub/inner.txt  \n")
     out = tmp_path / "out"
-    result = _run(capsys, out, f"@{data / 'outer.txt'}")
+    result = demo(out, f"@{data / 'outer.txt'}")
     assert result.code == 1
     cycle = data / "sub" / ".." / "outer.txt"
     assert result.err == [
@@ -485,10 +481,10 @@ def test_lists_naming_lists(capsys, tmp_path: Path) -> None:
 # -- videos, flags, workers --------------------------------------------------------------------
 
 
-def test_every_far_beyond_the_video_keeps_rows_and_video(capsys, tmp_path: Path) -> None:
+def test_every_far_beyond_the_video_keeps_rows_and_video(demo: Demo, tmp_path: Path) -> None:
     clip = _video(tmp_path / "clip.mp4", frames=12)
     out = tmp_path / "out"
-    result = _run(capsys, out, clip, extra=("--every", "1000000", "--draw_text"))
+    result = demo(out, clip, extra=("--every", "1000000", "--draw_text"))
     assert (result.code, result.err) == (0, [])
     assert [r["frame"] for r in read_rows(out)] == ["0"]
     capture = __import__("cv2").VideoCapture(str(out / "clip_pred.mp4"))
@@ -498,8 +494,8 @@ def test_every_far_beyond_the_video_keeps_rows_and_video(capsys, tmp_path: Path)
 
 @pytest.mark.parametrize("flag", ["--start", "--end", "--threshold"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_nan_and_inf_are_refused(flag: str, value: str, capsys, tmp_path: Path) -> None:
-    result = _run(capsys, tmp_path / "out", _image(tmp_path / "a.png"), extra=(f"{flag}={value}",))
+def test_nan_and_inf_are_refused(flag: str, value: str, demo: Demo, tmp_path: Path) -> None:
+    result = demo(tmp_path / "out", _image(tmp_path / "a.png"), extra=(f"{flag}={value}",))
     assert (result.code, result.err) == (
         2,
         [f"demo.py: error: {flag} {value}: must be a finite number"],
@@ -507,7 +503,7 @@ def test_nan_and_inf_are_refused(flag: str, value: str, capsys, tmp_path: Path) 
 
 
 def test_workers_beyond_the_machine(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--workers 1000 starts no more processes than cores (nor inputs); a system that cannot
     start even those (fork fails: EAGAIN) decodes in the main process instead."""
@@ -527,7 +523,7 @@ def test_workers_beyond_the_machine(
             return super().__iter__()
 
     monkeypatch.setattr(local, "DataLoader", NoFork)
-    result = _run(capsys, tmp_path / "out", data, flags=flags, extra=("--workers", "1000"))
+    result = demo(tmp_path / "out", data, flags=flags, extra=("--workers", "1000"))
     assert (result.code, result.err) == (0, [])
     assert asked == [min(os.cpu_count() or 1, 3), 0]
     assert sorted(_files(tmp_path / "out")) == sorted(str(p) for p in data.iterdir())
@@ -537,12 +533,10 @@ def test_workers_beyond_the_machine(
 
 
 def test_batches_are_bounded_by_pixels(
-    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import opengraphau.pipeline as pipeline
 
-    data = tmp_path / "data"
-    data.mkdir()
     for n, size in enumerate([(20, 10)] * 4 + [(60, 40)] + [(20, 10)] * 3):
         _image(data / f"i{n}.png", n, size=size)
     clip = _video(tmp_path / "clip.mp4", frames=10, size=(32, 24))
@@ -555,9 +549,7 @@ def test_batches_are_bounded_by_pixels(
         return real(self, frames, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.Pipeline, "submit", submit)
-    result = _run(
-        capsys, tmp_path / "out", data, clip, extra=("--draw_text", "--batch-size", "100000")
-    )
+    result = demo(tmp_path / "out", data, clip, extra=("--draw_text", "--batch-size", "100000"))
     assert (result.code, result.err) == (0, [])
     assert sizes[:4] == [[(20, 10)] * 3, [(20, 10)], [(60, 40)], [(20, 10)] * 3]
     assert sizes[4:] == [[(32, 24)]] * 10  # 768 pixels a frame: one a batch

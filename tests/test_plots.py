@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from matplotlib.axes import Axes
 from PIL import Image
 
 from opengraphau.aus import AU_COLUMNS
-from opengraphau.render.plots import MAX_TOP, _rank_aus, plot_timeline
+from opengraphau.render.plots import _MAX_POINTS, MAX_TOP, _bin_means, _rank_aus, plot_timeline
 
 N = len(AU_COLUMNS)
 
@@ -54,10 +56,37 @@ def test_single_frame(tmp_path: Path, top: int) -> None:
     check_png(tmp_path / "one.png")
 
 
-def test_long_video_is_fast(tmp_path: Path) -> None:
-    times, probs = sample(60_000)  # 100 minutes at 10 fps: averaged down before drawing
+def test_a_long_video_is_averaged_down_before_drawing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    times, probs = sample(60_000)  # 100 minutes at 10 fps
+    drawn: list[tuple[int, int]] = []
+    real_plot = Axes.plot
+
+    def plot(self: Axes, x: np.ndarray, y: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        drawn.append((len(x), len(y)))
+        return real_plot(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", plot)
     plot_timeline(times, probs, tmp_path / "long.png")
     check_png(tmp_path / "long.png")
+    assert drawn == [(_MAX_POINTS, _MAX_POINTS)] * N  # one line per AU, each of 2000 points
+
+
+def test_bin_means_average_each_group_of_frames_leaving_gaps_out() -> None:
+    times = np.arange(10.0)
+    probs = np.arange(10.0 * N).reshape(10, N)
+    probs[0:2, 0] = np.nan  # a gap inside the first group
+    probs[3:6, 1] = np.nan  # a whole group without the face
+    got_times, got_probs = _bin_means(times, probs, 3)
+    groups = [slice(0, 3), slice(3, 6), slice(6, 10)]  # int(0), int(3.33), int(6.67)
+    np.testing.assert_array_equal(got_times, [times[g].mean() for g in groups])
+    for k, g in enumerate(groups):
+        for au in range(N):
+            values = [v for v in probs[g, au] if not np.isnan(v)]
+            expected = sum(values) / len(values) if values else np.nan
+            np.testing.assert_allclose(got_probs[k, au], expected, rtol=1e-12)
+    assert got_probs[0, 0] == probs[2, 0] and np.isnan(got_probs[1, 1])
 
 
 def test_ranking_by_time_above_threshold_then_mean() -> None:

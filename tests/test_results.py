@@ -28,11 +28,19 @@ from opengraphau import InputError, OutputError, read_results
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline
 from opengraphau.records import UNCONFIRMED, FaceRecord
+from opengraphau.schema import CSV_HEADER
 from opengraphau.sinks import parquet
 from opengraphau.sinks.files import OutputFolder
-from opengraphau.sinks.writer import CSV_HEADER, CsvSink
+from opengraphau.sinks.writer import CsvSink, SinkSettings
+from opengraphau.thresholds import as_thresholds
 
 OFFICIAL_NAME = "OpenGprahAU-ResNet18_first_stage.pth"
+
+
+def _settings(completed: set[str] | None) -> SinkSettings:
+    """A trained, unsmoothed run's sink settings; `completed`: None for a fresh run."""
+    done = None if completed is None else frozenset(completed)
+    return SinkSettings(completed=done, threshold=as_thresholds(0.5), untrained=False)
 
 
 @pytest.fixture(scope="module")
@@ -578,7 +586,7 @@ def test_a_merge_cut_short_is_read_once_and_finished_by_the_next_run(
             for face in range(2)
         ]
 
-    sink = parquet.ParquetSink(folder, completed=None, threshold=0.5, untrained=False)
+    sink = parquet.ParquetSink(folder, _settings(completed=None))
     sink.write(batch(0))
     sink.write(batch(1))
     original, calls = getattr(parquet.ParquetSink, crash_at), {"n": 0}
@@ -596,9 +604,7 @@ def test_a_merge_cut_short_is_read_once_and_finished_by_the_next_run(
     assert any(name.startswith(".part-") for name in os.listdir(tmp_path / sink.name))
     read = read_results(tmp_path)
     assert read["file"].tolist() == ["f0.png"] * 2 + ["f1.png"] * 2 + ["f2.png"] * 2
-    resumed = parquet.ParquetSink(
-        folder, completed={"f0.png", "f1.png", "f2.png"}, threshold=0.5, untrained=False
-    )
+    resumed = parquet.ParquetSink(folder, _settings(completed={"f0.png", "f1.png", "f2.png"}))
     assert os.listdir(tmp_path / sink.name) == ["part-00000000-00000002.parquet"]
     resumed.write(batch(3))
     resumed.close()
@@ -622,9 +628,7 @@ def test_a_part_planted_in_the_parquet_folder_is_never_read(tmp_path: Path, plan
     else:
         os.mkfifo(parts / "part-00000000.parquet")
     with pytest.raises(OutputError, match="symbolic link" if planted == "link" else "a pipe"):
-        parquet.ParquetSink(
-            OutputFolder(tmp_path / "out"), completed=set(), threshold=0.5, untrained=False
-        )
+        parquet.ParquetSink(OutputFolder(tmp_path / "out"), _settings(completed=set()))
 
 
 def test_video_resume_keeps_summaries_of_completed_videos(

@@ -327,7 +327,7 @@ def test_detect_every_1_gives_todays_rows(
 
     from opengraphau.pipeline import Pipeline
     from opengraphau.predictor import build_model_for
-    from opengraphau.sinks.writer import csv_fields
+    from opengraphau.sinks.writer import csv_rows
     from opengraphau.sources.video import VideoSource
     from opengraphau.tracking import FaceTracker, TrackedFaces
 
@@ -341,7 +341,7 @@ def test_detect_every_1_gives_todays_rows(
         frames = list(source)
     for start in range(0, len(frames), 8):
         for records in pipeline(frames[start : start + 8]):
-            today += [csv_fields(r, False) for r in tracked(records)]
+            today += csv_rows(tracked(records), untrained=False, smooth=False)
     rows = [list(r.values()) for r in read_rows(runs[1])]
     face_id = list(read_rows(runs[1])[0]).index("face_id")
     assert len(rows) == len(today)

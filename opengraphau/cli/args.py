@@ -15,8 +15,8 @@ from typing import NoReturn
 
 from ..model.variants import ARCHS
 from ..options import ENGINES, PRECISIONS, SMOOTH_MODES, Options
+from ..schema import FORMATS
 from ..sinks.previous import fresh_folder, latest_folder
-from ..sinks.writer import FORMATS
 from ..weights import CHECKPOINT_DIR, DEFAULT_MODEL
 
 #: `Options` fields whose flag's argparse name differs.
@@ -30,14 +30,16 @@ _DESTS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """The parser of every command (main and subcommands alike)."""
+
     def error(self, message: str) -> NoReturn:
         """One line instead of argparse's usage block."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=prog,
         description="Predict 41 facial action units with OpenGraphAU. Other commands: "
         f"`{prog} models` lists the official models, `{prog} download [NAME ...]` fetches them.",

@@ -15,13 +15,13 @@ from ..weights import (
     official_by_name,
     offline_from_env,
 )
-from .args import _Parser
+from .args import Parser
 from .main import guarded
 from .report import terminal_text
 
 
 def main(argv: Sequence[str], *, prog: str) -> int:
-    parser = _Parser(
+    parser = Parser(
         prog=prog,
         description="Fetch official models into the model cache ($OPENGRAPHAU_HOME, else the "
         "user cache folder), checked and resumable; OPENGRAPHAU_MIRROR (a base URL or a folder) "

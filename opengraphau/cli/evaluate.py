@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .args import build_parser, to_options
-from .main import _ctrl_c, _UsageError, guarded
+from .main import UsageError, ctrl_c, guarded
 
 if TYPE_CHECKING:
     from ..evaluation import Labels
@@ -98,23 +98,23 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "opengraphau evaluate
 
 def _check(args: argparse.Namespace) -> None:
     if args.input:
-        raise _UsageError("--input is not used: the labels name the images and videos")
+        raise UsageError("--input is not used: the labels name the images and videos")
     if args.export_onnx:
-        raise _UsageError("--export-onnx is not an evaluation; run it without 'evaluate'")
+        raise UsageError("--export-onnx is not an evaluation; run it without 'evaluate'")
     if args.labels and (args.image_list or args.label_list):
-        raise _UsageError("give either --labels CSV or --image-list with --label-list, not both")
+        raise UsageError("give either --labels CSV or --image-list with --label-list, not both")
     if bool(args.image_list) != bool(args.label_list):
-        raise _UsageError("--image-list and --label-list go together")
+        raise UsageError("--image-list and --label-list go together")
     if not (args.labels or args.image_list):
-        raise _UsageError("give --labels CSV, or --image-list FILE --label-list FILE")
+        raise UsageError("give --labels CSV, or --image-list FILE --label-list FILE")
     if args.positive_from is not None and not args.labels:
-        raise _UsageError("--positive-from applies to a --labels CSV")
+        raise UsageError("--positive-from applies to a --labels CSV")
     if args.folds < 2:
-        raise _UsageError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
+        raise UsageError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
     if args.bootstrap < 0:
-        raise _UsageError(f"--bootstrap {args.bootstrap}: must be 0 (none) or more")
+        raise UsageError(f"--bootstrap {args.bootstrap}: must be 0 (none) or more")
     if args.predictions and args.untrained:
-        raise _UsageError("--untrained runs the model; --predictions scores results as they are")
+        raise UsageError("--untrained runs the model; --predictions scores results as they are")
 
 
 def _evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -184,7 +184,7 @@ def _run_model(args: argparse.Namespace, argv: Sequence[str], labels: Labels) ->
                 value=labels.where(row),
             )
     reporter = TerminalReporter(quiet=args.quiet)
-    with _ctrl_c(reporter):
+    with ctrl_c(reporter):
         options = to_options(_with_inputs(args, list(dict.fromkeys(paths))), argv)
         stats = run(options, reporter)
         print(format_summary(stats))

@@ -81,15 +81,15 @@ def _main(argv: list[str], prog: str, capture_factory) -> int:
 
 def _command(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
     if args.untrained and (args.resume or args.model):
-        raise _UsageError(
+        raise UsageError(
             f"--untrained and {'--resume' if args.resume else '--model'} exclude each other"
         )
     if args.resume and args.model:
-        raise _UsageError("--resume FILE and --model NAME exclude each other; give one")
+        raise UsageError("--resume FILE and --model NAME exclude each other; give one")
     if args.export_onnx:
         return _export(args, argv)
     if not args.input and not args.inputs:
-        raise _UsageError(
+        raise UsageError(
             "no inputs: give images, folders, globs, @lists, videos or webcam:N "
             "(after the command or after --input)"
         )
@@ -163,7 +163,7 @@ class _Sturdy:
         return getattr(self._stream, name)
 
 
-class _UsageError(Exception):
+class UsageError(Exception):
     """A problem only the command line can have."""
 
 
@@ -182,7 +182,7 @@ def guarded(
 
     try:
         return body()
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"{prog}: error: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
     except OpenGraphAUError as exc:
@@ -239,7 +239,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
     from .report import TerminalReporter, format_summary
 
     reporter = TerminalReporter(quiet=args.quiet, tables=args.tables)
-    with _ctrl_c(reporter), warnings.catch_warnings():
+    with ctrl_c(reporter), warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWarning)
         options = to_options(args, argv)
         stats = run(options, reporter, capture_factory=capture_factory)
@@ -248,7 +248,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
 
 
 @contextlib.contextmanager
-def _ctrl_c(reporter: TerminalReporter) -> Iterator[None]:
+def ctrl_c(reporter: TerminalReporter) -> Iterator[None]:
     """Ctrl-C while inputs are processed asks the run to stop after its current batch, where
     what was written is whole (a KeyboardInterrupt raised just anywhere can land in a worker's
     start or a library's clean-up, and be lost there or print a traceback); before that, it
@@ -299,12 +299,12 @@ def _export(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from ..weights import choose_weights
 
     if not args.export_onnx.parent.is_dir():  # before loading: a large model takes seconds
-        raise _UsageError(
+        raise UsageError(
             f"--export-onnx {args.export_onnx}: folder {args.export_onnx.parent} does not exist"
         )
     reason = special_reason(args.export_onnx)
     if reason:
-        raise _UsageError(f"--export-onnx {args.export_onnx}: {reason}")
+        raise UsageError(f"--export-onnx {args.export_onnx}: {reason}")
     model: torch.nn.Module
     if args.untrained:
         model = untrained_model(args.arc, args.stage)

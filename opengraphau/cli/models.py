@@ -6,12 +6,12 @@ import argparse
 from collections.abc import Sequence
 
 from ..weights import DEFAULT_MODEL, OFFICIAL_CHECKPOINTS, ModelCache
-from .args import _Parser
+from .args import Parser
 from .main import guarded
 
 
 def main(argv: Sequence[str], *, prog: str) -> int:
-    parser = _Parser(
+    parser = Parser(
         prog=prog,
         description="The official OpenGraphAU models: name (for --model and download), backbone, "
         "stage, the reference's F1 and accuracy (%, its hybrid test set), and the cache.",

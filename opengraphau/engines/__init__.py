@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..pipeline import PipelineTimes
-from ..records import FaceRecord, Frame
+from ..records import FaceRecord, Frame, VideoInfo
 from ..sources.inputs import InputItem
+
+__all__ = ["Engine", "Outcome", "VideoInfo", "VideoStream"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -24,16 +26,6 @@ class Outcome:
     records: list[FaceRecord]
     frame: Frame | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video or camera stream is, known once it is open."""
-
-    fps: float
-    size: tuple[int, int]
-    frame_count: int | None
-    is_camera: bool
 
 
 class VideoStream(Protocol):

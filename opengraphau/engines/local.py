@@ -29,12 +29,12 @@ from ..pipeline import (
     frames_per_batch,
     pixel_batches,
 )
-from ..records import FaceRecord, Frame
+from ..records import FaceRecord, Frame, VideoInfo
 from ..sources.images import image_pixels, load_image, read_jpeg
 from ..sources.inputs import InputItem
 from ..sources.video import Capture, VideoSource
 from ..tracking import FaceTracker, IdsFromFirstFrame, Smoother, TrackedFaces
-from . import Outcome, VideoInfo
+from . import Outcome
 
 T = TypeVar("T")
 

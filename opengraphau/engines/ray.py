@@ -41,13 +41,13 @@ from ..model.transforms import EvalTransform
 from ..options import Options
 from ..pipeline import Pipeline, PipelineTimes, crop_mode
 from ..predictor import build_model_for
-from ..records import Box, FaceRecord, Frame, display_name
-from ..sinks.writer import CSV_HEADER
+from ..records import Box, FaceRecord, Frame, VideoInfo, display_name
+from ..schema import CSV_HEADER
 from ..sources.images import as_pil, load_image
 from ..sources.inputs import InputItem
 from ..sources.video import Capture
 from ..weights import ModelCache, Weights, offline_from_env
-from . import Outcome, VideoInfo, VideoStream
+from . import Outcome, VideoStream
 from .local import Decode, LocalEngine, one_by_one
 
 Columns = dict[str, Any]

@@ -9,11 +9,13 @@ are opened without following links. Every OS failure becomes one OutputError lin
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePath
 
 from ..errors import OutputError
@@ -200,3 +202,27 @@ def replaced(target: Path, *, param: str = "output_dir") -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink()
+
+
+def csv_text(rows: Iterable[Sequence[str]]) -> str:
+    """RFC 4180 CSV (CRLF line ends, so a CR or LF inside a field is always quoted)."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
+
+
+def read_csv(folder: OutputFolder, name: str) -> list[list[str]]:
+    """The complete rows of a CSV file this tool wrote in `folder` (a last row cut off by a
+    crash is dropped; none when the file is missing)."""
+    path = folder.root / name
+    text = folder.read_text(name) or ""
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error:
+        raise OutputError(
+            "is not a CSV file this tool wrote; choose another output folder",
+            param="output_dir",
+            value=path,
+        ) from None

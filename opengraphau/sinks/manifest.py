@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OutputError
-from ..records import display_name
+from ..records import VideoInfo, display_name
+from ..schema import DECIMALS
 from ..version import __version__
 from ..weights import ModelCache, Weights, sha256_of
 from .files import OutputFolder
-from .writer import DECIMALS
 
 if TYPE_CHECKING:
-    from ..engines import VideoInfo
     from ..options import Options
 
 MANIFEST_NAME = "run.json"

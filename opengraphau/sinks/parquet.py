@@ -11,7 +11,7 @@ that step leaves the merged file hidden but complete; the next run and `read_res
 instead of the small files, so no row is read twice (a plain reader misses those rows until then).
 Readers skip names starting with "." or "_", as pyarrow's datasets do.
 
-Values are rounded as in predictions.csv (`DECIMALS`), so both files hold the same numbers.
+Values are those of predictions.csv (`schema.face_columns`), so both files hold the same numbers.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import numpy as np
 
 from ..aus import AU_COLUMNS, SMOOTH_COLUMNS
 from ..errors import ConfigError, OutputError
-from ..records import FaceRecord, display_name
-from ..thresholds import ThresholdLike
+from ..records import FaceRecord
+from ..schema import COLUMN_TYPES, face_columns, result_columns, typed
 from .files import OutputFolder, output_error
-from .writer import COLUMN_TYPES, DECIMALS, _model_and_smoothed, result_columns
+from .writer import SinkSettings
 
 try:
     import pyarrow as pa
@@ -55,6 +55,8 @@ _BATCH_OPTIONS: dict[str, Any] = {
     "write_statistics": False,
 }
 _MERGED_OPTIONS: dict[str, Any] = {"compression": "zstd"}
+#: Columns that a faceless row leaves empty (NaN in `face_columns`, null here).
+_NULLABLE = frozenset(("confidence", "x", "y", "w", "h", *AU_COLUMNS, *SMOOTH_COLUMNS))
 _PART = re.compile(r"(?P<hidden>\.?)part-(?P<first>\d+)(?:-(?P<last>\d+))?\.parquet")
 
 
@@ -133,17 +135,9 @@ class ParquetSink:
 
     name = "predictions.parquet"
 
-    def __init__(
-        self,
-        folder: OutputFolder,
-        *,
-        completed: set[str] | None,
-        threshold: ThresholdLike,
-        untrained: bool,
-        smooth: bool = False,
-    ) -> None:
-        self.folder, self.untrained, self.smooth = folder, untrained, smooth
-        self.schema = schema(untrained, smooth)
+    def __init__(self, folder: OutputFolder, settings: SinkSettings) -> None:
+        self.folder, self.settings, completed = folder, settings, settings.completed
+        self.schema = schema(settings.untrained, settings.smooth)
         if os.path.lexists(folder.root / self.name) and not os.path.isdir(folder.root / self.name):
             raise OutputError(
                 "is a file, not the folder of Parquet parts this tool writes; move "
@@ -197,7 +191,7 @@ class ParquetSink:
                 self._rename(part.path, part.path.with_name(part.path.name[1:]))
         return _in_view(_parts(self.root))
 
-    def _keep(self, part: _Part, completed: set[str]) -> bool:
+    def _keep(self, part: _Part, completed: frozenset[str]) -> bool:
         """Drop the rows of inputs not in `completed` from a part; False when none was left."""
         with self._open(part.path) as parquet:
             keep = pc.is_in(
@@ -273,39 +267,14 @@ class ParquetSink:
 
     # -- rows -------------------------------------------------------------------------------
     def _table(self, records: Sequence[FaceRecord]) -> pa.Table:
-        """The records as typed columns, rounded as csv_fields rounds them (Python's round and
-        numpy's on float32 values give the same digits as its formatting), nulls where it is
-        empty."""
-        n, s, b = len(records), DECIMALS["score"], DECIMALS["box"]
-        probs = np.full((n, len(AU_COLUMNS)), np.nan)
-        smoothed = np.full((n, len(AU_COLUMNS)), np.nan)
-        for i, r in enumerate(records):
-            model, smooth = _model_and_smoothed(r)
-            if model is not None:
-                probs[i] = model
-            if smooth is not None:
-                smoothed[i] = smooth
-        probs = np.round(probs, s).astype(np.float32)
-        smoothed = np.round(smoothed, s).astype(np.float32)
-        boxes = [[round(v, b) for v in r.box] if r.box is not None else [None] * 4 for r in records]
-        columns: dict[str, object] = {
-            "file": [display_name(r.source) for r in records],
-            "frame": [r.frame for r in records],
-            "timestamp": [round(r.timestamp, DECIMALS["timestamp"]) for r in records],
-            "face_id": [r.face_id for r in records],
-            "success": [r.success for r in records],
-            "confidence": [
-                None if r.confidence is None else round(r.confidence, s) for r in records
-            ],
-            **{c: [box[i] for box in boxes] for i, c in enumerate("xywh")},
-            "untrained": [True] * n,
-            **{
-                c: pa.array(probs[:, i], pa.float32(), mask=np.isnan(probs[:, i]))
-                for i, c in enumerate(AU_COLUMNS)
-            },
-            **{
-                c: pa.array(smoothed[:, i], pa.float32(), mask=np.isnan(smoothed[:, i]))
-                for i, c in enumerate(SMOOTH_COLUMNS)
-            },
-        }
-        return pa.Table.from_pydict(columns, schema=self.schema)
+        """The records as typed columns (`schema.face_columns`), nulls where predictions.csv
+        leaves a field empty."""
+        columns = typed(
+            face_columns(records, smooth=self.settings.smooth, untrained=self.settings.untrained)
+        )
+        arrays = []
+        for field in self.schema:
+            values = columns[field.name]
+            mask = np.isnan(values) if field.name in _NULLABLE else None
+            arrays.append(pa.array(values, field.type, mask=mask))
+        return pa.Table.from_arrays(arrays, schema=self.schema)

@@ -18,8 +18,9 @@ import pandas as pd
 
 from ..errors import InputError
 from ..records import FaceRecord
+from ..schema import COLUMN_TYPES, CSV_HEADER, face_columns, result_columns
 from .manifest import MANIFEST_NAME
-from .writer import COLUMN_TYPES, CSV_HEADER, CsvSink, csv_fields, csv_text, result_columns
+from .writer import CsvSink
 
 #: ParquetSink.name, not imported from there: that module needs pyarrow, a CSV reader does not.
 _PARQUET = "predictions.parquet"
@@ -76,13 +77,12 @@ def _from_parquet(path: Path) -> pd.DataFrame:
 
 def records_frame(records: Iterable[FaceRecord]) -> pd.DataFrame:
     """Records (a face, or a frame without one) as the DataFrame `read_results` would give for
-    the predictions.csv they make: its columns, types and decimals, written and parsed by the
-    same code, so a notebook's table and a run's files agree to the last digit."""
+    the predictions.csv they make: its columns, types and decimals, from the same
+    `schema.face_columns` the files are written from, so a notebook's table and a run's files
+    agree to the last digit."""
     records = list(records)
     smooth = any(r.raw is not None for r in records)
-    header = result_columns(untrained=False, smooth=smooth)
-    text = csv_text([header, *(csv_fields(r, False, smooth) for r in records)])
-    return _parse_csv(io.BytesIO(text.encode("utf-8", "surrogateescape")), header)
+    return _typed(pd.DataFrame(face_columns(records, smooth=smooth)))
 
 
 def _parse_csv(source: Path | IO[bytes], columns: list[str]) -> pd.DataFrame:

@@ -19,9 +19,9 @@ import numpy as np
 from ..aus import AU_COLUMNS
 from ..errors import OutputError
 from ..records import UNCONFIRMED, FaceRecord, display_name
+from ..schema import DECIMALS
 from ..thresholds import ThresholdLike, Thresholds, as_thresholds
-from .files import OutputFolder
-from .writer import DECIMALS, _read_csv, csv_text
+from .files import OutputFolder, csv_text, read_csv
 
 SUMMARY_HEADER: tuple[str, ...] = (
     "file",
@@ -80,7 +80,7 @@ class VideoSummary:
         self, folder: OutputFolder, *, threshold: ThresholdLike, completed: set[str] | None
     ) -> None:
         self.folder, self.threshold = folder, as_thresholds(threshold)
-        rows = _read_csv(folder, self.name) if completed is not None else []
+        rows = read_csv(folder, self.name) if completed is not None else []
         if rows and rows[0] != list(SUMMARY_HEADER):
             raise OutputError(
                 "its columns differ from this tool's; choose another output folder",

@@ -11,71 +11,47 @@ bytes of names that are not UTF-8, so it tells apart names that display alike.
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib
-import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from ..aus import AU_COLUMNS, AU_IDS, AU_NAMES, SMOOTH_COLUMNS
-from ..errors import ConfigError, OutputError
+from ..errors import OutputError
 from ..records import FaceRecord, display_name, name_bytes
-from ..thresholds import ThresholdLike, as_thresholds
-from .files import OutputFolder, output_error
+from ..schema import CSV_HEADER, DECIMALS, check_formats, face_columns, result_columns
+from ..thresholds import ThresholdLike, Thresholds, as_thresholds
+from .files import OutputFolder, csv_text, output_error, read_csv
 
-CSV_HEADER: tuple[str, ...] = (
-    "file",
-    "frame",
-    "timestamp",
-    "face_id",
-    "success",
-    "confidence",
-    "x",
-    "y",
-    "w",
-    "h",
-    *AU_COLUMNS,
-)
-#: The type of each column wherever rows are typed (Parquet, `read_results`); names that numpy,
-#: pandas and pyarrow all know. Faceless rows leave confidence, box and AUs empty (null, NaN).
-COLUMN_TYPES: dict[str, str] = {
-    "file": "string",
-    "frame": "int64",
-    "timestamp": "float64",
-    "face_id": "int64",
-    "success": "bool",
-    **dict.fromkeys(("confidence", "x", "y", "w", "h"), "float64"),
-    **dict.fromkeys(AU_COLUMNS, "float32"),
-    **dict.fromkeys(SMOOTH_COLUMNS, "float32"),
-    "untrained": "bool",
-}
-#: Decimals every result file keeps: times to the millisecond, boxes to a tenth of a pixel,
-#: probabilities and detector scores to 1e-6 (so CSV, JSONL and Parquet hold the same numbers).
-DECIMALS: dict[str, int] = {"timestamp": 3, "box": 1, "score": 6}
-#: Output formats and the class writing each (module:class, imported when chosen).
-FORMATS: dict[str, str] = {
+#: The class writing each of `schema.FORMATS` (module:class, imported when chosen).
+SINKS: dict[str, str] = {
     "csv": "writer:CsvSink",
     "jsonl": "writer:JsonlSink",
     "parquet": "parquet:ParquetSink",
 }
 
 
-def result_columns(*, untrained: bool, smooth: bool) -> list[str]:
-    """A predictions file's columns: `CSV_HEADER`, the smoothed AUs when the run smooths
-    (`AU12` stays the model's own value, `AU12_smooth` beside it), `untrained` on random
-    weights."""
-    return [*CSV_HEADER, *(SMOOTH_COLUMNS if smooth else ()), *(["untrained"] if untrained else [])]
+@dataclass(frozen=True)
+class SinkSettings:
+    """What every predictions file of one run is written with; `ResultWriter` makes it once."""
 
+    completed: frozenset[str] | None
+    """Resuming: the display names of the completed inputs, whose earlier rows are kept (the
+    others' are dropped); None: a fresh run, earlier rows go."""
+    threshold: Thresholds
+    untrained: bool
+    """Random weights: an `untrained` column marks every row."""
+    smooth: bool = False
+    """The run smooths video faces: their smoothed AUs are written beside the model's."""
 
-def _model_and_smoothed(record: FaceRecord) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The model's probabilities and the smoothed ones (None: not smoothed)."""
-    if record.raw is None:
-        return record.probs, None
-    return record.raw, record.probs
+    @property
+    def columns(self) -> list[str]:
+        """The predictions files' columns (`schema.result_columns`)."""
+        return result_columns(untrained=self.untrained, smooth=self.smooth)
 
 
 class RowSink(Protocol):
@@ -85,77 +61,80 @@ class RowSink(Protocol):
     def close(self) -> None: ...
 
 
-def csv_fields(record: FaceRecord, untrained: bool, smooth: bool = False) -> list[str]:
+def csv_rows(records: Sequence[FaceRecord], *, untrained: bool, smooth: bool) -> list[list[str]]:
+    """predictions.csv's rows of `records` (`schema.face_columns`, as text): empty fields where
+    a record has no face, no box or no smoothed values."""
+    columns = face_columns(records, smooth=smooth, untrained=untrained)
     b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
-    box = [f"{v:.{b}f}" for v in record.box] if record.box is not None else [""] * 4
-    model, smoothed = _model_and_smoothed(record)
+    values = {c: columns[c].tolist() for c in CSV_HEADER[: -len(AU_COLUMNS)]}  # file ... h
 
-    def text(values: np.ndarray | None) -> list[str]:
-        return [f"{float(p):.{s}f}" for p in values] if values is not None else [""] * len(AU_IDS)
+    def probs(names: Sequence[str], empty: Sequence[bool]) -> list[list[str]]:
+        """The AU fields row by row (a matrix, so a face's 41 values are formatted in one go)."""
+        rows = np.stack([columns[c] for c in names], axis=1).tolist()
+        blank = [""] * len(names)
+        return [blank if e else [f"{v:.{s}f}" for v in row] for row, e in zip(rows, empty)]
 
-    probs = text(model) + (text(smoothed) if smooth else [])
-    confidence = f"{record.confidence:.{s}f}" if record.confidence is not None else ""
-    fields = [
-        display_name(record.source),
-        str(record.frame),
-        f"{record.timestamp:.{t}f}",
-        str(record.face_id),
-        "1" if record.success else "0",
-        confidence,
-        *box,
-        *probs,
-    ]
-    return fields + ["1"] if untrained else fields
-
-
-def json_record(record: FaceRecord, threshold: ThresholdLike, untrained: bool) -> dict:
-    """One face; each AU's `probability` is the model's, `active` compares the value pictures
-    and summaries use with `threshold`, which is `smoothed` when the face was smoothed."""
-    b, s, t = DECIMALS["box"], DECIMALS["score"], DECIMALS["timestamp"]
-    box = dict(zip("xywh", (round(v, b) for v in record.box))) if record.box is not None else None
-    aus = None
-    model, smoothed = _model_and_smoothed(record)
-    if record.probs is not None and model is not None:
-        active = as_thresholds(threshold).active(record.probs)
-        aus = [
-            {
-                "id": f"AU{i}",
-                "name": n,
-                "probability": round(float(p), s),
-                **({} if smoothed is None else {"smoothed": round(float(smoothed[j]), s)}),
-                "active": bool(active[j]),
-            }
-            for j, (i, n, p) in enumerate(zip(AU_IDS, AU_NAMES, model))
+    model = probs(AU_COLUMNS, [not r.success for r in records])
+    smoothed = probs(SMOOTH_COLUMNS, [r.raw is None for r in records]) if smooth else None
+    out = []
+    for k, r in enumerate(records):
+        box = ["", "", "", ""] if r.box is None else [f"{values[c][k]:.{b}f}" for c in "xywh"]
+        row = [
+            values["file"][k],
+            str(values["frame"][k]),
+            f"{values['timestamp'][k]:.{t}f}",
+            str(values["face_id"][k]),
+            "1" if values["success"][k] else "0",
+            "" if r.confidence is None else f"{values['confidence'][k]:.{s}f}",
+            *box,
+            *model[k],
+            *(smoothed[k] if smoothed is not None else ()),
         ]
-    out = {
-        "file": display_name(record.source),
-        "frame": record.frame,
-        "timestamp": round(record.timestamp, t),
-        "face": record.face_id,
-        "success": record.success,
-        "confidence": None if record.confidence is None else round(record.confidence, s),
-        "box": box,
-        "aus": aus,
-    }
-    if untrained:
-        out["untrained"] = True
+        if untrained:
+            row.append("1")
+        out.append(row)
     return out
 
 
-def _read_csv(folder: OutputFolder, name: str) -> list[list[str]]:
-    """The complete rows of a CSV file (a last row cut off by a crash is dropped)."""
-    path = folder.root / name
-    text = folder.read_text(name) or ""
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    try:
-        return list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error:
-        raise OutputError(
-            "is not a CSV file this tool wrote; choose another output folder",
-            param="output_dir",
-            value=path,
-        ) from None
+def json_records(
+    records: Sequence[FaceRecord], threshold: ThresholdLike, *, untrained: bool = False
+) -> list[dict]:
+    """One object per face; each AU's `probability` is the model's, `active` compares the value
+    pictures and summaries use with `threshold`, which is `smoothed` when the face was
+    smoothed. Numbers as `schema.face_columns` rounds them."""
+    columns = face_columns(records, smooth=True)
+    cut = as_thresholds(threshold)
+    values = {c: v.tolist() for c, v in columns.items()}
+    out = []
+    for k, record in enumerate(records):
+        aus = None
+        if record.probs is not None:
+            active = cut.active(record.probs)
+            smoothed = record.raw is not None
+            aus = [
+                {
+                    "id": f"AU{i}",
+                    "name": n,
+                    "probability": values[c][k],
+                    **({"smoothed": values[sc][k]} if smoothed else {}),
+                    "active": bool(active[j]),
+                }
+                for j, (i, n, c, sc) in enumerate(zip(AU_IDS, AU_NAMES, AU_COLUMNS, SMOOTH_COLUMNS))
+            ]
+        row = {
+            "file": values["file"][k],
+            "frame": values["frame"][k],
+            "timestamp": values["timestamp"][k],
+            "face": values["face_id"][k],
+            "success": values["success"][k],
+            "confidence": None if record.confidence is None else values["confidence"][k],
+            "box": None if record.box is None else {c: values[c][k] for c in "xywh"},
+            "aus": aus,
+        }
+        if untrained:
+            row["untrained"] = True
+        out.append(row)
+    return out
 
 
 class _AppendFile:
@@ -189,30 +168,15 @@ class _AppendFile:
                 raise output_error(self.path, exc) from None
 
 
-def csv_text(rows: Iterable[Sequence[str]]) -> str:
-    """RFC 4180 CSV (CRLF line ends, so a CR or LF inside a field is always quoted)."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
-    return buffer.getvalue()
-
-
 class CsvSink:
     """predictions.csv: one row per face, `result_columns`."""
 
     name = "predictions.csv"
 
-    def __init__(
-        self,
-        folder: OutputFolder,
-        *,
-        completed: set[str] | None,
-        threshold: ThresholdLike,
-        untrained: bool,
-        smooth: bool = False,
-    ) -> None:
-        self.untrained, self.smooth = untrained, smooth
-        header = result_columns(untrained=untrained, smooth=smooth)
-        rows = _read_csv(folder, self.name) if completed is not None else []
+    def __init__(self, folder: OutputFolder, settings: SinkSettings) -> None:
+        self.settings = settings
+        header, completed = settings.columns, settings.completed
+        rows = read_csv(folder, self.name) if completed is not None else []
         if rows and rows[0] != header:
             raise OutputError(
                 "its columns differ from this run's (trained vs untrained weights, "
@@ -226,27 +190,20 @@ class CsvSink:
         self._file = _AppendFile(folder, self.name)
 
     def write(self, records: Sequence[FaceRecord]) -> None:
-        self._file.append(csv_text(csv_fields(r, self.untrained, self.smooth) for r in records))
+        untrained, smooth = self.settings.untrained, self.settings.smooth
+        self._file.append(csv_text(csv_rows(records, untrained=untrained, smooth=smooth)))
 
     def close(self) -> None:
         self._file.close()
 
 
 class JsonlSink:
-    """predictions.jsonl: one JSON object per face (see `json_record`)."""
+    """predictions.jsonl: one JSON object per face (see `json_records`)."""
 
     name = "predictions.jsonl"
 
-    def __init__(
-        self,
-        folder: OutputFolder,
-        *,
-        completed: set[str] | None,
-        threshold: ThresholdLike,
-        untrained: bool,
-        smooth: bool = False,
-    ) -> None:
-        self.threshold, self.untrained = as_thresholds(threshold), untrained
+    def __init__(self, folder: OutputFolder, settings: SinkSettings) -> None:
+        self.settings, completed = settings, settings.completed
         keep = []
         if completed is not None:
             text = folder.read_text(self.name) or ""
@@ -261,29 +218,15 @@ class JsonlSink:
         self._file = _AppendFile(folder, self.name)
 
     def write(self, records: Sequence[FaceRecord]) -> None:
-        self._file.append(
-            "".join(
-                json.dumps(json_record(r, self.threshold, self.untrained)) + "\n" for r in records
-            )
-        )
+        rows = json_records(records, self.settings.threshold, untrained=self.settings.untrained)
+        self._file.append("".join(json.dumps(row) + "\n" for row in rows))
 
     def close(self) -> None:
         self._file.close()
 
 
-def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
-    """The formats, lower-cased; ConfigError naming the choices for an unknown or empty list."""
-    chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
-    bad = [f for f in chosen if f not in FORMATS]
-    if bad or not chosen:
-        raise ConfigError(
-            f"choose from {', '.join(FORMATS)}", param="formats", value=",".join(formats)
-        )
-    return chosen
-
-
 def _sink_class(fmt: str) -> type:
-    module, name = FORMATS[fmt].split(":")
+    module, name = SINKS[fmt].split(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
@@ -315,23 +258,20 @@ class ResultWriter:
         """`smooth`: the run smooths video faces over time; their smoothed values are written
         beside the model's (`result_columns`)."""
         self.folder = folder
-        completed_rows = _read_csv(folder, "completed.csv")[1:] if resume else []
+        completed_rows = read_csv(folder, "completed.csv")[1:] if resume else []
         self.completed: set[tuple[str, str]] = {
             (row[0], row[1] if len(row) > 1 else "") for row in completed_rows if row
         }
-        keep = {shown for shown, _ in self.completed} if resume else None
+        settings = SinkSettings(
+            completed=frozenset(shown for shown, _ in self.completed) if resume else None,
+            threshold=as_thresholds(threshold),
+            untrained=untrained,
+            smooth=smooth,
+        )
         self._sinks: list[RowSink] = []
         try:
             for fmt in check_formats(formats):
-                self._sinks.append(
-                    _sink_class(fmt)(
-                        folder,
-                        completed=keep,
-                        threshold=threshold,
-                        untrained=untrained,
-                        smooth=smooth,
-                    )
-                )
+                self._sinks.append(_sink_class(fmt)(folder, settings))
             with folder.replace("completed.csv") as temporary:
                 temporary.write_text(
                     csv_text([["file", "name_bytes_hex"], *map(list, sorted(self.completed))]),
