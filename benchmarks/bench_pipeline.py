@@ -47,10 +47,8 @@ from skimage import data
 
 from benchmarks.machine import describe, label
 from opengraphau.device import resolve_device
-from opengraphau.faces.detector import FaceDetector
-from opengraphau.model import load_model
-from opengraphau.pipeline import Pipeline
 from opengraphau.records import Frame
+from opengraphau.spec import PipelineSpec
 from tests.factories import write_official_checkpoint
 
 
@@ -137,9 +135,15 @@ def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> tuple[
 
 def alone(paths: list[Path], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     """ms per face of the model on the pipeline's crops and on noise; ms per photo of MTCNN."""
-    model = load_model(args.checkpoint, device=device, precision=args.precision)
-    detector = FaceDetector(device=device, min_face_size=args.min_face_size)
-    pipeline = Pipeline(model, detector=detector, batch_size=args.batch_size)
+    pipeline = PipelineSpec(
+        str(args.checkpoint),
+        device=str(device),
+        precision=args.precision,
+        batch_size=args.batch_size,
+        min_face_size=args.min_face_size,
+    ).build()
+    detector = pipeline.detector
+    assert detector is not None
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     frames = [Frame.of(str(p), image) for p, image in zip(paths, images)]
     located = pipeline.locate(frames)

@@ -37,11 +37,10 @@ from benchmarks.bench_pipeline import make_photos, timed
 from benchmarks.machine import describe, label
 from opengraphau.device import resolve_device
 from opengraphau.faces.detector import FaceDetector
-from opengraphau.model import load_model
 from opengraphau.model.transforms import EvalTransform
-from opengraphau.pipeline import Pipeline
 from opengraphau.records import Frame
 from opengraphau.sources.images import load_image
+from opengraphau.spec import PipelineSpec
 from tests.factories import write_official_checkpoint
 
 
@@ -193,8 +192,13 @@ def main() -> None:
             checkpoint = write_official_checkpoint(
                 args.arch, stage, root / f"s{stage}.pth", calibrate=True
             )
-            model = load_model(checkpoint, device=device, precision=args.precision)
-            pipeline = Pipeline(model, detector=detector, batch_size=args.batch_size)
+            pipeline = PipelineSpec(
+                str(checkpoint),
+                device=str(device),
+                precision=args.precision,
+                batch_size=args.batch_size,
+            ).build()
+            model = pipeline.model
             wrapped = [Frame.of(str(p), f) for p, f in zip(paths, frames)]
             located = pipeline.locate(wrapped)
             crops_s = clock(partial(pipeline.pixels, wrapped, located))

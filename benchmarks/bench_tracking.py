@@ -36,12 +36,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from opengraphau.faces.detector import FaceDetector
 from opengraphau.pipeline import Pipeline
-from opengraphau.predictor import build_model_for
 from opengraphau.records import UNCONFIRMED, FaceRecord, Frame
+from opengraphau.spec import PipelineSpec
 from opengraphau.tracking import FaceTracker
 from tests.factories import render_clip, tracking_clips, write_clip, write_official_checkpoint
 
@@ -205,10 +203,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_official_checkpoint("resnet18", 1, Path(tmp) / "r18.pth", calibrate=True)
-        model = build_model_for(
-            checkpoint, arch=None, stage=None, device=torch.device("cpu"), precision="fp32"
-        )
-        clips = clip_records(Pipeline(model, detector=FaceDetector()), Path(tmp))
+        pipeline = PipelineSpec(str(checkpoint), device="cpu").build()
+        clips = clip_records(pipeline, Path(tmp))
     trackers: dict[str, tuple[Callable[[], object], bool]] = {
         "appearance": (FaceTracker, True),
         "motion only": (FaceTracker, False),

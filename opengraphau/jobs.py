@@ -15,6 +15,7 @@ import functools
 import os
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -34,8 +35,16 @@ from .sources.inputs import InputItem, collect_inputs
 from .video_job import VideoJob
 from .weights import Weights, choose_weights
 
+if TYPE_CHECKING:
+    from .sources.video import CaptureFactory
 
-def run(options: Options, reporter: Reporter | None = None, *, capture_factory=None) -> RunStats:
+
+def run(
+    options: Options,
+    reporter: Reporter | None = None,
+    *,
+    capture_factory: CaptureFactory | None = None,
+) -> RunStats:
     """Process every input of `options`; the counts come back, the results go to the files.
 
     Raises OpenGraphAUError subclasses for problems that stop the run before or while it writes
@@ -48,7 +57,9 @@ def run(options: Options, reporter: Reporter | None = None, *, capture_factory=N
 
 
 class _Run:
-    def __init__(self, options: Options, reporter: Reporter, capture_factory) -> None:
+    def __init__(
+        self, options: Options, reporter: Reporter, capture_factory: CaptureFactory | None
+    ) -> None:
         self.options, self.reporter, self.capture_factory = options, reporter, capture_factory
         self.stats = RunStats(options.output_dir, options.untrained, options.detect)
         self.batch_size: int | None = None
@@ -82,7 +93,7 @@ class _Run:
             # Whatever fails from here on (an output file that cannot be opened, too), the
             # engine (a Ray it started) and the reporter (a progress bar) are closed.
             cleanup.callback(self.reporter.close)
-            engine = self._engine(weights)
+            engine, entry = self._engine(weights)
             cleanup.callback(engine.close)
             # Only now, with the model loaded, is the folder made and locked: a run that stops
             # before it starts (a checkpoint that does not load) leaves nothing behind.
@@ -106,7 +117,7 @@ class _Run:
                     self.stats,
                     writer,
                     VideoSummary(folder, threshold=o.au_thresholds, completed=kept),
-                    RunManifest(folder, self.entry, resume=o.skip_existing),
+                    RunManifest(folder, entry, resume=o.skip_existing),
                     folder,
                     inputs,
                 )
@@ -163,39 +174,20 @@ class _Run:
             say=self.reporter.warn,
         )
 
-    def _engine(self, weights: Weights | None) -> Engine:
-        from .device import resolve_device
-        from .faces.detector import FaceDetector
-        from .pipeline import Pipeline, crop_mode
-        from .predictor import build_model_for, warn_untrained
+    def _engine(self, weights: Weights | None) -> tuple[Engine, dict[str, Any]]:
+        """The engine with the pipeline loaded, and the run's entry for run.json."""
+        from .predictor import warn_untrained
+        from .spec import PipelineSpec
 
         o = self.options
-        checkpoint = None if weights is None else weights.path
         if weights is None:
             warn_untrained()
-        device = resolve_device(o.device)
-        model = build_model_for(
-            checkpoint, arch=o.arch, stage=o.stage, device=device, precision=o.precision
-        )
-        detector = (
-            FaceDetector(
-                device=device,
-                min_face_size=o.min_face_size,
-                max_faces=o.max_faces,
-                threshold=o.min_confidence,
-            )
-            if o.detect
-            else None
-        )
-        pipeline = Pipeline(
-            model,
-            detector=detector,
-            batch_size=o.batch_size,
-            crop=crop_mode(exact_pixels=o.exact_pixels),
-        )
+        spec = PipelineSpec.from_options(o, weights)
+        pipeline = spec.build()
+        spec = spec.resolved(pipeline)
         # run.json records the batch size the pipeline chose (the engines read the pipeline's).
-        o = replace(o, batch_size=pipeline.batch_size)
-        self.batch_size = pipeline.batch_size
+        o = replace(o, batch_size=spec.batch_size)
+        self.batch_size = spec.batch_size
         source = (
             "random weights"
             if weights is None
@@ -203,27 +195,31 @@ class _Run:
             if weights.model
             else str(weights.path)
         )
+        model = pipeline.model
         self.reporter.model_ready(
-            f"{model.arch} stage {model.stage} ({source}) on {device}", o.untrained
+            f"{model.arch} stage {model.stage} ({source}) on {spec.device}", o.untrained
         )
-        self.entry = run_entry(
-            o, device=str(device), arch=model.arch, stage=model.stage, weights=weights
+        entry = run_entry(
+            o, device=spec.device, arch=model.arch, stage=model.stage, weights=weights
         )
+        keep_pixels = o.draw or o.save_crops
         if o.engine == "ray":
             from .engines.ray import RayEngine
 
-            return RayEngine(
+            engine: Engine = RayEngine(
                 pipeline,
                 o,
-                weights=weights,
-                keep_pixels=o.draw or o.save_crops,
+                spec=spec,
+                keep_pixels=keep_pixels,
                 capture_factory=self.capture_factory,
             )
-        from .engines.local import LocalEngine
+        else:
+            from .engines.local import LocalEngine
 
-        return LocalEngine(
-            pipeline, o, keep_pixels=o.draw or o.save_crops, capture_factory=self.capture_factory
-        )
+            engine = LocalEngine(
+                pipeline, o, keep_pixels=keep_pixels, capture_factory=self.capture_factory
+            )
+        return engine, entry
 
     # -- processing ---------------------------------------------------------------------------
     def _process(self, run: RunContext, engine: Engine, items: list[InputItem]) -> None:

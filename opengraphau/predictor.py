@@ -20,19 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .context import UNTRAINED_BANNER
 from .device import resolve_device
 from .errors import ConfigError, ImageError, UntrainedWarning
-from .faces.detector import FaceDetector
-from .model.checkpoint import load_model
-from .model.opengraphau import untrained_model
-from .model.optimize import InferenceModel, optimize_for_inference
-from .pipeline import Pipeline, crop_mode
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
+from .spec import PipelineSpec
 from .thresholds import ThresholdLike, Thresholds, as_thresholds
 from .weights import choose_weights
 
@@ -79,22 +74,6 @@ def to_dataframe(results: Iterable[ImageResult | VideoResult | FaceRecord]) -> p
     return records_frame(records)
 
 
-def build_model_for(
-    checkpoint: str | Path | None,
-    *,
-    arch: str | None,
-    stage: int | None,
-    device: torch.device,
-    precision: str,
-) -> InferenceModel:
-    """The fast inference model of `checkpoint`, or seeded random weights when it is None."""
-    if checkpoint is None:
-        return optimize_for_inference(
-            untrained_model(arch, stage), precision=precision, device=device, inplace=True
-        )
-    return load_model(checkpoint, arch=arch, stage=stage, device=device, precision=precision)
-
-
 def warn_untrained() -> None:
     """Say loudly, as an UntrainedWarning and a log line, that the model has random weights:
     an API user who forgot the checkpoint must not mistake its numbers for predictions."""
@@ -113,16 +92,16 @@ class AUPredictor:
         offline: bool | None = None,
         arch: str | None = None,
         stage: int | None = None,
-        device: str = "auto",
+        device: str = PipelineSpec.device,
         detect_faces: bool = False,
-        min_face_size: int = 20,
-        max_faces: int | None = None,
-        batch_size: int | None = None,
-        precision: str = "fp32",
-        exact_pixels: bool = False,
+        min_face_size: int = PipelineSpec.min_face_size,
+        max_faces: int | None = PipelineSpec.max_faces,
+        batch_size: int | None = PipelineSpec.batch_size,
+        precision: str = PipelineSpec.precision,
+        exact_pixels: bool = PipelineSpec.exact_pixels,
         thresholds: ThresholdLike | str | Path = 0.5,
         untrained: bool = False,
-        min_confidence: float = 0.9,
+        min_confidence: float = PipelineSpec.min_confidence,
     ) -> None:
         """`checkpoint`: the model file, or `model`: an official model by name (`resnet50-s2`);
         neither: the default official model, as the command line chooses it. Official models
@@ -160,29 +139,23 @@ class AUPredictor:
         self.untrained = untrained
         if untrained:
             warn_untrained()
-        self.model = build_model_for(
-            None if self.weights is None else self.weights.path,
+        spec = PipelineSpec(
+            offline=offline,
             arch=arch,
             stage=stage,
-            device=self.device,
+            device=str(self.device),
             precision=precision,
-        )
-        self.detector = (
-            FaceDetector(
-                device=self.device,
-                min_face_size=min_face_size,
-                max_faces=max_faces,
-                threshold=min_confidence,
-            )
-            if detect_faces
-            else None
-        )
-        self.pipeline = Pipeline(
-            self.model,
-            detector=self.detector,
             batch_size=batch_size,
-            crop=crop_mode(exact_pixels=exact_pixels),
-        )
+            detect=detect_faces,
+            min_face_size=min_face_size,
+            max_faces=max_faces,
+            min_confidence=min_confidence,
+            exact_pixels=exact_pixels,
+        ).with_weights(self.weights)
+        self.pipeline = spec.build()
+        self.spec = spec.resolved(self.pipeline)
+        """What the pipeline was built from, resolved (device, backbone, stage, batch size)."""
+        self.model, self.detector = self.pipeline.model, self.pipeline.detector
 
     def present(self, face: FaceRecord) -> dict[str, bool]:
         """{'AU1': False, ..., 'AUR14': True}: each AU at or above its threshold."""

@@ -33,8 +33,9 @@ from opengraphau.aus import AU_COLUMNS
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
 import ray  # noqa: E402 - after its settings
 
-import opengraphau.engines.ray as ray_engine  # noqa: E402
-from opengraphau.weights import Weights  # noqa: E402
+from opengraphau.engines.ray import RayEngine, cluster, columns  # noqa: E402
+from opengraphau.engines.ray.images import Model  # noqa: E402
+from opengraphau.spec import PipelineSpec  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -65,12 +66,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = (root / "a" / "two_faces.jpg").read_bytes()
     (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
     return root
-
-
-@pytest.fixture(autouse=True)
-def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One batch per Ray Data block, so even these few images cross blocks and tasks."""
-    monkeypatch.setattr(ray_engine, "_BATCHES_PER_BLOCK", 1)
 
 
 def _run(
@@ -162,10 +157,10 @@ def test_faces_found_in_the_actors_with_pictures(
 ) -> None:
     """The GPU layout (the model's actors search for faces), here on CPU actors."""
     expected = local[0]
-    placement = ray_engine._placement
+    placement = cluster.placement
     monkeypatch.setattr(
-        ray_engine,
-        "_placement",
+        cluster,
+        "placement",
         lambda options: dataclasses.replace(placement(options), search_in_tasks=False),
     )
     out = tmp_path / "ray"
@@ -296,21 +291,15 @@ def test_face_aus_snippet_of_the_docs(folder: Path, resnet18_s1: Path, tmp_path:
 
 def test_a_worker_without_the_checkpoint_is_one_error(folder: Path, tmp_path: Path) -> None:
     """What a node that does not see the checkpoint (no shared file system) comes to."""
-    import torch
-
     from opengraphau.errors import OpenGraphAUError
     from opengraphau.options import Options
-    from opengraphau.pipeline import Pipeline
-    from opengraphau.predictor import build_model_for
     from opengraphau.sources.inputs import collect_inputs
 
     options = Options(inputs=(str(folder / "b"),), untrained=True, arch="resnet18", engine="ray")
-    model = build_model_for(
-        None, arch="resnet18", stage=None, device=torch.device("cpu"), precision="fp32"
-    )
-    engine = ray_engine.RayEngine(
-        Pipeline(model), options, weights=Weights(tmp_path / "elsewhere.pth"), keep_pixels=False
-    )
+    spec = PipelineSpec.from_options(options, None)
+    pipeline = spec.build()
+    elsewhere = PipelineSpec(str(tmp_path / "elsewhere.pth"), detect=False)
+    engine = RayEngine(pipeline, options, spec=elsewhere, keep_pixels=False)
     with pytest.raises(OpenGraphAUError, match=r"a Ray worker failed \(.*no such checkpoint"):
         list(engine.images(collect_inputs(options.inputs).items))
     engine.close()
@@ -331,20 +320,9 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(
     from opengraphau.pipeline import Pipeline
     from opengraphau.sources.inputs import InputItem
 
-    monkeypatch.setattr(ray_engine, "_use_assigned_cpus", lambda: None)  # none assigned here
-    spec = ray_engine._ModelSpec(
-        str(resnet18_s1),
-        "resnet18",
-        1,
-        "fp32",
-        3,
-        False,
-        search=True,
-        min_face_size=20,
-        max_faces=None,
-        exact_pixels=False,
-    )
-    actor = ray_engine._Model(spec, pixels=False)
+    monkeypatch.setattr(cluster, "use_assigned_cpus", lambda: None)  # none assigned here
+    spec = PipelineSpec(str(resnet18_s1), arch="resnet18", stage=1, device="cpu", batch_size=3)
+    actor = Model(spec, pixels=False)
     paths = [
         folder / "a" / "astronaut_face.jpg",
         folder / "a" / "two_faces.jpg",
@@ -353,8 +331,8 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     batch = {
         "index": np.arange(3),
-        "error": ray_engine._bytes([""] * 3),
-        "image": ray_engine._ragged(images),
+        "error": columns.as_bytes([""] * 3),
+        "image": columns.ragged(images),
         "width": np.array([i.shape[1] for i in images]),
         "height": np.array([i.shape[0] for i in images]),
         "detect_s": np.zeros(3),
@@ -372,16 +350,13 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(
     split = actor(batch)
     where = f"cpu of {socket.gethostname()}"
     assert fitted["fit"].tolist() == [0, 0, 0] and split["fit"].tolist() == [1, 1, 1]
-    assert {ray_engine._text(w) for w in split["fit_on"]} == {where}
+    assert {columns.as_text(w) for w in split["fit_on"]} == {where}
     assert [len(f) for f in split["face_id"]] == [len(f) for f in fitted["face_id"]] == [1, 2, 1]
     np.testing.assert_allclose(
         np.concatenate(split["probs"]), np.concatenate(fitted["probs"]), atol=1e-6
     )
-    engine = ray_engine.RayEngine(
-        actor.pipeline,
-        Options((str(folder),), engine="ray"),
-        weights=Weights(resnet18_s1),
-        keep_pixels=False,
+    engine = RayEngine(
+        actor.pipeline, Options((str(folder),), engine="ray"), spec=spec, keep_pixels=False
     )
     try:
         items = [InputItem(str(p), "image") for p in paths]
@@ -393,3 +368,48 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(
         assert engine.frames_that_fit() == (where, 1)
     finally:
         engine.close()
+
+
+def test_image_batches_are_bounded_by_pixels(
+    folder: Path, resnet18_s1: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's batches, as its model actors see them (one block each, given back as one batch),
+    hold at most MAX_BATCH_PIXELS (unless one picture alone passes it) and are the local
+    engine's batches, with its rows, in input order."""
+    import opengraphau.pipeline as pipeline_module
+    from opengraphau.engines.local import LocalEngine
+    from opengraphau.options import Options
+    from opengraphau.sources.images import image_pixels
+    from opengraphau.sources.inputs import collect_inputs
+    from opengraphau.weights import Weights
+
+    options = Options((str(folder),), checkpoint=resnet18_s1, batch_size=4, workers=0, engine="ray")
+    items = collect_inputs(options.inputs).items
+    pixels = {item.path: image_pixels(item.path) for item in items}
+    limit = max(pixels.values())  # the largest picture fills a batch on its own
+    monkeypatch.setattr(pipeline_module, "MAX_BATCH_PIXELS", limit)
+    spec = PipelineSpec.from_options(options, Weights(resnet18_s1))
+    pipeline = spec.build()
+    local = list(LocalEngine(pipeline, options, keep_pixels=False).images(items))
+    engine = RayEngine(pipeline, options, spec=spec.resolved(pipeline), keep_pixels=False)
+    try:
+        batches = list(engine.images(items))
+    finally:
+        engine.close()
+    sizes = [[pixels[o.item.path] for o in batch] for batch in batches]
+    assert all(len(s) == 1 or sum(s) <= limit for s in sizes), sizes
+    assert all(len(s) <= 4 for s in sizes)
+    assert any(len(s) < 4 for s in sizes[:-1]), sizes  # cut by pixels, not only by count
+    assert [[o.item for o in b] for b in batches] == [[o.item for o in b] for b in local]
+    assert [o.item for b in batches for o in b] == items
+    got = [o for b in batches for o in b]
+    want = [o for b in local for o in b]
+    assert [o.error for o in got] == [o.error for o in want]
+    records = [(r, s) for o, p in zip(got, want) for r, s in zip(o.records, p.records)]
+    assert len(records) == sum(len(o.records) for o in want) > 0
+    assert all((r.face_id, r.box is None) == (s.face_id, s.box is None) for r, s in records)
+    np.testing.assert_allclose(
+        [r.probs for r, _ in records if r.success],
+        [s.probs for _, s in records if s.success],
+        atol=1e-5,
+    )

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from factories import FACE, present, run_main
 from opengraphau.engines.local import LocalEngine
-from opengraphau.faces.detector import FaceDetector
 from opengraphau.options import Options
-from opengraphau.pipeline import Pipeline
-from opengraphau.predictor import build_model_for
 from opengraphau.sources.inputs import collect_inputs
+from opengraphau.spec import PipelineSpec
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
 import ray  # noqa: E402 - after its settings
@@ -66,14 +63,13 @@ def test_bad_address_is_one_line(
 
 
 @pytest.mark.slow
-def test_two_nodes_share_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_nodes_share_the_work(tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
     for n in range(5):
         noise = np.random.default_rng(n).integers(0, 256, (80, 64, 3), dtype=np.uint8)
         Image.fromarray(noise).save(folder / f"noise{n}.png")
     (folder / "face.jpg").write_bytes(FACE.read_bytes())
-    monkeypatch.setattr(ray_engine, "_BATCHES_PER_BLOCK", 1)
     # One CPU a node: the model's actor takes one node's, the decoding tasks run on the other.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
@@ -88,17 +84,17 @@ def test_two_nodes_share_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             engine="ray",
             ray_address=cluster.address,
         )
-        model = build_model_for(
-            None, arch="resnet18", stage=None, device=torch.device("cpu"), precision="fp32"
-        )
-        pipeline = Pipeline(model, detector=FaceDetector(), batch_size=2)
+        spec = PipelineSpec.from_options(options, None)
+        pipeline = spec.build()
         items = collect_inputs(options.inputs).items
         expected = [
             o
             for batch in LocalEngine(pipeline, options, keep_pixels=False).images(items)
             for o in batch
         ]
-        engine = ray_engine.RayEngine(pipeline, options, weights=None, keep_pixels=False)
+        engine = ray_engine.RayEngine(
+            pipeline, options, spec=spec.resolved(pipeline), keep_pixels=False
+        )
         try:
             outcomes = [o for batch in engine.images(items) for o in batch]
         finally:

@@ -9,15 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from factories import SPRITE_FACES, face_sprites, present
 from opengraphau.errors import ConfigError
 from opengraphau.faces.crop import square_crop
-from opengraphau.pipeline import Pipeline
-from opengraphau.predictor import build_model_for
 from opengraphau.records import UNCONFIRMED, FaceRecord, Frame
+from opengraphau.spec import PipelineSpec
 from opengraphau.tracking import FaceTracker, IdsFromFirstFrame, Smoother, TrackedFaces
 
 SIZE = 80.0
@@ -58,10 +56,7 @@ def ids_of(tracker: FaceTracker, boxes: list[Box], t: int) -> list[int]:
 def looks(resnet18_s1: Path) -> dict[str, np.ndarray]:
     """Per person, VIEWS embeddings (the calibrated ResNet-18's) of their face cropped a few
     pixels and percent apart, as a detector frames one face from frame to frame."""
-    model = build_model_for(
-        resnet18_s1, arch=None, stage=None, device=torch.device("cpu"), precision="fp32"
-    )
-    pipeline = Pipeline(model)
+    pipeline = PipelineSpec(str(resnet18_s1), device="cpu", detect=False).build()
     found = {}
     for name, sprite in face_sprites().items():
         x, y, w, h = SPRITE_FACES[name]

@@ -323,18 +323,12 @@ def test_detect_every_1_gives_todays_rows(
     in full by the pipeline, records tracked frame by frame. Every field is the same, byte for
     byte, but face_id: the same id where that road had one, and the person's id where it wrote
     -1 (the first frames, before confirmation)."""
-    import torch
-
-    from opengraphau.pipeline import Pipeline
-    from opengraphau.predictor import build_model_for
     from opengraphau.sinks.writer import csv_rows
     from opengraphau.sources.video import VideoSource
+    from opengraphau.spec import PipelineSpec
     from opengraphau.tracking import FaceTracker, TrackedFaces
 
-    model = build_model_for(
-        resnet18_s1, arch=None, stage=None, device=torch.device("cpu"), precision="fp32"
-    )
-    pipeline = Pipeline(model, detector=FaceDetector(), batch_size=8)
+    pipeline = PipelineSpec(str(resnet18_s1), device="cpu", batch_size=8).build()
     tracked = TrackedFaces(FaceTracker(), None)
     today: list[list[str]] = []
     with VideoSource(str(clip[0])) as source:

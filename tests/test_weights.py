@@ -4,6 +4,7 @@ Drive's behaviours (a confirm page, a quota page, a cut transfer, 429, a stall).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -555,38 +556,12 @@ def test_ray_workers_take_the_model_from_their_cache(cache: ModelCache, server) 
     """A worker builds from the model's name through its node's cache and refuses a file there
     that is not the driver's."""
     pytest.importorskip("ray")
-    from opengraphau.engines.ray import _ModelSpec
+    from opengraphau.spec import PipelineSpec
 
     model = cache.get("resnet18-s1", progress=False)
-    spec = _ModelSpec(
-        None,
-        "resnet18",
-        1,
-        "fp32",
-        2,
-        False,
-        False,
-        20,
-        None,
-        False,
-        model="resnet18-s1",
-        sha256=model.sha256,
-    )
+    spec = PipelineSpec(model="resnet18-s1", sha256=model.sha256, cached=True)
     assert spec._checkpoint() == str(model.path)
-    other = _ModelSpec(
-        None,
-        "resnet18",
-        1,
-        "fp32",
-        2,
-        False,
-        False,
-        20,
-        None,
-        False,
-        model="resnet18-s1",
-        sha256="0" * 64,
-    )
+    other = dataclasses.replace(spec, sha256="0" * 64)
     with pytest.raises(Exception, match=r"holds another file under this name"):
         other._checkpoint()
 

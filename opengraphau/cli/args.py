@@ -136,11 +136,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="print each face's AU table for every image (default: only for a single image)",
     )
     run = p.add_argument_group("model and speed")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    run.add_argument(
+        "--device",
+        default=Options.device,
+        help=f"auto | cpu | cuda | cuda:N (default {Options.device})",
+    )
     run.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
+        default=Options.precision,
         help="fp32 (default); bf16 on CUDA or CPUs with native bf16; fp16 on CUDA",
     )
     run.add_argument(
@@ -152,7 +156,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument(
         "--batch-size",
         type=int,
-        default=None,
+        default=Options.batch_size,
         metavar="N",
         help="frames (faces) per model call (default 16 on a CPU, 64 on a GPU)",
     )
@@ -232,19 +236,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     faces.add_argument(
         "--min-confidence",
         type=float,
-        default=0.9,
+        default=Options.min_confidence,
         metavar="P",
-        help="drop detected faces below this face probability (default 0.9; clear faces "
-        "score above 0.99, so 0.98 removes most false faces in patterns)",
+        help=f"drop detected faces below this face probability (default "
+        f"{Options.min_confidence}; clear faces score above 0.99, so 0.98 removes most false "
+        "faces in patterns)",
     )
     faces.add_argument("--max-faces", type=int, metavar="N", help="keep the N largest faces")
     faces.add_argument(
         "--min-face-size",
         type=int,
-        default=20,
+        default=Options.min_face_size,
         metavar="PX",
-        help="smallest face to detect, in pixels (default 20); 40 halves detection's cost, "
-        "but boxes move a little",
+        help=f"smallest face to detect, in pixels (default {Options.min_face_size}); 40 halves "
+        "detection's cost, but boxes move a little",
     )
     faces.add_argument(
         "--detect-every",

@@ -36,6 +36,7 @@ from .args import build_parser, flag_for, to_options
 if TYPE_CHECKING:
     import torch
 
+    from ..sources.video import CaptureFactory
     from .report import TerminalReporter
 
 
@@ -48,7 +49,10 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 def main(
-    argv: Sequence[str] | None = None, *, prog: str = "opengraphau", capture_factory=None
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "opengraphau",
+    capture_factory: CaptureFactory | None = None,
 ) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); returns the exit status.
 
@@ -58,7 +62,7 @@ def main(
         return _main(list(sys.argv[1:] if argv is None else argv), prog, capture_factory)
 
 
-def _main(argv: list[str], prog: str, capture_factory) -> int:
+def _main(argv: list[str], prog: str, capture_factory: CaptureFactory | None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         command = importlib.import_module(f".{SUBCOMMANDS[argv[0]]}", __package__)
         return int(command.main(argv[1:], prog=f"{prog} {argv[0]}"))
@@ -79,7 +83,9 @@ def _main(argv: list[str], prog: str, capture_factory) -> int:
     return guarded(prog, lambda: _command(args, argv, capture_factory), parser=parser, argv=argv)
 
 
-def _command(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
+def _command(
+    args: argparse.Namespace, argv: Sequence[str], capture_factory: CaptureFactory | None
+) -> int:
     if args.untrained and (args.resume or args.model):
         raise UsageError(
             f"--untrained and {'--resume' if args.resume else '--model'} exclude each other"
@@ -234,7 +240,9 @@ def _one_line(parser: argparse.ArgumentParser, exc: OpenGraphAUError, argv: Sequ
     return f"{flag} {exc}"
 
 
-def _run(args: argparse.Namespace, argv: Sequence[str], capture_factory) -> int:
+def _run(
+    args: argparse.Namespace, argv: Sequence[str], capture_factory: CaptureFactory | None
+) -> int:
     from ..jobs import run
     from .report import TerminalReporter, format_summary
 

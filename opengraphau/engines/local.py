@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DeviceError, ImageError, describe
+from ..errors import DeviceError, ImageError, OpenGraphAUError, describe
 from ..faces.keyframes import KeyFrameSearch
 from ..model.transforms import EvalTransform
 from ..options import Options
@@ -32,7 +32,7 @@ from ..pipeline import (
 from ..records import FaceRecord, Frame, VideoInfo
 from ..sources.images import image_pixels, load_image, read_jpeg
 from ..sources.inputs import InputItem
-from ..sources.video import Capture, VideoSource
+from ..sources.video import CaptureFactory, VideoSource
 from ..tracking import FaceTracker, IdsFromFirstFrame, Smoother, TrackedFaces
 from . import Outcome
 
@@ -75,29 +75,50 @@ class Decode(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @classmethod
+    def of(
+        cls,
+        items: Sequence[InputItem],
+        preprocess: EvalTransform,
+        *,
+        detect: bool,
+        keep_pixels: bool,
+        encoded: bool = False,
+    ) -> Decode:
+        """What an engine decodes: pixels for the face search or for pictures, else only the
+        whole-frame crop, prepared here."""
+        return cls(
+            items, preprocess, pixels=detect or keep_pixels, prepare=not detect, encoded=encoded
+        )
+
     def __getitem__(self, i: int) -> tuple[int, Frame | None, str | None]:
-        path = self.items[i].path
-        try:
-            jpeg = read_jpeg(path) if self.encoded else None
-            if jpeg is not None:
-                return i, Frame(path, 0, 0.0, None, jpeg[1], encoded=jpeg[0]), None
-            image = load_image(path)
-            return (
-                i,
-                Frame(
-                    path,
-                    0,
-                    0.0,
-                    np.asarray(image) if self.pixels else None,
-                    image.size,
-                    self.preprocess.pixels(image) if self.prepare else None,
-                ),
-                None,
-            )
-        except ImageError as exc:
-            return i, None, exc.reason
-        except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
-            return i, None, f"could not be prepared ({describe(exc)})"
+        frame, error = prepared(lambda: self._frame(self.items[i].path))
+        return i, frame, error
+
+    def _frame(self, path: str) -> Frame:
+        jpeg = read_jpeg(path) if self.encoded else None
+        if jpeg is not None:
+            return Frame(path, 0, 0.0, None, jpeg[1], encoded=jpeg[0])
+        image = load_image(path)
+        return Frame(
+            path,
+            0,
+            0.0,
+            np.asarray(image) if self.pixels else None,
+            image.size,
+            self.preprocess.pixels(image) if self.prepare else None,
+        )
+
+
+def prepared(make: Callable[[], T]) -> tuple[T | None, str | None]:
+    """`make()` (an input decoded), or None and the one-line reason it could not be: one
+    input's failure never ends the run, and it fails alike in every engine."""
+    try:
+        return make(), None
+    except OpenGraphAUError as exc:
+        return None, exc.reason
+    except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
+        return None, f"could not be prepared ({describe(exc)})"
 
 
 def _worker_init(_: int) -> None:
@@ -149,6 +170,37 @@ def one_by_one(
         except Exception as exc:  # noqa: BLE001 - one input's failure must not end the run
             errors[i] = f"could not be processed ({describe(exc)})"
     return results
+
+
+def batch_or_alone(
+    batch: Callable[[], Sequence[T]],
+    alone: Callable[[int], T],
+    keys: list[int],
+    errors: dict[int, str],
+) -> dict[int, T]:
+    """Results by key: the batch's (one per key, in order) or, when the batch fails, each
+    key's run alone (`one_by_one`), so only the input at fault fails."""
+    try:
+        return dict(zip(keys, batch()))
+    except Exception:  # noqa: BLE001 - retried one by one
+        return one_by_one(alone, keys, errors)
+
+
+def outcomes(
+    items: Sequence[InputItem],
+    keys: Iterable[int],
+    records: dict[int, list[FaceRecord]],
+    errors: dict[int, str],
+    frames: dict[int, Frame] | None,
+) -> list[Outcome]:
+    """The outcome of each of `keys` (indices into `items`), in order: its records (and its
+    frame, where `frames` are kept), or why it failed."""
+    return [
+        Outcome(items[i], records[i], None if frames is None else frames[i])
+        if i in records
+        else Outcome(items[i], [], error=errors[i])
+        for i in keys
+    ]
 
 
 class _LocalVideo:
@@ -225,7 +277,7 @@ class LocalEngine:
         options: Options,
         *,
         keep_pixels: bool,
-        capture_factory: Callable[[str | int], Capture] | None = None,
+        capture_factory: CaptureFactory | None = None,
     ) -> None:
         """`keep_pixels`: hand each image's pixels back with its outcome (to draw or crop);
         `capture_factory` opens videos and cameras (cv2.VideoCapture unless a test fakes it)."""
@@ -234,14 +286,13 @@ class LocalEngine:
         self.times: PipelineTimes = pipeline.times
 
     def images(self, items: list[InputItem]) -> Iterator[list[Outcome]]:
-        detect = self.pipeline.detector is not None
         # A GPU pipeline decodes JPEGs itself, unless pictures need the pixels here anyway.
         on_gpu = self.pipeline.device.type == "cuda" and self.pipeline.crop == "tensor"
-        dataset = Decode(
+        dataset = Decode.of(
             items,
             self.pipeline.preprocess,
-            pixels=detect or self.keep_pixels,
-            prepare=not detect,
+            detect=self.pipeline.detector is not None,
+            keep_pixels=self.keep_pixels,
             encoded=on_gpu and not self.keep_pixels,
         )
         workers = self.options.workers
@@ -279,13 +330,14 @@ class LocalEngine:
     ) -> dict[int, list[FaceRecord]]:
         """Records by item index. A batch that fails is run again frame by frame, so only the
         input at fault fails (its reason goes into `errors`) and the others go on."""
-        if pending is not None:
-            try:
-                return dict(zip([i for i, _ in decoded], pending.result()))
-            except Exception:  # noqa: BLE001 - retried frame by frame below
-                pass
         frames = dict(decoded)
-        return one_by_one(lambda i: self.pipeline([frames[i]])[0], frames, errors)
+
+        def alone(i: int) -> list[FaceRecord]:
+            return self.pipeline([frames[i]])[0]
+
+        if pending is None:
+            return one_by_one(alone, frames, errors)
+        return batch_or_alone(pending.result, alone, list(frames), errors)
 
     def _outcomes(
         self,
@@ -296,13 +348,8 @@ class LocalEngine:
     ) -> list[Outcome]:
         errors = {i: error for i, _, error in batch if error is not None}
         records = self._records(decoded, pending, errors)
-        frames = dict(decoded)
-        return [
-            Outcome(items[i], records[i], frames[i] if self.keep_pixels else None)
-            if i in records
-            else Outcome(items[i], [], error=errors[i])
-            for i, _, _ in batch
-        ]
+        frames = dict(decoded) if self.keep_pixels else None
+        return outcomes(items, [i for i, _, _ in batch], records, errors, frames)
 
     def frames_that_fit(self) -> tuple[str, int] | None:
         fit = self.pipeline.frames_that_fit

@@ -75,7 +75,7 @@ def frames_kept(
 
 
 def probe_frames(
-    source: str, capture_factory: Callable[[str | int], Capture] | None = None
+    source: str, capture_factory: CaptureFactory | None = None
 ) -> tuple[int, float] | None:
     """A video file's (frame count, fps) as its container states them, without decoding a
     frame; None for a camera or a file that cannot tell (its progress then counts up)."""
@@ -109,6 +109,10 @@ class Capture(Protocol):
     def retrieve(self) -> tuple[bool, np.ndarray | None]: ...
     def get(self, prop: int) -> float: ...
     def release(self) -> None: ...
+
+
+CaptureFactory = Callable[[str | int], Capture]
+"""Opens a video file's path or a camera's index: cv2.VideoCapture, or a test's fake camera."""
 
 
 def is_video_path(path: str | Path) -> bool:
@@ -226,7 +230,7 @@ class VideoSource:
         end: float | None = None,
         max_frames: int | None = None,
         prefetch: int = 8,
-        capture_factory: Callable[[str | int], Capture] | None = None,
+        capture_factory: CaptureFactory | None = None,
     ) -> None:
         if every < 1:
             raise VideoError(f"every must be 1 or more (got {every})", value=source)

@@ -1,0 +1,198 @@
+"""How a pipeline is built, as one small frozen value: every entry point builds through it.
+
+    spec = PipelineSpec.from_options(options, weights)   # the CLI's runs
+    pipeline = spec.build()                              # resolve the device, load the model, ...
+    spec = spec.resolved(pipeline)                       # what run.json and workers need
+
+`AUPredictor`, the CLI's jobs, the Ray engine's workers (which get it pickled), `FaceAUs` and
+the benchmarks all make their `Pipeline` here, so "which device, which model, which detector,
+which crop" is decided in one place. Its field defaults are the package's defaults: `Options`,
+the CLI's flags and the API's signatures read them from here.
+
+A module of its own, above `pipeline.py`: building reads checkpoints and may fetch an official
+model into the cache, while the pipeline itself stays pure over a batch (no file, no network).
+Importing this loads no PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from .faces.detector import FaceDetector
+    from .model.optimize import InferenceModel
+    from .options import Options
+    from .pipeline import Pipeline
+    from .weights import Weights
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A pipeline's checkpoint, model, device, batch and face settings: plain, hashable values.
+
+    `checkpoint` None means seeded random weights (a smoke test). `model`/`sha256` name the
+    official model the checkpoint is when it came from the model cache; with `cached` the
+    checkpoint is taken from this machine's cache by that name instead of the path (a Ray
+    worker on another node), and refused if its sha256 is not the driver's.
+    """
+
+    checkpoint: str | None = None
+    model: str | None = None
+    """The official model's name, when the checkpoint came from the model cache."""
+    sha256: str | None = None
+    offline: bool | None = None
+    """Never fetch (a `cached` model missing is an error); None: `$OPENGRAPHAU_OFFLINE`."""
+    cached: bool = False
+    arch: str | None = None
+    """None: what the checkpoint holds."""
+    stage: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    """Frames (faces) per model call; None: `pipeline.default_batch_size` for the device."""
+    detect: bool = True
+    """Search for faces (MTCNN); False: the whole frame is the face."""
+    min_face_size: int = 20
+    max_faces: int | None = None
+    min_confidence: float = 0.9
+    """The face detector's probability below which a face is dropped."""
+    exact_pixels: bool = False
+    """Pillow's pixels on the CPU everywhere (the reference's), not the device's own road."""
+
+    @classmethod
+    def from_options(cls, options: Options, weights: Weights | None) -> PipelineSpec:
+        """A run's pipeline: `options`' settings with the checkpoint chosen (None: random)."""
+        o = options
+        return cls(
+            offline=o.offline,
+            arch=o.arch,
+            stage=o.stage,
+            device=o.device,
+            precision=o.precision,
+            batch_size=o.batch_size,
+            detect=o.detect,
+            min_face_size=o.min_face_size,
+            max_faces=o.max_faces,
+            min_confidence=o.min_confidence,
+            exact_pixels=o.exact_pixels,
+        ).with_weights(weights)
+
+    def with_weights(self, weights: Weights | None) -> PipelineSpec:
+        """This spec loading `weights` (None: random weights)."""
+        if weights is None:
+            return replace(self, checkpoint=None, model=None, sha256=None)
+        return replace(
+            self, checkpoint=str(weights.path), model=weights.model, sha256=weights.sha256
+        )
+
+    @property
+    def crop(self) -> str:
+        """The pipeline's `crop`: Pillow's pixels when they must be exact, else the device's."""
+        from .pipeline import crop_mode
+
+        return crop_mode(exact_pixels=self.exact_pixels)
+
+    def build(self) -> Pipeline:
+        """Resolve the device, load the model (DeviceError, CheckpointError, ...), make the
+        detector: the pipeline this spec describes."""
+        from .device import resolve_device
+        from .pipeline import Pipeline
+
+        device = resolve_device(self.device)
+        model = build_model_for(
+            self._checkpoint(),
+            arch=self.arch,
+            stage=self.stage,
+            device=device,
+            precision=self.precision,
+        )
+        return Pipeline(
+            model,
+            detector=self.detector(device) if self.detect else None,
+            batch_size=self.batch_size,
+            crop=self.crop,
+        )
+
+    def detector(self, device: str | torch.device = "cpu") -> FaceDetector:
+        """The face detector of these settings on `device`."""
+        from .faces.detector import FaceDetector
+
+        return FaceDetector(
+            device=device,
+            min_face_size=self.min_face_size,
+            max_faces=self.max_faces,
+            threshold=self.min_confidence,
+        )
+
+    def resolved(self, pipeline: Pipeline) -> PipelineSpec:
+        """This spec as `pipeline` (built from it) turned out: its device, the checkpoint's
+        backbone and stage, the batch size chosen. What run.json records and workers rebuild."""
+        from .device import resolve_device
+
+        return replace(
+            self,
+            device=str(resolve_device(self.device)),
+            arch=pipeline.model.arch,
+            stage=pipeline.model.stage,
+            batch_size=pipeline.batch_size,
+        )
+
+    def on_worker(self, *, gpu: bool, detect: bool) -> PipelineSpec:
+        """The spec a worker of a cluster builds: its own GPU or its CPU, the model from its
+        node's cache when it is an official one, faces searched there or not."""
+        return replace(
+            self,
+            checkpoint=None if self.checkpoint is None else os.path.abspath(self.checkpoint),
+            device="cuda" if gpu else "cpu",
+            detect=detect,
+            cached=self.model is not None,
+        )
+
+    def _checkpoint(self) -> str | None:
+        """The checkpoint file to load on this machine."""
+        if not self.cached or self.model is None:
+            return self.checkpoint
+        from .errors import CheckpointError
+        from .weights import ModelCache, offline_from_env
+
+        cached = ModelCache().get(
+            self.model,
+            offline=offline_from_env() if self.offline is None else self.offline,
+            progress=False,
+        )
+        if cached.sha256 != self.sha256:
+            raise CheckpointError(
+                f"the model cache of {socket.gethostname()} holds another file under this "
+                f"name (sha256 {cached.sha256[:12]}, the driver's {str(self.sha256)[:12]}); "
+                "delete it there",
+                param="model",
+                value=self.model,
+            )
+        return str(cached.path)
+
+
+def build_model_for(
+    checkpoint: str | Path | None,
+    *,
+    arch: str | None,
+    stage: int | None,
+    device: torch.device,
+    precision: str,
+) -> InferenceModel:
+    """The fast inference model of `checkpoint`, or seeded random weights when it is None."""
+    if checkpoint is None:
+        from .model.opengraphau import untrained_model
+        from .model.optimize import optimize_for_inference
+
+        return optimize_for_inference(
+            untrained_model(arch, stage), precision=precision, device=device, inplace=True
+        )
+    from .model.checkpoint import load_model
+
+    return load_model(checkpoint, arch=arch, stage=stage, device=device, precision=precision)
