@@ -6,8 +6,8 @@
 
 `AUPredictor`, the CLI's jobs, the Ray engine's workers (which get it pickled), `FaceAUs` and
 the benchmarks all make their `Pipeline` here, so "which device, which model, which detector,
-which crop" is decided in one place. Its field defaults are the package's defaults: `Options`,
-the CLI's flags and the API's signatures read them from here.
+which crop" is decided in one place. Its field defaults are `Options`' (the one place they are
+stated), which the CLI's flags and the API's signatures read too.
 
 A module of its own, above `pipeline.py`: building reads checkpoints and may fetch an official
 model into the cache, while the pipeline itself stays pure over a batch (no file, no network).
@@ -22,12 +22,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .options import Options
+
 if TYPE_CHECKING:
     import torch
 
     from .faces.detector import FaceDetector
     from .model.optimize import InferenceModel
-    from .options import Options
     from .pipeline import Pipeline
     from .weights import Weights
 
@@ -52,17 +53,17 @@ class PipelineSpec:
     arch: str | None = None
     """None: what the checkpoint holds."""
     stage: int | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int | None = None
+    device: str = Options.device
+    precision: str = Options.precision
+    batch_size: int | None = Options.batch_size
     """Frames (faces) per model call; None: `pipeline.default_batch_size` for the device."""
-    detect: bool = True
+    detect: bool = Options.detect
     """Search for faces (MTCNN); False: the whole frame is the face."""
-    min_face_size: int = 20
-    max_faces: int | None = None
-    min_confidence: float = 0.9
+    min_face_size: int = Options.min_face_size
+    max_faces: int | None = Options.max_faces
+    min_confidence: float = Options.min_confidence
     """The face detector's probability below which a face is dropped."""
-    exact_pixels: bool = False
+    exact_pixels: bool = Options.exact_pixels
     """Pillow's pixels on the CPU everywhere (the reference's), not the device's own road."""
 
     @classmethod

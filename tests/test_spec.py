@@ -1,5 +1,5 @@
 """PipelineSpec: one frozen, picklable value that every entry point builds its pipeline from,
-and the one home of the pipeline's defaults."""
+and the defaults it shares with Options, the CLI and the API."""
 
 from __future__ import annotations
 
