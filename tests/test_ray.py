@@ -335,6 +335,7 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(
         "image": columns.ragged(images),
         "width": np.array([i.shape[1] for i in images]),
         "height": np.array([i.shape[0] for i in images]),
+        "batch": np.zeros(3, np.int64),
         "detect_s": np.zeros(3),
         "task_node": np.array(["node"] * 3, dtype=object),
     }
@@ -370,40 +371,72 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(
         engine.close()
 
 
-def test_image_batches_are_bounded_by_pixels(
+def test_image_blocks_are_bounded_by_pixels_and_run_in_the_local_batches(
     folder: Path, resnet18_s1: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ray's batches, as its model actors see them (one block each, given back as one batch),
-    hold at most MAX_BATCH_PIXELS (unless one picture alone passes it) and are the local
-    engine's batches, with its rows, in input order."""
+    """No Ray block holds more than MAX_BATCH_PIXELS of decoded pictures (unless one picture
+    alone passes it); the model stage runs each block in the local engine's batches, and the
+    rows are the local engine's, in input order."""
     import opengraphau.pipeline as pipeline_module
     from opengraphau.engines.local import LocalEngine
+    from opengraphau.engines.ray.images import decode
     from opengraphau.options import Options
+    from opengraphau.pipeline import Pipeline
     from opengraphau.sources.images import image_pixels
     from opengraphau.sources.inputs import collect_inputs
     from opengraphau.weights import Weights
 
-    options = Options((str(folder),), checkpoint=resnet18_s1, batch_size=4, workers=0, engine="ray")
+    options = Options((str(folder),), batch_size=2, workers=0, engine="ray")
     items = collect_inputs(options.inputs).items
     pixels = {item.path: image_pixels(item.path) for item in items}
-    limit = max(pixels.values())  # the largest picture fills a batch on its own
+    limit = max(pixels.values())  # the largest picture fills a batch, and a block, on its own
     monkeypatch.setattr(pipeline_module, "MAX_BATCH_PIXELS", limit)
     spec = PipelineSpec.from_options(options, Weights(resnet18_s1))
     pipeline = spec.build()
+    submitted: list[int] = []
+    submit = Pipeline.submit
+
+    def counted(self, frames, *args, **kwargs):  # the batch sizes the model stage sees
+        submitted.append(len(frames))
+        return submit(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "submit", counted)
     local = list(LocalEngine(pipeline, options, keep_pixels=False).images(items))
+    in_local, submitted[:] = list(submitted), []
     engine = RayEngine(pipeline, options, spec=spec.resolved(pipeline), keep_pixels=False)
     try:
-        batches = list(engine.images(items))
+        blocks = list(engine.images(items))
+        # The same blocks through the two stages here, where the model's calls can be counted.
+        monkeypatch.setattr(cluster, "use_assigned_cpus", lambda: None)
+        actor = Model(engine.image_spec, pixels=False)
+        for block in engine._blocks(items, sized=True):
+            rows = [i for batch in block for i in batch]
+            columns = {
+                "index": np.array(rows),
+                "path": np.array([os.fsencode(items[i].path) for i in rows], dtype=object),
+                "batch": np.array([n for n, batch in enumerate(block) for _ in batch]),
+            }
+            actor(
+                decode(
+                    columns,
+                    spec=engine.spec,
+                    preprocess=pipeline.preprocess,
+                    keep_pixels=False,
+                    search=engine.placement.search_in_tasks,
+                )
+            )
     finally:
         engine.close()
-    sizes = [[pixels[o.item.path] for o in batch] for batch in batches]
+    # (The local engine also submits a batch whose pictures all failed, as an empty one.)
+    assert submitted == [n for n in in_local if n] and len(submitted) > 2
+    sizes = [[pixels[o.item.path] for o in block] for block in blocks]
     assert all(len(s) == 1 or sum(s) <= limit for s in sizes), sizes
-    assert all(len(s) <= 4 for s in sizes)
-    assert any(len(s) < 4 for s in sizes[:-1]), sizes  # cut by pixels, not only by count
-    assert [[o.item for o in b] for b in batches] == [[o.item for o in b] for b in local]
-    assert [o.item for b in batches for o in b] == items
-    got = [o for b in batches for o in b]
+    assert len(blocks) > 1  # by count alone, these 7 pictures would be one block of 4 batches
+    ends = {sum(len(b) for b in local[: n + 1]) for n in range(len(local))}
+    assert {sum(len(b) for b in blocks[: n + 1]) for n in range(len(blocks))} <= ends
+    got = [o for b in blocks for o in b]
     want = [o for b in local for o in b]
+    assert [o.item for o in got] == [o.item for o in want] == items
     assert [o.error for o in got] == [o.error for o in want]
     records = [(r, s) for o, p in zip(got, want) for r, s in zip(o.records, p.records)]
     assert len(records) == sum(len(o.records) for o in want) > 0

@@ -27,6 +27,10 @@ from . import cluster, images, videos
 from .columns import Columns, as_text, face_records
 from .videos import RayVideo
 
+#: Batches of images per Ray Data block, so per decoding task, where their pixels allow: small
+#: blocks spread a folder over the cluster and lose little to a retry; a task's start (its
+#: worker's, the first time: torch and MTCNN loaded) is noise beside decoding this many images.
+_BATCHES_PER_BLOCK = 4
 #: Batches a video task may run ahead of this process when frames travel with their rows (to
 #: draw them): a bounded buffer for big frames. Rows alone are small and run ahead unbounded,
 #: so a video task never waits for this process.
@@ -86,18 +90,19 @@ class RayEngine:
             [
                 pa.table(
                     {
-                        "index": pa.array(batch, pa.int64()),
+                        "index": pa.array([i for b in block for i in b], pa.int64()),
                         "path": pa.array(
-                            [os.fsencode(os.path.abspath(items[i].path)) for i in batch],
+                            [os.fsencode(os.path.abspath(items[i].path)) for b in block for i in b],
                             pa.binary(),
                         ),
+                        "batch": pa.array([n for n, b in enumerate(block) for _ in b], pa.int64()),
                     }
                 )
-                for batch in self._batches(items, sized=o.detect or self.keep_pixels)
+                for block in self._blocks(items, sized=o.detect or self.keep_pixels)
             ]
         )
-        # One block per batch, and each stage takes a block as its batch (batch_size None): the
-        # batches are the local engine's.
+        # Each stage takes a block whole (batch_size None) and runs it in the local engine's
+        # batches (`batch`), so no block holds more decoded pixels than one batch may.
         ds = ds.map_batches(
             functools.partial(
                 images.decode,
@@ -129,12 +134,16 @@ class RayEngine:
         except ray.exceptions.RayError as exc:
             raise cluster.worker_failure(exc, self.options) from None
 
-    def _batches(self, items: list[InputItem], *, sized: bool) -> list[list[int]]:
-        """The items' indices in the local engine's batches: of the pipeline's batch size and,
-        where pixels are kept (`sized`), of at most `MAX_BATCH_PIXELS` by their headers, so a
-        task never holds a batch of huge pictures at once."""
-        sizes = (image_pixels(item.path) if sized else 0 for item in items)
-        return list(pixel_batches(sizes, self.pipeline.batch_size))
+    def _blocks(self, items: list[InputItem], *, sized: bool) -> list[list[list[int]]]:
+        """The items' indices in the local engine's batches (the pipeline's batch size and,
+        where pixels are kept (`sized`), at most `MAX_BATCH_PIXELS` by their headers), and
+        those in blocks of up to `_BATCHES_PER_BLOCK` batches that together stay within
+        `MAX_BATCH_PIXELS` too: a block of huge pictures is one batch, a task never holds
+        more of them at once, and small pictures still go in blocks of several batches."""
+        sizes = [image_pixels(item.path) if sized else 0 for item in items]
+        batches = list(pixel_batches(sizes, self.pipeline.batch_size))
+        pixels = (sum(sizes[i] for i in batch) for batch in batches)
+        return [[batches[b] for b in block] for block in pixel_batches(pixels, _BATCHES_PER_BLOCK)]
 
     def _outcomes(self, items: list[InputItem], batch: Columns) -> list[Outcome]:
         self.times.detect += float(np.sum(batch["detect_s"]))

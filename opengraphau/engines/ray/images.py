@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import ray
@@ -28,6 +31,22 @@ from .columns import (
     first_row,
     ragged,
 )
+
+T = TypeVar("T")
+
+
+def _in_batches(
+    batch: Columns, keys: list[int], run: Callable[[list[int]], Sequence[T]], errors: dict[int, str]
+) -> dict[int, T]:
+    """`run` over the rows `keys` of a block, in the local engine's batches as the driver cut
+    them (its `batch` column), each batch at once or, when that fails, one row at a time."""
+    results: dict[int, T] = {}
+    for _, group in itertools.groupby(keys, key=lambda k: int(batch["batch"][k])):
+        rows = list(group)
+        results.update(
+            batch_or_alone(functools.partial(run, rows), lambda k: run([k])[0], rows, errors)
+        )
+    return results
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,17 +84,14 @@ def decode(
             images[k] = frame.image
         if frame.prepared is not None:
             crops[k] = frame.prepared
-    out: Columns = {"index": batch["index"]}
+    out: Columns = {"index": batch["index"], "batch": batch["batch"]}
     seconds = 0.0
     if search:
         start = time.perf_counter()
         detector = _task_detector(spec)
         keys = list(images)
-        found: dict[int, list[Detection]] = batch_or_alone(
-            lambda: detector.detect([images[k] for k in keys]),
-            lambda k: detector.detect([images[k]])[0],
-            keys,
-            errors,
+        found = _in_batches(
+            batch, keys, lambda ks: detector.detect([images[k] for k in ks]), errors
         )
         seconds = time.perf_counter() - start
         out["box"] = ragged(
@@ -137,7 +153,7 @@ class Model:
             found = None if located is None else [located[k] for k in ks]
             return self.pipeline.submit([frames[k] for k in ks], found).result()
 
-        records = batch_or_alone(lambda: run(keys), lambda k: run([k])[0], keys, errors)
+        records = _in_batches(batch, keys, run, errors)
         faces = [face_arrays(records.get(k, [])) for k in range(rows)]
         out: Columns = {
             "index": batch["index"],
