@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypedDict, Union
 
 import numpy as np
 from PIL import Image
@@ -79,6 +79,25 @@ def warn_untrained() -> None:
     an API user who forgot the checkpoint must not mistake its numbers for predictions."""
     warnings.warn(UNTRAINED_BANNER, UntrainedWarning, stacklevel=3)
     logging.getLogger("opengraphau").warning(UNTRAINED_BANNER)
+
+
+class PipelineOptions(TypedDict, total=False):
+    """`AUPredictor`'s keyword arguments that choose the model and build the pipeline (all but
+    `thresholds`): what `FaceAUs` passes on to it."""
+
+    model: str | None
+    offline: bool | None
+    arch: str | None
+    stage: int | None
+    device: str
+    detect_faces: bool
+    min_face_size: int
+    max_faces: int | None
+    batch_size: int | None
+    precision: str
+    exact_pixels: bool
+    untrained: bool
+    min_confidence: float
 
 
 class AUPredictor:

@@ -8,6 +8,7 @@ import inspect
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,55 +58,44 @@ def test_every_front_end_has_the_specs_defaults() -> None:
     assert (_default("device"), _default("precision")) == ("auto", "fp32")
 
 
-def test_the_face_aus_signature_has_them_too() -> None:
+def test_face_aus_builds_as_au_predictor_does_with_faces_by_default() -> None:
     pytest.importorskip("ray")
     from opengraphau.engines.ray import FaceAUs
+    from opengraphau.errors import UntrainedWarning
 
-    api = inspect.signature(FaceAUs.__init__).parameters
-    for field, name in API_NAMES.items():
-        assert api[name].default == _default(field), name
-    assert api["detect_faces"].default is True
+    with pytest.warns(UntrainedWarning):
+        faces = FaceAUs(untrained=True, arch="resnet18", min_face_size=33, batch_size=3)
+        whole = FaceAUs(untrained=True, arch="resnet18", detect_faces=False)
+    detector = faces.pipeline.detector
+    assert detector is not None and (detector.min_face_size, faces.pipeline.batch_size) == (33, 3)
+    assert whole.pipeline.detector is None and whole.pipeline.batch_size == 16
 
 
 def test_from_options_carries_every_setting_and_the_weights() -> None:
-    options = Options(
-        ("x.jpg",),
-        offline=True,
-        arch="resnet18",
-        stage=2,
-        device="cpu",
-        precision="bf16",
-        batch_size=3,
-        detect=False,
-        min_face_size=40,
-        max_faces=2,
-        min_confidence=0.95,
-        exact_pixels=True,
-    )
+    settings: dict[str, Any] = {
+        "offline": True,
+        "arch": "resnet18",
+        "stage": 2,
+        "device": "cpu",
+        "precision": "bf16",
+        "batch_size": 3,
+        "detect": False,
+        "min_face_size": 40,
+        "max_faces": 2,
+        "min_confidence": 0.95,
+        "exact_pixels": True,
+    }
+    # Every setting differs from its default, so none is carried by chance.
+    assert all(value != _default(name) for name, value in settings.items())
+    options = Options(("x.jpg",), **settings)
     weights = Weights(Path("ck/r18.pth"), "resnet18-s2", "ab" * 32)
     spec = PipelineSpec.from_options(options, weights)
-    assert spec == PipelineSpec(
-        "ck/r18.pth",
-        "resnet18-s2",
-        "ab" * 32,
-        offline=True,
-        arch="resnet18",
-        stage=2,
-        device="cpu",
-        precision="bf16",
-        batch_size=3,
-        detect=False,
-        min_face_size=40,
-        max_faces=2,
-        min_confidence=0.95,
-        exact_pixels=True,
-    )
+    assert spec == PipelineSpec("ck/r18.pth", "resnet18-s2", "ab" * 32, **settings)
     assert spec.crop == "pil" and dataclasses.replace(spec, exact_pixels=False).crop == "auto"
     random = PipelineSpec.from_options(options, None)
     assert (random.checkpoint, random.model, random.sha256) == (None, None, None)
-    assert pickle.loads(pickle.dumps(spec)) == spec and hash(spec) == hash(
-        pickle.loads(pickle.dumps(spec))
-    )
+    again = pickle.loads(pickle.dumps(spec))
+    assert again == spec and hash(again) == hash(spec)
 
 
 def test_a_worker_gets_an_absolute_path_its_device_and_the_cache_by_name() -> None:

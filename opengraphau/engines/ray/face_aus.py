@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,9 +14,13 @@ from ...errors import ConfigError
 from ...records import FaceRecord, Frame, display_name
 from ...schema import CSV_HEADER
 from ...sources.images import as_pil, load_image
-from ...spec import PipelineSpec
 from ..local import batch_or_alone, prepared
 from .columns import Columns, face_arrays
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ...predictor import PipelineOptions
 
 
 class FaceAUs:
@@ -34,43 +39,15 @@ class FaceAUs:
     """
 
     def __init__(
-        self,
-        checkpoint: str | Path | None = None,
-        *,
-        model: str | None = None,
-        offline: bool | None = None,
-        arch: str | None = None,
-        stage: int | None = None,
-        device: str = PipelineSpec.device,
-        detect_faces: bool = PipelineSpec.detect,
-        min_face_size: int = PipelineSpec.min_face_size,
-        max_faces: int | None = PipelineSpec.max_faces,
-        batch_size: int | None = PipelineSpec.batch_size,
-        precision: str = PipelineSpec.precision,
-        exact_pixels: bool = PipelineSpec.exact_pixels,
-        untrained: bool = False,
-        min_confidence: float = PipelineSpec.min_confidence,
+        self, checkpoint: str | Path | None = None, **settings: Unpack[PipelineOptions]
     ) -> None:
         """As `AUPredictor`'s arguments (`model`: an official model by name, from each node's
-        model cache; random weights, a smoke test, only with `untrained`)."""
+        model cache; random weights, a smoke test, only with `untrained`), but faces are
+        searched for unless `detect_faces=False`."""
         from ...predictor import AUPredictor
 
-        self.pipeline = AUPredictor(
-            checkpoint,
-            model=model,
-            offline=offline,
-            arch=arch,
-            stage=stage,
-            device=device,
-            detect_faces=detect_faces,
-            min_face_size=min_face_size,
-            max_faces=max_faces,
-            batch_size=batch_size,
-            precision=precision,
-            exact_pixels=exact_pixels,
-            untrained=untrained,
-            min_confidence=min_confidence,
-        ).pipeline
+        settings.setdefault("detect_faces", True)
+        self.pipeline = AUPredictor(checkpoint, **settings).pipeline
 
     def __call__(self, batch: Columns) -> Columns:
         if "image" not in batch and "path" not in batch:
