@@ -26,7 +26,7 @@ from PIL import Image
 
 from benchmarks.machine import describe, label
 from opengraphau.model import optimize_for_inference
-from opengraphau.predictor import untrained_model
+from opengraphau.model.opengraphau import untrained_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -163,7 +163,7 @@ def test_a_cameras_rows_are_kept_however_it_stopped(tmp_path: Path) -> None:
 
     opened: list[FakeCamera] = []
 
-    def camera(index: int) -> FakeCamera:
+    def camera(index: str | int) -> FakeCamera:
         opened.append(FakeCamera())
         return opened[-1]
 
