@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...aus import AU_COLUMNS
 from ...errors import ConfigError
 from ...records import FaceRecord, Frame, display_name
-from ...schema import CSV_HEADER
+from ...schema import face_columns, typed
 from ...sources.images import as_pil, load_image
 from ..local import batch_or_alone, prepared
-from .columns import Columns, face_arrays
+from .columns import Columns
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -32,10 +31,11 @@ class FaceAUs:
 
     In: an "image" column (uint8 H x W x 3 RGB) or a "path" column (decoded here as the tool
     decodes: EXIF orientation, one-line reasons for failures). Out: one row per face (one
-    `success` False row for an image without any) with predictions.csv's columns (`CSV_HEADER`;
-    `file` is the path, frame and timestamp 0), `error` (why an image could not be used, else
-    "") and the batch's other columns, repeated on each of their image's rows. The model (and
-    MTCNN) load once per actor, on its GPU when it has one (`num_gpus=1`).
+    `success` False row for an image without any) with predictions.csv's columns, types and
+    decimals (`schema.face_columns`; `file` is the path, frame and timestamp 0), `error` (why
+    an image could not be used, else "") and the batch's other columns, repeated on each of
+    their image's rows. The model (and MTCNN) load once per actor, on its GPU when it has one
+    (`num_gpus=1`).
     """
 
     def __init__(
@@ -80,22 +80,7 @@ class FaceAUs:
             for k in range(rows)
         }
         source = [k for k in range(rows) for _ in found[k]]
-        faces = face_arrays([r for k in range(rows) for r in found[k]])
-        box, probs = faces["box"], faces["probs"]
-        values: Columns = {
-            "file": np.array([display_name(paths[k]) for k in source], dtype=object),
-            "frame": np.zeros(len(source), np.int64),
-            "timestamp": np.zeros(len(source)),
-            "face_id": faces["face_id"],
-            "success": faces["success"],
-            "confidence": faces["score"],
-            "x": box[:, 0],
-            "y": box[:, 1],
-            "w": box[:, 2],
-            "h": box[:, 3],
-            **{c: probs[:, j] for j, c in enumerate(AU_COLUMNS)},
-        }
-        out = {c: values[c] for c in CSV_HEADER}
+        out: Columns = typed(face_columns([r for k in range(rows) for r in found[k]]))
         out["error"] = np.array([display_name(errors.get(k, "")) for k in source], dtype=object)
         for name, column in batch.items():
             if name not in ("image", "path") and name not in out:
