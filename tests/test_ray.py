@@ -35,6 +35,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over th
 import ray  # noqa: E402 - after its settings
 
 from opengraphau.engines.ray import RayEngine, cluster, columns  # noqa: E402
+from opengraphau.engines.ray.columns import FACES  # noqa: E402
 from opengraphau.engines.ray.images import Model  # noqa: E402
 from opengraphau.spec import PipelineSpec  # noqa: E402
 
@@ -341,9 +342,9 @@ def test_an_actor_out_of_memory_reaches_the_runs_warning(
     where = f"cpu of {socket.gethostname()}"
     assert fitted["fit"].tolist() == [0, 0, 0] and split["fit"].tolist() == [1, 1, 1]
     assert {columns.as_text(w) for w in split["fit_on"]} == {where}
-    assert [len(f) for f in split["face_id"]] == [len(f) for f in fitted["face_id"]] == [1, 2, 1]
+    assert [len(f) for f in split[FACES]] == [len(f) for f in fitted[FACES]] == [1, 2, 1]
     np.testing.assert_allclose(
-        np.concatenate(split["probs"]), np.concatenate(fitted["probs"]), atol=1e-6
+        np.concatenate(split[FACES]), np.concatenate(fitted[FACES]), rtol=1e-6, atol=1e-6
     )
     engine = RayEngine(
         actor.pipeline, Options((str(folder),), engine="ray"), spec=spec, keep_pixels=False

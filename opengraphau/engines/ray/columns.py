@@ -1,5 +1,6 @@
 """Records as plain columns, the form in which they cross Ray Data: one frame's records as
-arrays (`face_arrays`) and back (`face_records`), texts as bytes, ragged columns."""
+the output schema's columns in one matrix (`face_matrix`) and back (`matrix_records`), texts as
+bytes, ragged columns."""
 
 from __future__ import annotations
 
@@ -8,57 +9,32 @@ from typing import Any
 
 import numpy as np
 
-from ...aus import AU_COLUMNS
 from ...records import Box, FaceRecord
+from ...schema import face_columns, face_records, result_columns, typed
 
 Columns = dict[str, Any]
 """A batch as Ray Data hands it over: column name -> one value per row (arrays, or lists)."""
 
-#: The columns `face_arrays` ships one frame's records in.
-FACE_COLUMNS = ("face_id", "success", "box", "score", "probs", "raw")
+#: The column one input's or frame's face records cross Ray Data in.
+FACES = "faces"
+#: `schema.face_columns`' numeric columns, the smoothed AUs among them: a record a line.
+_NUMBERS = tuple(c for c in result_columns(untrained=False, smooth=True) if c != "file")
 
 
 # -- records as plain columns -----------------------------------------------------------------
-def face_arrays(records: Sequence[FaceRecord]) -> dict[str, np.ndarray]:
-    """One frame's records as plain arrays; NaN stands for a faceless record's missing values.
-    (Embeddings stay behind: only tracking uses them, and it runs where the model does.)"""
-    none_box, none_probs = (np.nan,) * 4, np.full(len(AU_COLUMNS), np.nan, np.float32)
-    return {
-        "face_id": np.array([r.face_id for r in records], np.int64),
-        "success": np.array([r.success for r in records], np.bool_),
-        "box": np.array(
-            [none_box if r.box is None else r.box for r in records], np.float64
-        ).reshape(-1, 4),
-        "score": np.array(
-            [np.nan if r.confidence is None else r.confidence for r in records], np.float64
-        ),
-        "probs": np.array(
-            [none_probs if r.probs is None else r.probs for r in records], np.float32
-        ).reshape(-1, len(AU_COLUMNS)),
-        "raw": np.array(
-            [none_probs if r.raw is None else r.raw for r in records], np.float32
-        ).reshape(-1, len(AU_COLUMNS)),
-    }
+def face_matrix(records: Sequence[FaceRecord]) -> np.ndarray:
+    """One row's records as `schema.face_columns` gives them, unrounded (the driver writes and
+    draws them as the local engine does), in one float64 matrix, a record a line: every value
+    is exact in float64. (Embeddings stay behind: only tracking uses them, and it runs where
+    the model does.)"""
+    columns = face_columns(records, smooth=True, rounded=False)
+    return np.column_stack([columns[c] for c in _NUMBERS]).reshape(len(records), len(_NUMBERS))
 
 
-def face_records(
-    columns: Columns, k: int, source: str, frame: int, timestamp: float
-) -> list[FaceRecord]:
-    """Row `k`'s records, rebuilt from what `face_arrays` shipped."""
-    face_id, success, box, score, probs, raw = (columns[c][k] for c in FACE_COLUMNS)
-    return [
-        FaceRecord(
-            source,
-            frame,
-            timestamp,
-            int(face_id[j]),
-            None if np.isnan(box[j][0]) else as_box(box[j]),
-            None if np.isnan(score[j]) else float(score[j]),
-            np.array(probs[j], np.float32) if success[j] else None,
-            raw=None if np.isnan(raw[j][0]) else np.array(raw[j], np.float32),
-        )
-        for j in range(len(face_id))
-    ]
+def matrix_records(matrix: np.ndarray, source: str) -> list[FaceRecord]:
+    """The records `face_matrix` shipped, from `source` (the input as given)."""
+    lines = np.asarray(matrix, np.float64).reshape(-1, len(_NUMBERS))
+    return face_records(typed({c: lines[:, j] for j, c in enumerate(_NUMBERS)}), source)
 
 
 def as_box(values: np.ndarray) -> Box:

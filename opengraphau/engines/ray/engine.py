@@ -24,7 +24,7 @@ from ...spec import PipelineSpec
 from .. import Outcome, VideoStream
 from ..local import LocalEngine, outcomes
 from . import cluster, images, videos
-from .columns import Columns, as_text, face_records
+from .columns import FACES, Columns, as_text, matrix_records
 from .videos import RayVideo
 
 #: Batches of images per Ray Data block, so per decoding task, where their pixels allow: small
@@ -155,7 +155,7 @@ class RayEngine:
         keys = [int(index) for index in batch["index"]]
         errors = {i: as_text(e) for i, e in zip(keys, batch["error"]) if len(e)}
         records = {
-            i: face_records(batch, k, items[i].path, 0, 0.0)
+            i: matrix_records(batch[FACES][k], items[i].path)
             for k, i in enumerate(keys)
             if i not in errors
         }

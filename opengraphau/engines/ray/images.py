@@ -22,12 +22,12 @@ from ...spec import PipelineSpec
 from ..local import Decode, batch_or_alone
 from . import cluster
 from .columns import (
-    FACE_COLUMNS,
+    FACES,
     Columns,
     as_box,
     as_bytes,
     as_text,
-    face_arrays,
+    face_matrix,
     first_row,
     ragged,
 )
@@ -154,11 +154,10 @@ class Model:
             return self.pipeline.submit([frames[k] for k in ks], found).result()
 
         records = _in_batches(batch, keys, run, errors)
-        faces = [face_arrays(records.get(k, [])) for k in range(rows)]
         out: Columns = {
             "index": batch["index"],
             "error": as_bytes([errors.get(k, "") for k in range(rows)]),
-            **{c: ragged([f[c] for f in faces]) for c in FACE_COLUMNS},
+            FACES: ragged([face_matrix(records.get(k, [])) for k in range(rows)]),
         }
         if self.pixels:
             out["image"] = batch["image"]

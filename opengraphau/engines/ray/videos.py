@@ -19,7 +19,7 @@ from ...spec import PipelineSpec
 from .. import Outcome
 from ..local import LocalEngine
 from . import cluster
-from .columns import FACE_COLUMNS, Columns, face_arrays, face_records
+from .columns import FACES, Columns, face_matrix, matrix_records
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,8 +53,7 @@ def video_task(
                 "model_s": times.model - model,
             }
             columns["fit"], columns["fit_on"] = cluster.fit_on(pipeline)
-            faces = [face_arrays(o.records) for o in outcomes]
-            columns.update({c: [f[c] for f in faces] for c in FACE_COLUMNS})
+            columns[FACES] = [face_matrix(o.records) for o in outcomes]
             if pixels:
                 columns["image"] = [f.image for f in frames]
             yield "rows", columns
@@ -110,7 +109,7 @@ class RayVideo:
         index, timestamp = int(columns["frame"][k]), float(columns["timestamp"][k])
         image = columns["image"][k] if "image" in columns else None
         frame = Frame(self.item.path, index, timestamp, image, tuple(columns["size"][k]))
-        return Outcome(self.item, face_records(columns, k, self.item.path, index, timestamp), frame)
+        return Outcome(self.item, matrix_records(columns[FACES][k], self.item.path), frame)
 
     def flush(self) -> list[Outcome]:
         """Nothing: the frames the task held back stop with it. A video stopped early is not
