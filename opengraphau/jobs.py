@@ -176,8 +176,7 @@ class _Run:
 
     def _engine(self, weights: Weights | None) -> tuple[Engine, dict[str, Any]]:
         """The engine with the pipeline loaded, and the run's entry for run.json."""
-        from .predictor import warn_untrained
-        from .spec import PipelineSpec
+        from .spec import PipelineSpec, warn_untrained
 
         o = self.options
         if weights is None:

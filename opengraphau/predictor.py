@@ -12,24 +12,20 @@ video = predictor.predict_video("clip.mp4")     # faces tracked across frames, a
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image
 
-from .context import UNTRAINED_BANNER
 from .device import resolve_device
-from .errors import ConfigError, ImageError, UntrainedWarning
+from .errors import ImageError
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
-from .spec import PipelineSpec
+from .spec import PipelineSpec, api_spec
 from .thresholds import ThresholdLike, Thresholds, as_thresholds
-from .weights import choose_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,32 +70,6 @@ def to_dataframe(results: Iterable[ImageResult | VideoResult | FaceRecord]) -> p
     return records_frame(records)
 
 
-def warn_untrained() -> None:
-    """Say loudly, as an UntrainedWarning and a log line, that the model has random weights:
-    an API user who forgot the checkpoint must not mistake its numbers for predictions."""
-    warnings.warn(UNTRAINED_BANNER, UntrainedWarning, stacklevel=3)
-    logging.getLogger("opengraphau").warning(UNTRAINED_BANNER)
-
-
-class PipelineOptions(TypedDict, total=False):
-    """`AUPredictor`'s keyword arguments that choose the model and build the pipeline (all but
-    `thresholds`): what `FaceAUs` passes on to it."""
-
-    model: str | None
-    offline: bool | None
-    arch: str | None
-    stage: int | None
-    device: str
-    detect_faces: bool
-    min_face_size: int
-    max_faces: int | None
-    batch_size: int | None
-    precision: str
-    exact_pixels: bool
-    untrained: bool
-    min_confidence: float
-
-
 class AUPredictor:
     """Holds the model (and the face detector when asked) and predicts on batches of images."""
 
@@ -141,36 +111,24 @@ class AUPredictor:
             if isinstance(thresholds, (str, Path))
             else as_thresholds(thresholds)
         )
-        if untrained and (checkpoint is not None or model is not None):
-            raise ConfigError(
-                "random weights and a checkpoint or model exclude each other",
-                param="untrained",
-                value=True,
-            )
-        self.device = resolve_device(device)
-        self.weights = (
-            None
-            if untrained
-            else choose_weights(
-                checkpoint=checkpoint, model=model, arch=arch, stage=stage, offline=offline
-            )
-        )
-        self.untrained = untrained
-        if untrained:
-            warn_untrained()
-        spec = PipelineSpec(
+        spec, self.weights = api_spec(
+            checkpoint,
+            model=model,
             offline=offline,
             arch=arch,
             stage=stage,
-            device=str(self.device),
-            precision=precision,
-            batch_size=batch_size,
-            detect=detect_faces,
+            device=device,
+            detect_faces=detect_faces,
             min_face_size=min_face_size,
             max_faces=max_faces,
-            min_confidence=min_confidence,
+            batch_size=batch_size,
+            precision=precision,
             exact_pixels=exact_pixels,
-        ).with_weights(self.weights)
+            untrained=untrained,
+            min_confidence=min_confidence,
+        )
+        self.device = resolve_device(spec.device)
+        self.untrained = untrained
         self.pipeline = spec.build()
         self.spec = spec.resolved(self.pipeline)
         """What the pipeline was built from, resolved (device, backbone, stage, batch size)."""

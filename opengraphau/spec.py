@@ -20,17 +20,37 @@ import os
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from .options import Options
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Unpack
 
     from .faces.detector import FaceDetector
     from .model.optimize import InferenceModel
     from .pipeline import Pipeline
     from .weights import Weights
+
+
+class PipelineOptions(TypedDict, total=False):
+    """The API's keyword arguments that choose the model and build the pipeline (`AUPredictor`'s
+    but `thresholds`; `FaceAUs`' all): what `api_spec` reads."""
+
+    model: str | None
+    offline: bool | None
+    arch: str | None
+    stage: int | None
+    device: str
+    detect_faces: bool
+    min_face_size: int
+    max_faces: int | None
+    batch_size: int | None
+    precision: str
+    exact_pixels: bool
+    untrained: bool
+    min_confidence: float
 
 
 @dataclass(frozen=True)
@@ -197,3 +217,62 @@ def build_model_for(
     from .model.checkpoint import load_model
 
     return load_model(checkpoint, arch=arch, stage=stage, device=device, precision=precision)
+
+
+def api_spec(
+    checkpoint: str | Path | None = None, **settings: Unpack[PipelineOptions]
+) -> tuple[PipelineSpec, Weights | None]:
+    """The spec, and the weights chosen, for the API's keyword arguments (`AUPredictor`,
+    `FaceAUs`): `checkpoint`, else `model`, else the default official model, as the command
+    line chooses; random weights only with `untrained` (announced by `warn_untrained`), never
+    with a checkpoint or model. Faces are searched for only with `detect_faces`."""
+    from .device import resolve_device
+    from .errors import ConfigError
+    from .weights import choose_weights
+
+    model, offline = settings.get("model"), settings.get("offline")
+    arch, stage = settings.get("arch"), settings.get("stage")
+    untrained = settings.get("untrained", False)
+    if untrained and (checkpoint is not None or model is not None):
+        raise ConfigError(
+            "random weights and a checkpoint or model exclude each other",
+            param="untrained",
+            value=True,
+        )
+    device = resolve_device(settings.get("device", PipelineSpec.device))
+    weights = (
+        None
+        if untrained
+        else choose_weights(
+            checkpoint=checkpoint, model=model, arch=arch, stage=stage, offline=offline
+        )
+    )
+    if untrained:
+        warn_untrained()
+    spec = PipelineSpec(
+        offline=offline,
+        arch=arch,
+        stage=stage,
+        device=str(device),
+        precision=settings.get("precision", PipelineSpec.precision),
+        batch_size=settings.get("batch_size", PipelineSpec.batch_size),
+        detect=settings.get("detect_faces", False),
+        min_face_size=settings.get("min_face_size", PipelineSpec.min_face_size),
+        max_faces=settings.get("max_faces", PipelineSpec.max_faces),
+        min_confidence=settings.get("min_confidence", PipelineSpec.min_confidence),
+        exact_pixels=settings.get("exact_pixels", PipelineSpec.exact_pixels),
+    )
+    return spec.with_weights(weights), weights
+
+
+def warn_untrained() -> None:
+    """Say loudly, as an UntrainedWarning and a log line, that the model has random weights:
+    an API user who forgot the checkpoint must not mistake its numbers for predictions."""
+    import logging
+    import warnings
+
+    from .context import UNTRAINED_BANNER
+    from .errors import UntrainedWarning
+
+    warnings.warn(UNTRAINED_BANNER, UntrainedWarning, stacklevel=4)
+    logging.getLogger("opengraphau").warning(UNTRAINED_BANNER)

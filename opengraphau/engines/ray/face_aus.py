@@ -19,7 +19,7 @@ from .columns import Columns
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ...predictor import PipelineOptions
+    from ...spec import PipelineOptions
 
 
 class FaceAUs:
@@ -44,10 +44,10 @@ class FaceAUs:
         """As `AUPredictor`'s arguments (`model`: an official model by name, from each node's
         model cache; random weights, a smoke test, only with `untrained`), but faces are
         searched for unless `detect_faces=False`."""
-        from ...predictor import AUPredictor
+        from ...spec import api_spec
 
         settings.setdefault("detect_faces", True)
-        self.pipeline = AUPredictor(checkpoint, **settings).pipeline
+        self.pipeline = api_spec(checkpoint, **settings)[0].build()
 
     def __call__(self, batch: Columns) -> Columns:
         if "image" not in batch and "path" not in batch:
