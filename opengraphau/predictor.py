@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 from PIL import Image
 
-from .device import resolve_device
 from .errors import ImageError
 from .records import FaceRecord, Frame
 from .sources.images import as_pil, load_image
@@ -127,9 +126,9 @@ class AUPredictor:
             untrained=untrained,
             min_confidence=min_confidence,
         )
-        self.device = resolve_device(spec.device)
         self.untrained = untrained
         self.pipeline = spec.build()
+        self.device = self.pipeline.device
         self.spec = spec.resolved(self.pipeline)
         """What the pipeline was built from, resolved (device, backbone, stage, batch size)."""
         self.model, self.detector = self.pipeline.model, self.pipeline.detector

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .options import Options
 
@@ -51,6 +51,9 @@ class PipelineOptions(TypedDict, total=False):
     exact_pixels: bool
     untrained: bool
     min_confidence: float
+
+
+_WEIGHTS_FIELDS = ("checkpoint", "model", "sha256", "cached")
 
 
 @dataclass(frozen=True)
@@ -87,22 +90,16 @@ class PipelineSpec:
     """Pillow's pixels on the CPU everywhere (the reference's), not the device's own road."""
 
     @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """The fields that are a run's settings, named as `Options` names them (the others say
+        which weights to load)."""
+        return tuple(f.name for f in fields(cls) if f.name not in _WEIGHTS_FIELDS)
+
+    @classmethod
     def from_options(cls, options: Options, weights: Weights | None) -> PipelineSpec:
         """A run's pipeline: `options`' settings with the checkpoint chosen (None: random)."""
-        o = options
-        return cls(
-            offline=o.offline,
-            arch=o.arch,
-            stage=o.stage,
-            device=o.device,
-            precision=o.precision,
-            batch_size=o.batch_size,
-            detect=o.detect,
-            min_face_size=o.min_face_size,
-            max_faces=o.max_faces,
-            min_confidence=o.min_confidence,
-            exact_pixels=o.exact_pixels,
-        ).with_weights(weights)
+        chosen = {name: getattr(options, name) for name in cls.settings()}
+        return cls(**chosen).with_weights(weights)
 
     def with_weights(self, weights: Weights | None) -> PipelineSpec:
         """This spec loading `weights` (None: random weights)."""
@@ -249,19 +246,10 @@ def api_spec(
     )
     if untrained:
         warn_untrained()
-    spec = PipelineSpec(
-        offline=offline,
-        arch=arch,
-        stage=stage,
-        device=str(device),
-        precision=settings.get("precision", PipelineSpec.precision),
-        batch_size=settings.get("batch_size", PipelineSpec.batch_size),
-        detect=settings.get("detect_faces", False),
-        min_face_size=settings.get("min_face_size", PipelineSpec.min_face_size),
-        max_faces=settings.get("max_faces", PipelineSpec.max_faces),
-        min_confidence=settings.get("min_confidence", PipelineSpec.min_confidence),
-        exact_pixels=settings.get("exact_pixels", PipelineSpec.exact_pixels),
-    )
+    # The API names its settings as `Options` does, but for `detect_faces` (off by default).
+    chosen: dict[str, Any] = {k: v for k, v in settings.items() if k in PipelineSpec.settings()}
+    chosen.update(device=str(device), detect=settings.get("detect_faces", False))
+    spec = PipelineSpec(**chosen)
     return spec.with_weights(weights), weights
 
 

@@ -98,6 +98,31 @@ def test_from_options_carries_every_setting_and_the_weights() -> None:
     assert again == spec and hash(again) == hash(spec)
 
 
+def test_api_spec_carries_every_keyword_of_the_api(tmp_path: Path) -> None:
+    from opengraphau.spec import api_spec
+
+    settings: dict[str, Any] = {
+        "offline": True,
+        "arch": "resnet18",
+        "stage": 2,
+        "precision": "bf16",
+        "batch_size": 3,
+        "min_face_size": 40,
+        "max_faces": 2,
+        "min_confidence": 0.95,
+        "exact_pixels": True,
+    }
+    assert all(value != _default(name) for name, value in settings.items())
+    checkpoint = tmp_path / "r18.pth"
+    checkpoint.write_bytes(b"not read until the pipeline is built")
+    spec, weights = api_spec(checkpoint, device="cpu", detect_faces=False, **settings)
+    assert weights is not None and weights.path == checkpoint
+    assert spec == PipelineSpec(str(checkpoint), None, None, device="cpu", detect=False, **settings)
+    # Faces are searched for only when asked: the API's default differs from the CLI's.
+    assert api_spec(checkpoint)[0].detect is False
+    assert api_spec(checkpoint, detect_faces=True)[0].detect is True
+
+
 def test_a_worker_gets_an_absolute_path_its_device_and_the_cache_by_name() -> None:
     spec = PipelineSpec("ck/r18.pth", "resnet18-s1", "ab" * 32, device="auto")
     worker = spec.on_worker(gpu=True, detect=False)
