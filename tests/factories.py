@@ -208,6 +208,11 @@ FAST = ("--untrained", "--arc", "resnet18", "--no-detect", "--workers", "0", "--
 BANNER = f"*** {UNTRAINED_BANNER} ***"
 
 
+def fast_with(checkpoint: Path) -> tuple[str, ...]:
+    """`FAST` with `checkpoint`'s weights: whole images, no worker processes, quiet."""
+    return ("--resume", str(checkpoint), "--no-detect", "--quiet", "--workers", "0")
+
+
 @dataclass
 class Result:
     """One run of the command line in this process (the `demo` fixture)."""

@@ -57,7 +57,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from factories import run_main, write_official_checkpoint  # tests/ is the script's folder
+# tests/ is the script's folder
+from factories import fast_with, run_main, write_official_checkpoint
 from opengraphau.context import UNTRAINED_BANNER
 from opengraphau.records import display_name
 
@@ -724,12 +725,7 @@ def checkpoint_round(rng: random.Random, root: Path, real: Path) -> int:
     Image.new("RGB", (16, 16), (1, 2, 3)).save(image)
     before = _tree(os.fsencode(root))
     code, err = _main(
-        "--resume",
-        str(path),
-        "--no-detect",
-        "--quiet",
-        "--workers",
-        "0",
+        *fast_with(path),
         "--output-dir",
         str(root / "out"),
         "--input",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import FACE, present
+from factories import FACE, FAST, present
 from opengraphau import AUPredictor, ConfigError, Options, run
 from opengraphau.context import UNTRAINED_BANNER
 from opengraphau.errors import UntrainedWarning
@@ -56,13 +56,7 @@ def test_the_cli_says_it_once_in_its_own_words(
     assert (
         main(
             [
-                "--untrained",
-                "--arc",
-                "resnet18",
-                "--no-detect",
-                "--quiet",
-                "--workers",
-                "0",
+                *FAST,
                 "--output-dir",
                 str(tmp_path / "o"),
                 "--input",

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 import opengraphau
-from factories import FACE, ROOT, doc_section, read_rows, run_main, write_video
+from factories import FACE, FAST, ROOT, doc_section, fast_with, read_rows, run_main, write_video
 from opengraphau import InputError, OutputError, read_results
 from opengraphau.aus import AU_COLUMNS
 from opengraphau.pipeline import Pipeline
@@ -288,12 +288,7 @@ def test_resumed_run_adds_an_entry_and_no_duplicate_rows(
 
     def run(out: Path, *extra: str) -> int:
         return run_main(
-            "--resume",
-            str(resnet18_s1),
-            "--no-detect",
-            "--quiet",
-            "--workers",
-            "0",
+            *fast_with(resnet18_s1),
             "--batch-size",
             "2",
             "--format",
@@ -346,12 +341,7 @@ def test_read_results_takes_parquet_only_when_it_holds_every_row(
     def run(out: Path, formats: str, *inputs: Path, resume: bool = False) -> None:
         assert (
             run_main(
-                "--resume",
-                str(resnet18_s1),
-                "--no-detect",
-                "--quiet",
-                "--workers",
-                "0",
+                *fast_with(resnet18_s1),
                 "--format",
                 formats,
                 "--output-dir",
@@ -392,12 +382,7 @@ def test_a_failed_run_says_why(
     monkeypatch.setattr(CsvSink, "write", write)
     assert (
         run_main(
-            "--resume",
-            str(resnet18_s1),
-            "--no-detect",
-            "--quiet",
-            "--workers",
-            "0",
+            *fast_with(resnet18_s1),
             "--batch-size",
             "1",
             "--output-dir",
@@ -416,13 +401,7 @@ def test_run_json_records_the_batch_size_the_device_chose(tmp_path: Path) -> Non
     out = tmp_path / "out"
     assert (
         run_main(
-            "--untrained",
-            "--arc",
-            "resnet18",
-            "--no-detect",
-            "--quiet",
-            "--workers",
-            "0",
+            *FAST,
             "--exact-pixels",
             "--output-dir",
             str(out),
@@ -441,21 +420,9 @@ def test_a_device_out_of_memory_splits_batches_and_says_so(
     photos = [shutil.copyfile(FACE, tmp_path / f"face{n}.jpg") for n in range(3)]
     infer = Pipeline.infer
 
-    def tight(self, pixels):  # room for one face at a time
-        if len(pixels) > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return infer(self, pixels)
-
-    monkeypatch.setattr(Pipeline, "infer", tight)
-    out = tmp_path / "out"
-    assert (
-        run_main(
-            "--resume",
-            str(resnet18_s1),
-            "--no-detect",
-            "--quiet",
-            "--workers",
-            "0",
+    def in_fours(out: Path) -> int:
+        return run_main(
+            *fast_with(resnet18_s1),
             "--batch-size",
             "4",
             "--output-dir",
@@ -463,8 +430,15 @@ def test_a_device_out_of_memory_splits_batches_and_says_so(
             "--input",
             *map(str, photos),
         )
-        == 0
-    )
+
+    def tight(self, pixels):  # room for one face at a time
+        if len(pixels) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return infer(self, pixels)
+
+    monkeypatch.setattr(Pipeline, "infer", tight)
+    out = tmp_path / "out"
+    assert in_fours(out) == 0
     assert sorted(r["file"] for r in read_rows(out)) == sorted(map(str, photos))
     warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
     assert warnings == [
@@ -484,23 +458,7 @@ def test_a_device_out_of_memory_splits_batches_and_says_so(
 
     monkeypatch.setattr(Pipeline, "locate", huge)
     out = tmp_path / "huge"
-    assert (
-        run_main(
-            "--resume",
-            str(resnet18_s1),
-            "--no-detect",
-            "--quiet",
-            "--workers",
-            "0",
-            "--batch-size",
-            "4",
-            "--output-dir",
-            str(out),
-            "--input",
-            *map(str, photos),
-        )
-        == 1
-    )  # some inputs failed
+    assert in_fours(out) == 1  # some inputs failed
     assert sorted(r["file"] for r in read_rows(out)) == [str(photos[0]), str(photos[2])]
     with open(out / "errors.csv", newline="", encoding="utf-8") as f:
         assert list(csv.reader(f))[1:] == [
@@ -536,12 +494,7 @@ main(sys.argv[1:])
 def test_a_killed_run_keeps_every_finished_batch(resnet18_s1: Path, tmp_path: Path) -> None:
     photos = [shutil.copyfile(FACE, tmp_path / f"face{n}.jpg") for n in range(4)]
     args = [
-        "--resume",
-        str(resnet18_s1),
-        "--no-detect",
-        "--quiet",
-        "--workers",
-        "0",
+        *fast_with(resnet18_s1),
         "--batch-size",
         "1",
         "--format",
@@ -639,13 +592,7 @@ def test_video_resume_keeps_summaries_of_completed_videos(
 
     def run(*extra: str) -> int:
         return run_main(
-            "--untrained",
-            "--arc",
-            "resnet18",
-            "--no-detect",
-            "--quiet",
-            "--workers",
-            "0",
+            *FAST,
             "--batch-size",
             "4",
             "--format",
