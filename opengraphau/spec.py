@@ -247,7 +247,8 @@ def api_spec(
     if untrained:
         warn_untrained()
     # The API names its settings as `Options` does, but for `detect_faces` (off by default).
-    chosen: dict[str, Any] = {k: v for k, v in settings.items() if k in PipelineSpec.settings()}
+    names = PipelineSpec.settings()
+    chosen: dict[str, Any] = {k: v for k, v in settings.items() if k in names}
     chosen.update(device=str(device), detect=settings.get("detect_faces", False))
     spec = PipelineSpec(**chosen)
     return spec.with_weights(weights), weights
